@@ -1,0 +1,421 @@
+"""Search spaces and architectures.
+
+A space is per-layer heterogeneous, as in HW-GPT-Bench: global ``embed_dim``, ``n_layer`` and
+``bias``; per layer ``n_head[i]`` and ``mlp_ratio[i]``. Head size is fixed per space, so the
+attention width of layer i is ``n_head[i] * head_size``, independent of ``embed_dim``.
+
+An :class:`Architecture` is immutable and hashable. It has
+
+* a canonical string id ``gpt-{space}-{L}-{E}-{mlps}-{heads}-{bias}`` (HW-GPT-Bench's format:
+  per-layer values concatenated without separators, bias as ``True``/``False``),
+* a fixed-length integer encoding of choice indices
+  ``[embed, layer, mlp_0..mlp_{Lmax-1}, head_0..head_{Lmax-1}, bias]`` where layers beyond
+  ``n_layer`` are padded with ``-1``,
+* a HW-GPT-Bench dict (``sample_embed_dim``, ``sample_n_layer``, ``sample_mlp_ratio``,
+  ``sample_n_head``, ``sample_bias`` as the strings ``"True"``/``"False"``).
+
+All conversions are lossless. Every invalid input raises :class:`ArchitectureError` (a
+``ValueError``) naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+PAD = -1  # encoding value of a layer slot beyond n_layer
+
+
+class ArchitectureError(ValueError):
+    """Invalid architecture, space name, id, encoding or dict."""
+
+
+def _fail(field: str, value: Any, allowed: Any) -> ArchitectureError:
+    return ArchitectureError(f"invalid {field}: {value!r}; allowed: {allowed}")
+
+
+def _as_int(field: str, value: Any, allowed: Any) -> int:
+    # bool is an int subclass; a bool where a size is expected is a bug, not a 1.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise _fail(field, value, allowed)
+    return int(value)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The choices of one search space and the fixed model constants that go with it."""
+
+    name: str
+    embed_dim_choices: tuple[int, ...]
+    n_layer_choices: tuple[int, ...]
+    n_head_choices: tuple[int, ...]
+    mlp_ratio_choices: tuple[int, ...]
+    bias_choices: tuple[bool, ...]
+    head_size: int
+    block_size: int  # context length
+    vocab_size: int  # padded vocabulary size (rows of the embedding)
+
+    @property
+    def max_layers(self) -> int:
+        return max(self.n_layer_choices)
+
+    @property
+    def encoding_length(self) -> int:
+        return 3 + 2 * self.max_layers
+
+    @property
+    def encoding_choices(self) -> tuple[int, ...]:
+        """Number of choices at each encoding position (for one-hot features and mutation)."""
+        lm = self.max_layers
+        return (
+            (len(self.embed_dim_choices), len(self.n_layer_choices))
+            + (len(self.mlp_ratio_choices),) * lm
+            + (len(self.n_head_choices),) * lm
+            + (len(self.bias_choices),)
+        )
+
+    def size(self) -> int:
+        """Number of distinct architectures in the space."""
+        per_layer = len(self.n_head_choices) * len(self.mlp_ratio_choices)
+        return len(self.embed_dim_choices) * len(self.bias_choices) * sum(per_layer**n for n in self.n_layer_choices)
+
+    # ------------------------------------------------------------------ construction
+    def arch(self, embed_dim: int, n_layer: int, n_head: Sequence[int] | int, mlp_ratio: Sequence[int] | int,
+             bias: bool) -> "Architecture":
+        """Build a validated architecture; a scalar ``n_head``/``mlp_ratio`` is used for every layer."""
+        if isinstance(n_head, (int, np.integer)) and not isinstance(n_head, bool):
+            n_head = (int(n_head),) * _as_int("n_layer", n_layer, self.n_layer_choices)
+        if isinstance(mlp_ratio, (int, np.integer)) and not isinstance(mlp_ratio, bool):
+            mlp_ratio = (int(mlp_ratio),) * _as_int("n_layer", n_layer, self.n_layer_choices)
+        return Architecture(self.name, embed_dim, n_layer, _as_tuple("n_head", n_head), _as_tuple("mlp_ratio", mlp_ratio), bias)
+
+    def largest(self) -> "Architecture":
+        return self.arch(max(self.embed_dim_choices), self.max_layers, max(self.n_head_choices),
+                         max(self.mlp_ratio_choices), True)
+
+    def smallest(self) -> "Architecture":
+        return self.arch(min(self.embed_dim_choices), min(self.n_layer_choices), min(self.n_head_choices),
+                         min(self.mlp_ratio_choices), False)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, seed: int | np.random.Generator | None = None, n: int | None = None):
+        """Uniform sample over the space (every architecture equally likely).
+
+        Returns one Architecture, or a list of ``n``. ``seed`` is an int or a Generator; ``None``
+        is refused, because an unseeded sample cannot be reproduced.
+        """
+        rng = _rng(seed)
+        if n is None:
+            return self._sample_one(rng)
+        return [self._sample_one(rng) for _ in range(int(n))]
+
+    def _sample_one(self, rng: np.random.Generator) -> "Architecture":
+        # n_layer is drawn in proportion to the number of architectures with that depth,
+        # so that the sample is uniform over architectures rather than over depths.
+        per_layer = len(self.n_head_choices) * len(self.mlp_ratio_choices)
+        weights = np.array([float(per_layer) ** n for n in self.n_layer_choices])
+        n_layer = self.n_layer_choices[int(rng.choice(len(weights), p=weights / weights.sum()))]
+        embed = self.embed_dim_choices[int(rng.integers(len(self.embed_dim_choices)))]
+        heads = tuple(self.n_head_choices[i] for i in rng.integers(len(self.n_head_choices), size=n_layer))
+        mlps = tuple(self.mlp_ratio_choices[i] for i in rng.integers(len(self.mlp_ratio_choices), size=n_layer))
+        bias = self.bias_choices[int(rng.integers(len(self.bias_choices)))]
+        return Architecture(self.name, embed, n_layer, heads, mlps, bias)
+
+    # ------------------------------------------------------------------ neighbourhood
+    def neighbours(self, arch: "Architecture") -> list["Architecture"]:
+        """All architectures that differ from ``arch`` in exactly one choice.
+
+        Changing ``n_layer`` drops trailing layers or appends layers that copy the last one.
+        """
+        arch = self.validate(arch)
+        out: list[Architecture] = []
+        for e in self.embed_dim_choices:
+            if e != arch.embed_dim:
+                out.append(arch.replace(embed_dim=e))
+        for n in self.n_layer_choices:
+            if n != arch.n_layer:
+                out.append(_resize(arch, n))
+        for i in range(arch.n_layer):
+            for h in self.n_head_choices:
+                if h != arch.n_head[i]:
+                    out.append(arch.replace(n_head=arch.n_head[:i] + (h,) + arch.n_head[i + 1:]))
+            for m in self.mlp_ratio_choices:
+                if m != arch.mlp_ratio[i]:
+                    out.append(arch.replace(mlp_ratio=arch.mlp_ratio[:i] + (m,) + arch.mlp_ratio[i + 1:]))
+        for b in self.bias_choices:
+            if b != arch.bias:
+                out.append(arch.replace(bias=b))
+        return out
+
+    def mutate(self, arch: "Architecture", seed: int | np.random.Generator, p: float | None = None) -> "Architecture":
+        """Resample each choice with probability ``p`` (default 1/number of live choices); the result
+        always differs from ``arch``."""
+        arch = self.validate(arch)
+        rng = _rng(seed)
+        n_live = 3 + 2 * arch.n_layer
+        p = 1.0 / n_live if p is None else float(p)
+        if not 0.0 < p <= 1.0:
+            raise _fail("p", p, "a probability in (0, 1]")
+        while True:
+            embed, n_layer, bias = arch.embed_dim, arch.n_layer, arch.bias
+            heads, mlps = list(arch.n_head), list(arch.mlp_ratio)
+            if rng.random() < p:
+                embed = self.embed_dim_choices[int(rng.integers(len(self.embed_dim_choices)))]
+            if rng.random() < p:
+                n_layer = self.n_layer_choices[int(rng.integers(len(self.n_layer_choices)))]
+            for i in range(len(heads)):
+                if rng.random() < p:
+                    heads[i] = self.n_head_choices[int(rng.integers(len(self.n_head_choices)))]
+                if rng.random() < p:
+                    mlps[i] = self.mlp_ratio_choices[int(rng.integers(len(self.mlp_ratio_choices)))]
+            if rng.random() < p:
+                bias = self.bias_choices[int(rng.integers(len(self.bias_choices)))]
+            new = _resize(Architecture(self.name, embed, arch.n_layer, tuple(heads), tuple(mlps), bias), n_layer)
+            if new != arch:
+                return new
+
+    # ------------------------------------------------------------------ conversions
+    def validate(self, arch: Any) -> "Architecture":
+        """Coerce any accepted form (Architecture, id string, encoding, HW-GPT-Bench dict) to an
+        Architecture of this space."""
+        if isinstance(arch, Architecture):
+            if arch.space != self.name:
+                raise _fail("space", arch.space, f"{self.name!r} (this benchmark's space)")
+            return arch
+        if isinstance(arch, str):
+            return self.from_id(arch)
+        if isinstance(arch, Mapping):
+            return self.from_hwgpt_dict(arch)
+        if isinstance(arch, (np.ndarray, list, tuple)):
+            return self.decode(arch)
+        raise _fail("architecture", arch, "an Architecture, an id string, an integer encoding or a HW-GPT-Bench dict")
+
+    def from_id(self, arch_id: str) -> "Architecture":
+        return Architecture.from_id(arch_id, space=self.name)
+
+    def encode_many(self, archs: Sequence["Architecture"]) -> np.ndarray:
+        out = np.full((len(archs), self.encoding_length), PAD, dtype=np.int8)
+        for i, a in enumerate(archs):
+            out[i] = self.validate(a).encoding()
+        return out
+
+    def decode(self, encoding: Sequence[int] | np.ndarray) -> "Architecture":
+        enc = np.asarray(encoding)
+        if enc.shape != (self.encoding_length,) or not np.issubdtype(enc.dtype, np.integer):
+            raise _fail("encoding", encoding, f"{self.encoding_length} integers for space {self.name!r}")
+        lm = self.max_layers
+        embed = _pick("embed_dim index", enc[0], self.embed_dim_choices)
+        n_layer = _pick("n_layer index", enc[1], self.n_layer_choices)
+        mlps = tuple(_pick(f"mlp_ratio[{i}] index", enc[2 + i], self.mlp_ratio_choices) for i in range(n_layer))
+        heads = tuple(_pick(f"n_head[{i}] index", enc[2 + lm + i], self.n_head_choices) for i in range(n_layer))
+        for i in range(n_layer, lm):
+            if enc[2 + i] != PAD or enc[2 + lm + i] != PAD:
+                raise _fail(f"encoding layer {i} (beyond n_layer={n_layer})",
+                            (int(enc[2 + i]), int(enc[2 + lm + i])), f"padding {PAD}")
+        bias = _pick("bias index", enc[-1], self.bias_choices)
+        return Architecture(self.name, embed, n_layer, heads, mlps, bias)
+
+    def from_hwgpt_dict(self, d: Mapping[str, Any]) -> "Architecture":
+        """Accept HW-GPT-Bench's dict; per-layer lists may be padded beyond ``sample_n_layer``."""
+        keys = ("sample_embed_dim", "sample_n_layer", "sample_mlp_ratio", "sample_n_head", "sample_bias")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise _fail("HW-GPT-Bench dict keys", sorted(d), f"all of {list(keys)} (missing {missing})")
+        n_layer = _as_int("sample_n_layer", d["sample_n_layer"], self.n_layer_choices)
+        lists = {}
+        for k in ("sample_mlp_ratio", "sample_n_head"):
+            v = d[k]
+            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
+                raise _fail(k, v, f"a list of at least n_layer={n_layer} integers")
+            if len(v) < n_layer:
+                raise _fail(k, v, f"a list of at least n_layer={n_layer} integers (got {len(v)})")
+            lists[k] = _as_tuple(k, v[:n_layer])
+        bias = d["sample_bias"]
+        if isinstance(bias, str):
+            if bias not in ("True", "False"):
+                raise _fail("sample_bias", bias, ["True", "False"])
+            bias = bias == "True"
+        return Architecture(self.name, d["sample_embed_dim"], n_layer, lists["sample_n_head"],
+                            lists["sample_mlp_ratio"], bias)
+
+
+def _as_tuple(field: str, v: Any) -> tuple:
+    if isinstance(v, (str, bytes)) or not isinstance(v, (Sequence, np.ndarray)):
+        raise _fail(field, v, "a sequence of integers, one per layer")
+    return tuple(v)
+
+
+def _pick(field: str, index: Any, choices: Sequence) -> Any:
+    i = int(index)
+    if not 0 <= i < len(choices):
+        raise _fail(field, i, f"0..{len(choices) - 1} (choices {list(choices)})")
+    return choices[i]
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise _fail("seed", seed, "an int or a numpy.random.Generator (sampling is always seeded)")
+    return np.random.default_rng(int(seed))
+
+
+def _resize(arch: "Architecture", n_layer: int) -> "Architecture":
+    if n_layer <= arch.n_layer:
+        return arch.replace(n_layer=n_layer, n_head=arch.n_head[:n_layer], mlp_ratio=arch.mlp_ratio[:n_layer])
+    extra = n_layer - arch.n_layer
+    return arch.replace(n_layer=n_layer, n_head=arch.n_head + (arch.n_head[-1],) * extra,
+                        mlp_ratio=arch.mlp_ratio + (arch.mlp_ratio[-1],) * extra)
+
+
+SPACES: dict[str, SearchSpace] = {
+    # Our CPU-scale space, trained end to end on two cores; the embedded default.
+    "t": SearchSpace("t", (64, 128, 192), (4, 5, 6), (2, 4, 6), (2, 3, 4), (True, False),
+                     head_size=32, block_size=256, vocab_size=4096),
+    # HW-GPT-Bench's spaces, exactly.
+    "s": SearchSpace("s", (192, 384, 768), (10, 11, 12), (4, 8, 12), (2, 3, 4), (True, False),
+                     head_size=64, block_size=1024, vocab_size=50304),
+    "m": SearchSpace("m", (256, 512, 1024), (22, 23, 24), (8, 12, 16), (2, 3, 4), (True, False),
+                     head_size=64, block_size=1024, vocab_size=50304),
+    "l": SearchSpace("l", (320, 640, 1280), (34, 35, 36), (8, 16, 20), (2, 3, 4), (True, False),
+                     head_size=64, block_size=1024, vocab_size=50304),
+}
+
+
+def get_space(name: str | SearchSpace) -> SearchSpace:
+    if isinstance(name, SearchSpace):
+        return name
+    try:
+        return SPACES[name]
+    except (KeyError, TypeError):
+        raise _fail("space", name, sorted(SPACES)) from None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One sub-network of a search space. Validated on construction; immutable and hashable."""
+
+    space: str
+    embed_dim: int
+    n_layer: int
+    n_head: tuple[int, ...]
+    mlp_ratio: tuple[int, ...]
+    bias: bool
+
+    def __post_init__(self) -> None:
+        sp = get_space(self.space)
+        set_ = object.__setattr__  # frozen dataclass: normalise numpy scalars to plain Python values
+        embed = _as_int("embed_dim", self.embed_dim, list(sp.embed_dim_choices))
+        if embed not in sp.embed_dim_choices:
+            raise _fail("embed_dim", self.embed_dim, list(sp.embed_dim_choices))
+        n_layer = _as_int("n_layer", self.n_layer, list(sp.n_layer_choices))
+        if n_layer not in sp.n_layer_choices:
+            raise _fail("n_layer", self.n_layer, list(sp.n_layer_choices))
+        for field, choices in (("n_head", sp.n_head_choices), ("mlp_ratio", sp.mlp_ratio_choices)):
+            values = _as_tuple(field, getattr(self, field))
+            if len(values) != n_layer:
+                raise _fail(f"{field} (length)", len(values), f"n_layer={n_layer} values, one per layer")
+            clean = []
+            for i, v in enumerate(values):
+                v = _as_int(f"{field}[{i}]", v, list(choices))
+                if v not in choices:
+                    raise _fail(f"{field}[{i}]", v, list(choices))
+                clean.append(v)
+            set_(self, field, tuple(clean))
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise _fail("bias", self.bias, "True or False (a bool; HW-GPT-Bench's strings go through from_hwgpt_dict)")
+        set_(self, "embed_dim", embed)
+        set_(self, "n_layer", n_layer)
+        set_(self, "bias", bool(self.bias))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def search_space(self) -> SearchSpace:
+        return SPACES[self.space]
+
+    @property
+    def head_size(self) -> int:
+        return SPACES[self.space].head_size
+
+    @property
+    def id(self) -> str:
+        mlps = "".join(str(m) for m in self.mlp_ratio)
+        heads = "".join(str(h) for h in self.n_head)
+        return f"gpt-{self.space}-{self.n_layer}-{self.embed_dim}-{mlps}-{heads}-{self.bias}"
+
+    def __str__(self) -> str:
+        return self.id
+
+    def replace(self, **changes: Any) -> "Architecture":
+        fields = dict(space=self.space, embed_dim=self.embed_dim, n_layer=self.n_layer, n_head=self.n_head,
+                      mlp_ratio=self.mlp_ratio, bias=self.bias)
+        fields.update(changes)
+        return Architecture(**fields)
+
+    def encoding(self) -> np.ndarray:
+        sp = SPACES[self.space]
+        lm = sp.max_layers
+        enc = np.full(sp.encoding_length, PAD, dtype=np.int8)
+        enc[0] = sp.embed_dim_choices.index(self.embed_dim)
+        enc[1] = sp.n_layer_choices.index(self.n_layer)
+        for i in range(self.n_layer):
+            enc[2 + i] = sp.mlp_ratio_choices.index(self.mlp_ratio[i])
+            enc[2 + lm + i] = sp.n_head_choices.index(self.n_head[i])
+        enc[-1] = sp.bias_choices.index(self.bias)
+        return enc
+
+    def to_hwgpt_dict(self) -> dict[str, Any]:
+        return {
+            "sample_embed_dim": self.embed_dim,
+            "sample_n_layer": self.n_layer,
+            "sample_mlp_ratio": list(self.mlp_ratio),
+            "sample_n_head": list(self.n_head),
+            "sample_bias": str(self.bias),
+        }
+
+    @classmethod
+    def from_id(cls, arch_id: str, space: str | None = None) -> "Architecture":
+        if not isinstance(arch_id, str):
+            raise _fail("architecture id", arch_id, "a string gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
+        m = _ID_RE.fullmatch(arch_id)
+        if m is None:
+            raise _fail("architecture id", arch_id, "the form gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
+        name, n_layer, embed, mlps, heads, bias = m.groups()
+        sp = get_space(name)
+        if space is not None and name != space:
+            raise _fail("architecture id space", name, f"{space!r}")
+        n_layer = int(n_layer)
+        if n_layer not in sp.n_layer_choices:
+            raise _fail("n_layer", n_layer, list(sp.n_layer_choices))
+        mlp_t = _split_digits("mlp_ratio", mlps, sp.mlp_ratio_choices, n_layer, arch_id)
+        head_t = _split_digits("n_head", heads, sp.n_head_choices, n_layer, arch_id)
+        arch = cls(name, int(embed), n_layer, head_t, mlp_t, bias == "True")
+        if arch.id != arch_id:  # e.g. leading zeros: one architecture, one id
+            raise _fail("architecture id", arch_id, f"the canonical form {arch.id!r}")
+        return arch
+
+
+_ID_RE = re.compile(r"gpt-([a-z]+)-(\d+)-(\d+)-(\d+)-(\d+)-(True|False)")
+
+
+def _split_digits(field: str, s: str, choices: Sequence[int], n_layer: int, arch_id: str) -> tuple[int, ...]:
+    """Split HW-GPT-Bench's separator-free per-layer digits, e.g. '4812' -> (4, 8, 12).
+
+    The choices of every space are prefix-free as digit strings, so greedy matching is exact.
+    """
+    tokens = sorted((str(c) for c in choices), key=len, reverse=True)
+    out, pos = [], 0
+    while pos < len(s):
+        for t in tokens:
+            if s.startswith(t, pos):
+                out.append(int(t))
+                pos += len(t)
+                break
+        else:
+            raise _fail(f"{field} digits in id {arch_id!r}", s[pos:], list(choices))
+    if len(out) != n_layer:
+        raise _fail(f"{field} (length) in id {arch_id!r}", len(out), f"n_layer={n_layer} values")
+    return tuple(out)

@@ -1,0 +1,1 @@
+"""Surrogate models fitted on hwlm-bench tables (XGBoost, saved as JSON/UBJ, never pickle)."""
