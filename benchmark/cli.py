@@ -1,0 +1,112 @@
+"""The ``hwlm`` command line. Subcommands import what they need lazily, so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _info(args) -> int:
+    from benchmark import __version__
+    from benchmark.paths import data_dir
+    from benchmark.spaces import SPACES
+
+    print(f"hwlm-bench {__version__}")
+    print(f"embedded release: {data_dir()}")
+    for name, sp in SPACES.items():
+        print(f"space {name}: {sp.size():.3e} architectures; embed_dim {list(sp.embed_dim_choices)}, "
+              f"n_layer {list(sp.n_layer_choices)}, n_head {list(sp.n_head_choices)} x head_size {sp.head_size}, "
+              f"mlp_ratio {list(sp.mlp_ratio_choices)}, bias {list(sp.bias_choices)}, context {sp.block_size}, "
+              f"vocabulary {sp.vocab_size}")
+    return 0
+
+
+def _sample(args) -> int:
+    from benchmark import costs
+    from benchmark.spaces import get_space
+
+    sp = get_space(args.space)
+    archs = sp.sample(args.seed, n=args.n)
+    seq = args.seq_len or sp.block_size
+    p = costs.params(archs)
+    f = costs.flops_prefill(archs, batch=args.batch, seq_len=seq)
+    d = costs.flops_decode(archs, batch=args.batch, context_len=seq - 1)
+    w = costs.weight_bytes(archs, dtype="fp32")
+    print(f"{'architecture':<44} {'params':>12} {'GFLOPs prefill':>15} {'MFLOPs/token':>13} {'weights MB':>11}")
+    print(f"{'':<44} {'(exact)':>12} {f'b{args.batch} x s{seq}':>15} {'decode':>13} {'fp32':>11}")
+    for a, pi, fi, di, wi in zip(archs, p, f, d, w):
+        print(f"{a.id:<44} {int(pi):>12,} {fi / 1e9:>15.3f} {di / 1e6:>13.3f} {wi / 1e6:>11.2f}")
+    return 0
+
+
+def _train(args) -> int:
+    from benchmark.supernet.train import TrainConfig, plot_log, train
+
+    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    out = train(TrainConfig(**fields))
+    png = plot_log(out / "log.jsonl", out / "loss.png")
+    print(f"loss curve: {png}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwlm", description="hwlm-bench: a hardware-aware benchmark for LM architectures")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("info", help="versions, search spaces and the embedded release",
+                       description="Print the package version, the search spaces and where the embedded release is.")
+    s.set_defaults(func=_info)
+
+    s = sub.add_parser("sample", help="sample architectures and print their exact costs",
+                       description="Seeded uniform sample of a space with exact params and FLOPs.")
+    s.add_argument("--space", default="t", help="search space (t, s, m, l); default t")
+    s.add_argument("-n", type=int, default=5, help="number of architectures (default 5)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    s.add_argument("--batch", type=int, default=1, help="batch size of the FLOPs setting (default 1)")
+    s.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the space's context)")
+    s.set_defaults(func=_sample)
+
+    s = sub.add_parser("train", help="train (or resume) a weight-sharing supernet with the sandwich rule",
+                       description="Train a supernet; rerunning with the same --out-dir resumes from its checkpoint.")
+    s.add_argument("--space", default=None, help="search space (default t)")
+    s.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/ (default data)")
+    s.add_argument("--out-dir", default=None, help="run directory (default runs/supernet-t)")
+    for name, typ, help_ in (("steps", int, "optimiser steps"), ("batch-size", int, "sequences per batch"),
+                             ("lr", float, "peak learning rate"), ("min-lr", float, "final learning rate"),
+                             ("warmup", int, "warm-up steps"), ("n-random", int, "random sub-networks per step"),
+                             ("distill", float, "in-place distillation weight in [0, 1]"),
+                             ("seed", int, "seed of init, batches and sampled sub-networks"),
+                             ("eval-every", int, "steps between validations"),
+                             ("ckpt-every", int, "steps between checkpoints"), ("threads", int, "torch threads")):
+        s.add_argument(f"--{name}", type=typ, default=None, help=help_)
+    s.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
+    s.set_defaults(func=_train)
+
+    for register in _optional_registrations():
+        register(sub)
+    return p
+
+
+def _optional_registrations():
+    """Subcommands that live beside the concept they drive (hub, profiling, surrogates, MOO, ...)."""
+    regs = []
+    try:
+        from benchmark.supernet.corpus import add_prepare_corpus_parser
+        regs.append(add_prepare_corpus_parser)
+    except ImportError:
+        pass
+    try:
+        from benchmark.hub import add_download_parser, add_publish_parser
+        regs += [add_download_parser, add_publish_parser]
+    except ImportError:
+        pass
+    return regs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
