@@ -1,0 +1,18 @@
+"""Shared fixtures: a tiny real corpus built from the shipped text slice."""
+
+from pathlib import Path
+
+import pytest
+
+SAMPLE = Path(__file__).parent / "data" / "corpus_sample.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A data directory (tokenizer.json + corpus/{train,val,test}.npy + manifest) built from
+    tests/data/corpus_sample.txt with a 300-token BPE."""
+    from benchmark.supernet import corpus as C
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    C.build_corpus(C.load_documents(SAMPLE), out, vocab_size=300, block_chars=1000, seed=0, progress=False)
+    return out
