@@ -1,0 +1,338 @@
+"""A *release*: a directory of artefacts for one search space, described by ``MANIFEST.json``.
+
+A release holds the table(s), surrogates, tokenizer and supernet checkpoint of one space. Its
+``MANIFEST.json`` lists every file with its size and sha256, together with the space, the table
+schema version, the version of hwlm-bench that wrote it and when. The embedded ``data/``
+release and the releases on the Hugging Face Hub (see :mod:`benchmark.hub`) use the same format,
+so one function, :func:`verify_release`, checks both.
+
+```
+release/
+  MANIFEST.json
+  table_s.h5
+  tokenizer.json
+  supernet.safetensors
+  surrogates/s/latency_ms@cpu.json
+```
+
+``MANIFEST.json``::
+
+    {
+      "format": "hwlm-bench-release",
+      "format_version": 1,
+      "space": "s",
+      "schema_version": 1,
+      "package_version": "0.1.0",
+      "created": "2026-01-01T00:00:00Z",
+      "files": [{"path": "table_s.h5", "size": 123, "sha256": "..."}, ...]
+    }
+
+Paths are relative, ``/``-separated and may not leave the directory. Extra top-level keys
+(a description, provenance) are allowed and kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_FORMAT",
+    "MANIFEST_FORMAT_VERSION",
+    "SUPPORTED_SCHEMA_VERSION",
+    "ReleaseError",
+    "SchemaVersionError",
+    "VerificationError",
+    "FileMismatch",
+    "sha256_file",
+    "list_release_files",
+    "write_manifest",
+    "read_manifest",
+    "verify_release",
+]
+
+MANIFEST_NAME = "MANIFEST.json"
+MANIFEST_FORMAT = "hwlm-bench-release"
+#: Version of the MANIFEST.json layout itself (this module reads versions up to this one).
+MANIFEST_FORMAT_VERSION = 1
+#: Newest table schema version this package reads. Kept equal to ``benchmark.table.SCHEMA_VERSION``.
+SUPPORTED_SCHEMA_VERSION = 1
+
+_CORE_KEYS = ("format", "format_version", "space", "schema_version", "package_version", "created", "files")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_SPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Names never listed when a manifest is built from a directory listing.
+_SKIP_SUFFIXES = (".tmp", ".incomplete", ".lock", ".pyc")
+_SKIP_NAMES = {"__pycache__", MANIFEST_NAME}
+_CHUNK = 1 << 20
+
+
+class ReleaseError(ValueError):
+    """A release directory or its manifest is missing, malformed, or does not match its files."""
+
+
+class SchemaVersionError(ReleaseError):
+    """The release was written for a newer table schema (or manifest format) than this package reads."""
+
+
+@dataclass(frozen=True)
+class FileMismatch:
+    """One file whose bytes differ from what the manifest says.
+
+    ``algorithm`` is ``"sha256"`` for files checked against a manifest; :mod:`benchmark.hub` also
+    reports a cached manifest whose bytes no longer match its git blob id (``"git-sha1"``)."""
+
+    path: str
+    expected_sha256: str
+    actual_sha256: str
+    expected_size: int
+    actual_size: int
+    algorithm: str = "sha256"
+
+    def describe(self) -> str:
+        size = (f"; size: expected {self.expected_size} bytes, actual {self.actual_size}"
+                if self.expected_size != self.actual_size else "")
+        return f"{self.path}: {self.algorithm} expected {self.expected_sha256}, actual {self.actual_sha256}{size}"
+
+
+class VerificationError(ReleaseError):
+    """Files of a release are missing or their sha256 differs from the manifest.
+
+    ``mismatches`` lists every corrupted/truncated/tampered file with both hashes, ``missing`` the
+    manifest paths that do not exist, ``directory`` the release directory that was checked.
+    """
+
+    def __init__(self, message: str, *, directory: Path | str | None = None,
+                 mismatches: Iterable[FileMismatch] = (), missing: Iterable[str] = ()):
+        super().__init__(message)
+        self.directory = Path(directory) if directory is not None else None
+        self.mismatches: list[FileMismatch] = list(mismatches)
+        self.missing: list[str] = list(missing)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks; symlinks are followed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p if p.name == MANIFEST_NAME and not p.is_dir() else p / MANIFEST_NAME
+
+
+def _check_rel_path(rel: Any, where: str) -> str:
+    """A manifest path must be a relative, normalised, '/'-separated path inside the release."""
+    if not isinstance(rel, str) or not rel:
+        raise ReleaseError(f"{where}: file path must be a non-empty string, got {rel!r}")
+    pp = PurePosixPath(rel)
+    if ("\\" in rel or rel.startswith("/") or pp.is_absolute() or str(pp) != rel
+            or any(part in ("", ".", "..") for part in rel.split("/")) or ":" in pp.parts[0]):
+        raise ReleaseError(f"{where}: file path {rel!r} is not a normalised relative path inside the release "
+                           "(no leading '/', no '..', no '\\', no drive letters)")
+    if rel == MANIFEST_NAME:
+        raise ReleaseError(f"{where}: the manifest cannot list itself")
+    return rel
+
+
+def _check_space(space: Any, where: str) -> str:
+    if not isinstance(space, str) or not _SPACE_RE.fullmatch(space):
+        raise ReleaseError(f"{where}: invalid space {space!r}; allowed: a name of letters, digits, '_', '.', '-' "
+                           "(the search spaces are t, s, m, l)")
+    return space
+
+
+def _check_version(value: Any, name: str, supported: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ReleaseError(f"{where}: invalid {name} {value!r}; allowed: an integer >= 1")
+    if value > supported:
+        from benchmark import __version__
+
+        raise SchemaVersionError(
+            f"{where}: {name} {value} is newer than this hwlm-bench {__version__} supports (up to {supported}). "
+            f"Upgrade the package (pip install -U hwlm-bench, or git pull in your clone), "
+            f"or use an older release (an earlier --revision).")
+    return value
+
+
+def list_release_files(directory: str | os.PathLike) -> list[str]:
+    """Relative '/'-paths of the files a manifest of ``directory`` would list, sorted.
+
+    Skips ``MANIFEST.json``, hidden files and folders (``.git``, ``.cache``), ``__pycache__`` and
+    temporary files (``*.tmp``, ``*.incomplete``, ``*.lock``).
+    """
+    root = Path(directory)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_NAMES)
+        for name in filenames:
+            if name.startswith(".") or name in _SKIP_NAMES or name.endswith(_SKIP_SUFFIXES):
+                continue
+            full = Path(dirpath) / name
+            if not full.is_file():  # dangling symlink, socket, ...
+                continue
+            out.append(full.relative_to(root).as_posix())
+    return sorted(out)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# manifest
+
+
+def write_manifest(directory: str | os.PathLike, space: str, schema_version: int = SUPPORTED_SCHEMA_VERSION, *,
+                   files: Iterable[str] | None = None, created: str | datetime | None = None,
+                   extra: Mapping[str, Any] | None = None) -> dict:
+    """Hash the files of ``directory`` and write its ``MANIFEST.json`` (atomically); return the manifest.
+
+    ``files`` (relative '/'-paths) defaults to every file found (see :func:`list_release_files`).
+    ``created`` defaults to now (UTC); pass a fixed value for byte-identical manifests.
+    ``extra`` adds top-level keys (e.g. ``{"description": ...}``); they may not replace core keys.
+    """
+    from benchmark import __version__
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise ReleaseError(f"{root}: not a directory")
+    where = str(root / MANIFEST_NAME)
+    _check_space(space, where)
+    _check_version(schema_version, "schema_version", SUPPORTED_SCHEMA_VERSION, where)
+    rel_paths = list_release_files(root) if files is None else sorted(set(files))
+    entries = []
+    for rel in rel_paths:
+        _check_rel_path(rel, where)
+        full = root / rel
+        if not full.is_file():
+            raise ReleaseError(f"{where}: listed file {rel!r} does not exist in {root}")
+        entries.append({"path": rel, "size": full.stat().st_size, "sha256": sha256_file(full)})
+    if created is None:
+        created = datetime.now(timezone.utc)
+    if isinstance(created, datetime):
+        created = created.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_FORMAT_VERSION,
+        "space": space,
+        "schema_version": schema_version,
+        "package_version": __version__,
+        "created": str(created),
+    }
+    for key, value in (extra or {}).items():
+        if key in _CORE_KEYS:
+            raise ReleaseError(f"extra key {key!r} would replace a core manifest field")
+        manifest[key] = value
+    manifest["files"] = entries
+    _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return manifest
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Read and validate ``MANIFEST.json`` of a release directory (or the file itself).
+
+    Raises :class:`SchemaVersionError` when the release needs a newer hwlm-bench, and
+    :class:`ReleaseError` for a missing or malformed manifest. Does not hash any file.
+    """
+    mpath = _manifest_path(path)
+    where = str(mpath)
+    try:
+        text = mpath.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReleaseError(f"{mpath.parent}: no {MANIFEST_NAME}, so this is not a release directory; create one "
+                           "with benchmark.release.write_manifest(directory, space)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReleaseError(f"{where}: cannot read the manifest ({e})") from e
+    try:
+        m = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ReleaseError(f"{where}: not valid JSON ({e}); the manifest is corrupted") from e
+    if not isinstance(m, dict):
+        raise ReleaseError(f"{where}: expected a JSON object, got {type(m).__name__}")
+    if m.get("format") != MANIFEST_FORMAT:
+        raise ReleaseError(f"{where}: invalid format {m.get('format')!r}; allowed: {MANIFEST_FORMAT!r}")
+    _check_version(m.get("format_version"), "format_version", MANIFEST_FORMAT_VERSION, where)
+    _check_version(m.get("schema_version"), "schema_version", SUPPORTED_SCHEMA_VERSION, where)
+    _check_space(m.get("space"), where)
+    for key in ("package_version", "created"):
+        if not isinstance(m.get(key), str):
+            raise ReleaseError(f"{where}: invalid {key} {m.get(key)!r}; allowed: a string")
+    files = m.get("files")
+    if not isinstance(files, list):
+        raise ReleaseError(f"{where}: invalid files {files!r}; allowed: a list of {{path, size, sha256}}")
+    seen = set()
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            raise ReleaseError(f"{where}: files[{i}] must be an object with path, size, sha256")
+        rel = _check_rel_path(entry.get("path"), where)
+        if rel in seen:
+            raise ReleaseError(f"{where}: file {rel!r} is listed twice")
+        seen.add(rel)
+        size = entry.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ReleaseError(f"{where}: {rel}: invalid size {size!r}; allowed: an integer >= 0")
+        digest = entry.get("sha256")
+        if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
+            raise ReleaseError(f"{where}: {rel}: invalid sha256 {digest!r}; allowed: 64 lowercase hex digits")
+    return m
+
+
+def verify_release(directory: str | os.PathLike, *, space: str | None = None) -> dict:
+    """Check every file of a release against its manifest; return the manifest.
+
+    Every listed file must exist with the listed size and sha256 (the whole file is hashed, even
+    when the size already differs, so that both hashes can be reported). All problems are
+    collected and raised together as one :class:`VerificationError` naming each file with its
+    expected and actual sha256. ``space``, if given, must match the manifest's space. Files not
+    listed in the manifest are ignored.
+    """
+    root = Path(directory)
+    manifest = read_manifest(root)
+    if space is not None and manifest["space"] != space:
+        raise ReleaseError(f"{root / MANIFEST_NAME}: release is for space {manifest['space']!r}, "
+                           f"expected {space!r}")
+    mismatches: list[FileMismatch] = []
+    missing: list[str] = []
+    for entry in manifest["files"]:
+        full = root / entry["path"]
+        if not full.is_file():
+            missing.append(entry["path"])
+            continue
+        actual_size = full.stat().st_size
+        actual = sha256_file(full)
+        if actual != entry["sha256"] or actual_size != entry["size"]:
+            mismatches.append(FileMismatch(entry["path"], entry["sha256"], actual, entry["size"], actual_size))
+    if mismatches or missing:
+        lines = [f"release {root} does not match its {MANIFEST_NAME}:"]
+        lines += [f"  corrupted: {m.describe()}" for m in mismatches]
+        lines += [f"  missing: {p}" for p in missing]
+        raise VerificationError("\n".join(lines), directory=root, mismatches=mismatches, missing=missing)
+    return manifest
