@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from benchmark.supernet.corpus import get_batch, iter_eval_windows, load_split
+from benchmark.supernet.corpus import get_batch, load_split
 from benchmark.supernet.elastic import Supernet
 
 STATE_FILE = "state.json"
@@ -82,20 +82,12 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
-@torch.no_grad()
-def evaluate(net: Supernet, arch, tokens: np.ndarray, block_size: int, max_tokens: int, batch_size: int = 16) -> dict:
-    """Mean next-token loss, perplexity and accuracy on deterministic windows of ``tokens``."""
-    was_training = net.training
-    net.eval()
-    total_loss, total_correct, n = 0.0, 0, 0
-    for x, y in iter_eval_windows(tokens, block_size, max_tokens, batch_size=batch_size):
-        logits = net(x, arch).float()
-        total_loss += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
-        total_correct += (logits.argmax(-1) == y).sum().item()
-        n += y.numel()
-    net.train(was_training)
-    return {"loss": total_loss / n, "perplexity": math.exp(total_loss / n), "token_accuracy": total_correct / n,
-            "tokens": n}
+def evaluate(net: Supernet, arch, tokens: np.ndarray, block_size: int, max_tokens: int) -> dict:
+    """Validation loss, perplexity and accuracy on deterministic windows of ``tokens``."""
+    from benchmark.profiling.perplexity import measure_perplexity
+
+    r = measure_perplexity(net, arch, tokens, max_tokens=max_tokens, block_size=block_size)
+    return {"loss": r.loss, "perplexity": r.perplexity, "token_accuracy": r.token_accuracy, "tokens": r.tokens}
 
 
 # ---------------------------------------------------------------------- checkpoints
