@@ -100,6 +100,11 @@ def _optional_registrations():
         regs += [add_download_parser, add_publish_parser]
     except ImportError:
         pass
+    try:
+        from benchmark.export import add_export_parser
+        regs.append(add_export_parser)
+    except ImportError:
+        pass
     return regs
 
 
