@@ -64,7 +64,7 @@ MANIFEST_FORMAT = "hwlm-bench-release"
 #: Version of the MANIFEST.json layout itself (this module reads versions up to this one).
 MANIFEST_FORMAT_VERSION = 1
 #: Newest table schema version this package reads. Kept equal to ``benchmark.table.SCHEMA_VERSION``.
-SUPPORTED_SCHEMA_VERSION = 1
+from benchmark.table import SCHEMA_VERSION as SUPPORTED_SCHEMA_VERSION  # noqa: E402  one schema version for tables and releases
 
 _CORE_KEYS = ("format", "format_version", "space", "schema_version", "package_version", "created", "files")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
