@@ -29,7 +29,6 @@ dtype). ``hwlm export`` is the command line (:func:`add_export_parser`).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from typing import Any
 
 import torch
 
+from benchmark.release import sha256_file
 from benchmark.spaces import Architecture, ArchitectureError, SearchSpace, get_space
 
 __all__ = [
@@ -150,12 +150,6 @@ def _load_tokenizer(path):
                           "written by hwlm prepare-corpus (data/tokenizer.json)") from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,7 +204,7 @@ def export_architecture(supernet_path_or_net=None, arch: Any = None, out_dir=Non
     source: dict[str, Any] = {"hwlm_bench_version": __version__, "space": net.space.name,
                               "supernet_vocab_size": net.vocab_size, "supernet_block_size": net.block_size}
     if ckpt_path is not None:
-        source.update(checkpoint=ckpt_path.name, checkpoint_sha256=_sha256(ckpt_path))
+        source.update(checkpoint=ckpt_path.name, checkpoint_sha256=sha256_file(ckpt_path))
     source.update({f"checkpoint_{k}": v for k, v in meta.items() if k not in ("format",)})
     config = HwlmConfig(
         vocab_size=net.vocab_size, embed_dim=arch.embed_dim, n_head=list(arch.n_head),

@@ -70,6 +70,22 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((xr * cos + rotated * sin, xp), dim=-1)
 
 
+def init_gpt_weights(module: nn.Module, n_layer: int, seed: int) -> None:
+    """GPT-2 style init, seeded: weights N(0, 0.02), output projections N(0, 0.02/sqrt(2 n_layer)),
+    biases 0, LayerNorm scales 1. Shared by the dense model and the supernet (same names)."""
+    g = torch.Generator().manual_seed(int(seed))
+    resid_std = 0.02 / math.sqrt(2 * n_layer)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif ".ln_" in name or name.startswith("ln_f"):
+                p.fill_(1.0)
+            else:
+                std = resid_std if name.endswith("proj.weight") else 0.02
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
 class KVCache:
     """Pre-allocated keys and values per layer; ``pos`` counts the tokens already cached."""
 
@@ -152,18 +168,7 @@ class GPT(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def init_weights(self, seed: int) -> "GPT":
-        """GPT-2 style init (std 0.02, residual projections scaled by 1/sqrt(2L)); seeded."""
-        g = torch.Generator().manual_seed(int(seed))
-        resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.endswith("bias"):
-                    p.zero_()
-                elif ".ln_" in name or name.startswith("ln_f"):
-                    p.fill_(1.0)
-                else:
-                    std = resid_std if name.endswith("proj.weight") else 0.02
-                    p.copy_(torch.randn(p.shape, generator=g) * std)
+        init_gpt_weights(self, self.config.n_layer, seed)
         return self
 
     def new_cache(self, batch_size: int, max_len: int | None = None, dtype=None) -> KVCache:

@@ -482,7 +482,7 @@ def test_shipped_corpus_matches_manifest():
         assert s["archive_sha256"] == spec.archive_sha256 and s["version"] == spec.version
     tok = C.load_tokenizer(DATA / "tokenizer.json")
     assert tok.get_vocab_size() == 4096 and C.eot_id(tok) == manifest["settings"]["eot_id"]
-    assert C._sha256_file(DATA / "tokenizer.json") == manifest["tokenizer"]["sha256"]
+    assert C.sha256_file(DATA / "tokenizer.json") == manifest["tokenizer"]["sha256"]
     for name in C.SPLITS:
         info = manifest["splits"][name]
         if not (DATA / info["path"]).is_file():

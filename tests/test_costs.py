@@ -12,6 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark import costs
 from benchmark.model import GPT
+from strategies import architectures
+
 from benchmark.spaces import SPACES, ArchitectureError, get_space
 
 SPACE_NAMES = sorted(SPACES)
@@ -34,16 +36,6 @@ def archs_of(name, n=2, seed=0):
     return [sp.smallest(), sp.largest()] + sp.sample(seed, n=n)
 
 
-@st.composite
-def architectures(draw, space_name=None):
-    sp = SPACES[space_name or draw(st.sampled_from(SPACE_NAMES))]
-    n = draw(st.sampled_from(sp.n_layer_choices))
-    return sp.arch(
-        draw(st.sampled_from(sp.embed_dim_choices)), n,
-        draw(st.lists(st.sampled_from(sp.n_head_choices), min_size=n, max_size=n)),
-        draw(st.lists(st.sampled_from(sp.mlp_ratio_choices), min_size=n, max_size=n)),
-        draw(st.sampled_from(sp.bias_choices)),
-    )
 
 
 # --------------------------------------------------------------------------- against the model

@@ -4,21 +4,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from strategies import architectures
+
 from benchmark.spaces import PAD, SPACES, Architecture, ArchitectureError, get_space
 
 SPACE_NAMES = sorted(SPACES)
 
 
-@st.composite
-def architectures(draw, space_name=None):
-    sp = SPACES[space_name or draw(st.sampled_from(SPACE_NAMES))]
-    n = draw(st.sampled_from(sp.n_layer_choices))
-    return sp.arch(
-        draw(st.sampled_from(sp.embed_dim_choices)), n,
-        draw(st.lists(st.sampled_from(sp.n_head_choices), min_size=n, max_size=n)),
-        draw(st.lists(st.sampled_from(sp.mlp_ratio_choices), min_size=n, max_size=n)),
-        draw(st.sampled_from(sp.bias_choices)),
-    )
 
 
 @given(architectures())

@@ -1,6 +1,5 @@
 """Sandwich-rule training on tiny real data: it learns, and a resumed run is bit-identical."""
 
-import json
 
 import pytest
 import torch

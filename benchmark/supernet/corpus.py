@@ -59,6 +59,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.release import sha256_file
+
 __all__ = [
     "EOT_TOKEN",
     "SPLITS",
@@ -208,12 +210,6 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,7 +616,7 @@ def fetch_sources(
         path = dest / spec.archive
         if not path.is_file():
             _download(spec, dest)
-        digest = _sha256_file(path)
+        digest = sha256_file(path)
         if digest != spec.archive_sha256 and not allow_source_mismatch:
             raise CorpusError(
                 f"{path}: sha256 {digest} differs from the pinned {spec.archive_sha256} "
@@ -970,7 +966,7 @@ def build_corpus(
         "tokenizer": {
             "path": "tokenizer.json",
             "vocab_size": tok.get_vocab_size(),
-            "sha256": _sha256_file(tok_path),
+            "sha256": sha256_file(tok_path),
         },
         "sources": [dict(s) for s in sources],
         "splits": split_info,
@@ -1029,7 +1025,7 @@ def prepare_corpus(
                     "licence_url": spec.licence_url,
                     "homepage": spec.homepage,
                     "archive": spec.archive,
-                    "archive_sha256": _sha256_file(archives[spec.name]),
+                    "archive_sha256": sha256_file(archives[spec.name]),
                     "text_sha256": text_sha,
                     "text_format": "save_documents format (header line per document), UTF-8",
                     "n_documents": len(docs),
@@ -1094,7 +1090,7 @@ def verify_split(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if _VERIFIED.get(key) != entry["sha256"]:
-        digest = _sha256_file(path)
+        digest = sha256_file(path)
         if digest != entry["sha256"]:
             raise CorpusError(f"split {name!r}: {path} has sha256 {digest}, the manifest says {entry['sha256']}")
         _VERIFIED[key] = digest

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.model import GPT, GPTConfig, LN_EPS, apply_rope, rope_cache
+from benchmark.model import GPT, GPTConfig, LN_EPS, apply_rope, init_gpt_weights, rope_cache
 from benchmark.spaces import Architecture, SearchSpace, get_space
 
 
@@ -89,18 +89,7 @@ class Supernet(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def init_weights(self, seed: int) -> "Supernet":
-        """GPT-2 style init (std 0.02; output projections 0.02/sqrt(2 * max layers)); seeded."""
-        g = torch.Generator().manual_seed(int(seed))
-        resid_std = 0.02 / (2 * self.space.max_layers) ** 0.5
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.endswith("bias"):
-                    p.zero_()
-                elif ".ln_" in name or name.startswith("ln_f"):
-                    p.fill_(1.0)
-                else:
-                    std = resid_std if name.endswith("proj.weight") else 0.02
-                    p.copy_(torch.randn(p.shape, generator=g) * std)
+        init_gpt_weights(self, self.space.max_layers, seed)
         return self
 
     def check(self, arch) -> Architecture:

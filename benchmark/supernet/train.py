@@ -260,3 +260,22 @@ def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return out_png
+
+
+def release_checkpoint(run_dir: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Save a run's latest weights as the released supernet file (safetensors, fp16 by default),
+    with the step, the training config and the tokenizer's sha256 in its metadata."""
+    from benchmark.supernet.corpus import load_manifest
+    from benchmark.supernet.elastic import save_supernet
+
+    run_dir = Path(run_dir)
+    with open(run_dir / "checkpoint" / STATE_FILE) as f:
+        state = json.load(f)
+    c = TrainConfig(**state["config"])
+    vocab = c.vocab_size or _corpus_vocab(c.data_dir)
+    net = Supernet(c.space, vocab_size=vocab, block_size=c.block_size)
+    net.load_state_dict(load_file(str(run_dir / "checkpoint" / state["model"])))
+    tokenizer_sha = load_manifest(c.data_dir).get("tokenizer", {}).get("sha256", "")
+    save_supernet(net, out_path, dtype=dtype, step=str(state["step"]), train_config=json.dumps(state["config"]),
+                  tokenizer_sha256=tokenizer_sha)
+    return Path(out_path)
