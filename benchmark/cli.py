@@ -105,6 +105,11 @@ def _optional_registrations():
         regs.append(add_export_parser)
     except ImportError:
         pass
+    try:
+        from benchmark.profiling.runner import add_profile_parser, add_table_parser
+        regs += [add_profile_parser, add_table_parser]
+    except ImportError:
+        pass
     return regs
 
 

@@ -2,51 +2,68 @@
 
 Layout::
 
-    /                       attrs: format, schema_version, space, created, package_version, + free attrs
+    /                       attrs: format, schema_version, space, created, package_version,
+                                   [merged_from], + free attrs (corpus/tokenizer ids, ...)
     /archs/encoding         (N, L) int8   choice indices, -1 = padded layer
-    /archs/id               (N,)   str    canonical architecture ids
-    /metrics/<name>         (N,)   float64, NaN = missing; attrs unit, source, description
-    /hardware/<device>                     attrs: source (measured|modeled), provenance (JSON)
-    /hardware/<device>/<setting>           attrs: mode, batch, seq_len, dtype, + free (warmup, repeats)
-    /hardware/<device>/<setting>/<metric>  (N, R) float64, NaN = not measured; attrs unit, missing_reason
-    /hardware/<device>/<setting>/measured_at  (N,) float64 unix time of the row's measurement
-    /log/<name>/<column>    aligned 1-D columns of free records (e.g. drift re-timings)
+    /archs/id               (N,)   str    canonical architecture ids (UTF-8)
+    /metrics/<name>         (N,)   float64, NaN = missing; attrs unit, source, description, [missing_reason]
+    /hardware/<device>                     attrs: source (measured|modeled), provenance (JSON), [kind]
+    /hardware/<device>/<setting>           attrs: mode, batch, seq_len, dtype, + free (warmup, repeats, ...)
+    /hardware/<device>/<setting>/<metric>  (N, R) float64, NaN = not measured; attrs unit, repeats, [missing_reason]
+    /hardware/<device>/<setting>/measured_at  (N,) float64 unix time of the row's measurement (NaN = unknown)
+    /log/<name>/<column>    aligned 1-D columns (float64 or UTF-8) of free records (e.g. drift re-timings)
 
 Writers keep the content in memory and every flush rewrites the whole file to a temporary
-name in the same directory and renames it into place, so a crash or ``kill -9`` leaves either
-the previous or the new table, never a half-written one; reopening a path resumes it (rows
-already present are skipped, never duplicated). Readers open the file read-only only while
-they load what was asked for, so a writer's rename and several reading processes are safe.
+name in the same directory, fsyncs it and renames it into place (``os.replace``), so a crash
+or ``kill -9`` leaves either the previous or the new table, never a half-written one. One
+writer per file at a time (an advisory lock, released by the OS when a process dies).
+Reopening a path resumes it: rows already present are skipped, never duplicated. Readers open
+the file read-only only while they load what was asked for, and notice when a writer has
+replaced the file since they opened it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
-import tempfile
+import secrets
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from benchmark.spaces import Architecture, get_space
 
+__all__ = ["SCHEMA_VERSION", "FORMAT", "SOURCES", "DEVICE_SOURCES", "DEVICE_KINDS", "MODES", "DTYPES",
+           "TableError", "Setting", "TableWriter", "Table", "merge_tables"]
+
 SCHEMA_VERSION = 1
 FORMAT = "hwlm-bench table"
-SOURCES = ("measured", "exact", "modeled", "surrogate")
+SOURCES = ("measured", "exact", "modeled", "surrogate")  # of a /metrics dataset
+DEVICE_SOURCES = ("measured", "modeled")  # of a /hardware/<device> group
+DEVICE_KINDS = ("cpu", "gpu")
 MODES = ("prefill", "decode")
 DTYPES = ("fp32", "fp16", "bf16")
-_NAME_RE = re.compile(r"[A-Za-z0-9_.+-]+")
+COMPRESSIONS = ("gzip", "lzf", None)
+MEASURED_AT = "measured_at"
+# root attributes the package owns; the rest are free (corpus_sha256, tokenizer_sha256, eval_tokens, ...)
+RESERVED_ATTRS = ("format", "schema_version", "space", "created", "package_version", "merged_from")
+_SETTING_FIELDS = ("mode", "batch", "seq_len", "dtype")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _STR = h5py.string_dtype("utf-8")
 
 
 class TableError(ValueError):
-    """A table file or table operation that is invalid; the message names file and problem."""
+    """An invalid table file or table operation; the message names the file and the problem."""
 
 
 def _fail(field_: str, value: Any, allowed: Any) -> TableError:
@@ -55,14 +72,65 @@ def _fail(field_: str, value: Any, allowed: Any) -> TableError:
 
 def _check_name(kind: str, name: Any) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise _fail(kind, name, "a non-empty name of letters, digits and _ . + -")
+        raise _fail(kind, name, "a name of letters, digits and _ . + - starting with a letter or digit")
     return name
 
 
+def _scalar(what: str, v: Any) -> str | int | float | bool:
+    """A value storable as an HDF5 attribute and comparable after a round trip."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, (str, bool, int, float)):
+        return v
+    raise _fail(what, v, "a string, bool, int or float")
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars/bytes read back from HDF5 -> plain Python values."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    return v
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal declarations/attributes; NaN (e.g. in a provenance dict) equals NaN."""
+    if a == b:
+        return True
+    try:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_float(what: str, v: Any) -> float:
+    if v is None:
+        return math.nan
+    if isinstance(v, (str, bytes)) or isinstance(v, (bool, np.bool_)):
+        raise _fail(what, v, "a real number or None (missing)")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise _fail(what, v, "a real number or None (missing)") from None
+
+
+# ---------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class Setting:
-    """A hardware measurement setting: prefill of batch x seq_len tokens, or decoding one
-    token per sequence with seq_len tokens of context in the KV cache."""
+    """A hardware measurement setting, named canonically ``{mode}-b{batch}-s{seq_len}-{dtype}``.
+
+    ``prefill``: one forward over ``batch x seq_len`` tokens. ``decode``: generating one token
+    per sequence with ``seq_len`` tokens of context in the KV cache.
+    """
 
     mode: str
     batch: int
@@ -74,8 +142,9 @@ class Setting:
             raise _fail("setting mode", self.mode, list(MODES))
         for f in ("batch", "seq_len"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise _fail(f"setting {f}", v, "an integer >= 1")
+            object.__setattr__(self, f, int(v))
         if self.dtype not in DTYPES:
             raise _fail("setting dtype", self.dtype, list(DTYPES))
 
@@ -86,233 +155,546 @@ class Setting:
     def __str__(self) -> str:
         return self.name
 
+    def attrs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
     @classmethod
     def parse(cls, s: "str | Setting") -> "Setting":
+        """A Setting from its name (or a Setting, returned as is)."""
         if isinstance(s, Setting):
             return s
-        m = re.fullmatch(r"(prefill|decode)-b(\d+)-s(\d+)-(\w+)", s) if isinstance(s, str) else None
+        m = re.fullmatch(r"([a-z]+)-b([0-9]+)-s([0-9]+)-([a-z0-9]+)", s) if isinstance(s, str) else None
         if m is None:
-            raise _fail("setting name", s, "the form {prefill|decode}-b{batch}-s{seq_len}-{fp32|fp16|bf16}")
-        return cls(m[1], int(m[2]), int(m[3]), m[4])
+            raise _fail("setting name", s, "the form {prefill|decode}-b{batch}-s{seq_len}-{fp32|fp16|bf16}, "
+                                           "e.g. 'prefill-b1-s256-fp32'")
+        st = cls(m[1], int(m[2]), int(m[3]), m[4])
+        if st.name != s:  # e.g. leading zeros: one setting, one name
+            raise _fail("setting name", s, f"the canonical form {st.name!r}")
+        return st
 
 
+def _setting_name(s: Any) -> str:
+    return Setting.parse(s).name
+
+
+# ---------------------------------------------------------------------------- content
 @dataclass
 class _Content:
     """Everything a table holds, in memory: what writers build and flush, and merges combine."""
 
     space: str
-    attrs: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)  # free + created/package_version/merged_from
     ids: list = field(default_factory=list)
-    encodings: list = field(default_factory=list)
-    metric_meta: dict = field(default_factory=dict)  # name -> {unit, source, description}
+    encodings: list = field(default_factory=list)  # rows (L,) int8
+    metric_meta: dict = field(default_factory=dict)  # name -> {unit, source, description[, missing_reason]}
     metrics: dict = field(default_factory=dict)  # name -> list[float]
-    device_meta: dict = field(default_factory=dict)  # device -> {source, provenance}
-    setting_meta: dict = field(default_factory=dict)  # (device, setting) -> attrs
-    hw_meta: dict = field(default_factory=dict)  # (device, setting, metric) -> {unit, repeats, missing_reason}
+    device_meta: dict = field(default_factory=dict)  # device -> {source, provenance: dict[, kind]}
+    setting_meta: dict = field(default_factory=dict)  # (device, setting) -> {mode, batch, seq_len, dtype, ...}
+    hw_meta: dict = field(default_factory=dict)  # (device, setting, metric) -> {unit, repeats[, missing_reason]}
     hardware: dict = field(default_factory=dict)  # (device, setting, metric) -> list[np.ndarray (R,)]
     measured_at: dict = field(default_factory=dict)  # (device, setting) -> list[float]
-    logs: dict = field(default_factory=dict)  # name -> {column: list}
+    logs: dict = field(default_factory=dict)  # name -> {column: list[str] | list[float]}
 
     def n(self) -> int:
         return len(self.ids)
 
 
-# ---------------------------------------------------------------------------- writing
-def _write(content: _Content, path: Path) -> None:
+def _chunk(n: int, width: int = 1) -> int:
+    """Rows per chunk: about 64 KiB of float64, never more than the rows there are."""
+    return max(1, min(max(n, 1), 8192 // max(width, 1)))
+
+
+def _write(content: _Content, path: Path, compression: str | None = "gzip") -> None:
+    """Write ``content`` to a temporary file next to ``path``, fsync it, rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_temporary(path)
     try:
+        from benchmark import __version__
+
+        comp: dict = {}
+        if compression == "gzip":
+            comp = dict(compression="gzip", compression_opts=4, shuffle=True)
+        elif compression == "lzf":
+            comp = dict(compression="lzf", shuffle=True)
         n = content.n()
-        comp = dict(compression="gzip", compression_opts=4, shuffle=True)
+        L = get_space(content.space).encoding_length
         with h5py.File(tmp, "w") as f:
-            f.attrs.update({"format": FORMAT, "schema_version": SCHEMA_VERSION, "space": content.space})
+            f.attrs["format"] = FORMAT
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["space"] = content.space
+            f.attrs["package_version"] = __version__
             for k, v in content.attrs.items():
-                f.attrs[k] = v
-            L = get_space(content.space).encoding_length
+                if k not in ("format", "schema_version", "space", "package_version"):
+                    f.attrs[k] = v
             enc = np.asarray(content.encodings, dtype=np.int8).reshape(n, L)
-            f.create_dataset("archs/encoding", data=enc, maxshape=(None, L), chunks=(max(1, min(n, 4096)), L), **comp)
-            f.create_dataset("archs/id", data=np.array(content.ids, dtype=object), dtype=_STR,
-                             maxshape=(None,), chunks=(max(1, min(n, 4096)),), **comp)
+            f.create_dataset("archs/encoding", data=enc, maxshape=(None, L), chunks=(_chunk(n, L), L), **comp)
+            f.create_dataset("archs/id", data=np.array(content.ids, dtype=object).reshape(n), dtype=_STR,
+                             maxshape=(None,), chunks=(_chunk(n),), **comp)
+            f.require_group("metrics")
             for name, meta in content.metric_meta.items():
-                d = f.create_dataset(f"metrics/{name}", data=np.asarray(content.metrics[name], dtype=np.float64),
-                                     maxshape=(None,), chunks=(max(1, min(n, 4096)),), **comp)
+                d = f.create_dataset(f"metrics/{name}", data=np.asarray(content.metrics[name], np.float64).reshape(n),
+                                     maxshape=(None,), chunks=(_chunk(n),), **comp)
                 d.attrs.update(meta)
+            f.require_group("hardware")
             for dev, meta in content.device_meta.items():
                 g = f.require_group(f"hardware/{dev}")
                 g.attrs["source"] = meta["source"]
                 g.attrs["provenance"] = json.dumps(meta["provenance"], sort_keys=True)
+                if meta.get("kind") is not None:
+                    g.attrs["kind"] = meta["kind"]
             for (dev, st), meta in content.setting_meta.items():
                 g = f.require_group(f"hardware/{dev}/{st}")
                 g.attrs.update(meta)
-                g.create_dataset("measured_at", data=np.asarray(content.measured_at[(dev, st)], dtype=np.float64),
-                                 maxshape=(None,), chunks=(max(1, min(n, 4096)),), **comp)
+                g.create_dataset(MEASURED_AT, data=np.asarray(content.measured_at[(dev, st)], np.float64).reshape(n),
+                                 maxshape=(None,), chunks=(_chunk(n),), **comp)
             for (dev, st, m), meta in content.hw_meta.items():
-                R = meta["repeats"]
-                arr = np.asarray(content.hardware[(dev, st, m)], dtype=np.float64).reshape(n, R)
+                R = int(meta["repeats"])
+                rows = content.hardware[(dev, st, m)]
+                arr = np.asarray(rows, dtype=np.float64).reshape(n, R) if n else np.empty((0, R))
                 d = f.create_dataset(f"hardware/{dev}/{st}/{m}", data=arr, maxshape=(None, R),
-                                     chunks=(max(1, min(n, 1024)), R), **comp)
-                d.attrs.update({k: v for k, v in meta.items() if v is not None})
+                                     chunks=(_chunk(n, R), R), **comp)
+                d.attrs.update(meta)
+            if content.logs:
+                f.require_group("log")
             for name, cols in content.logs.items():
                 for col, values in cols.items():
-                    vals = np.asarray(values)
-                    if vals.dtype.kind in "US" or vals.dtype == object:
-                        f.create_dataset(f"log/{name}/{col}", data=np.array(values, dtype=object), dtype=_STR)
+                    k = len(values)
+                    if _column_kind(values) == "str":
+                        f.create_dataset(f"log/{name}/{col}", data=np.array(values, dtype=object).reshape(k),
+                                         dtype=_STR, maxshape=(None,), chunks=(_chunk(k),), **comp)
                     else:
-                        f.create_dataset(f"log/{name}/{col}", data=vals.astype(np.float64))
-            f.flush()
+                        f.create_dataset(f"log/{name}/{col}", data=np.asarray(values, np.float64).reshape(k),
+                                         maxshape=(None,), chunks=(_chunk(k),), **comp)
+        if path.exists():  # keep the permissions of the file being replaced
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
+def _column_kind(values: Sequence) -> str:
+    return "str" if any(isinstance(v, str) for v in values) else "float"
+
+
+def _tmp_re(path: Path) -> re.Pattern:
+    return re.compile(re.escape(f".{path.name}.tmp-") + r"[0-9a-f]{16}")
+
+
+def _new_temporary(path: Path) -> Path:
+    """A new empty file ``.<name>.tmp-<random>`` next to ``path``, created with the umask's mode."""
+    while True:
+        tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _WriteLock:
+    """Exclusive advisory lock on ``.<name>.lock`` next to a table: one writer per file.
+
+    ``flock`` locks die with their process, so a killed writer never blocks the next one. Where
+    locking is unsupported (no fcntl, or a filesystem without flock) the writer runs unlocked.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path.with_name(f".{path.name}.lock")
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                finally:
+                    os.close(fd)
+                raise TableError(f"table {path}: another writer (process {holder}) has it open; one writer per "
+                                 f"table file at a time — write to another shard and merge") from None
+            except OSError:  # pragma: no cover - filesystem without flock
+                os.close(fd)
+                return
+            try:  # a closing writer may have unlinked the file between our open and flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                self._fd = fd
+                return
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still holding the lock (see the inode check above)
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # also at interpreter shutdown
+            self.release()
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporaries left by a writer that was killed mid-flush (only called while holding the lock)."""
+    pat = _tmp_re(path)
+    with contextlib.suppress(OSError):
+        for p in path.parent.iterdir():
+            if pat.fullmatch(p.name):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+# ---------------------------------------------------------------------------- writing
 class TableWriter:
     """Append rows to a table file, resuming it if it exists.
 
-    Declare what a row may hold first (``declare_metric``, ``declare_device``,
-    ``declare_setting``, ``declare_hardware_metric``); then ``append`` one architecture at a
-    time. Every ``flush_every`` appended rows (default 1: rows are expensive to measure) the
-    whole file is rewritten atomically. Use as a context manager to flush on exit.
+    Declare what rows may hold first (:meth:`declare_metric`, :meth:`declare_device`,
+    :meth:`declare_setting`, :meth:`declare_hardware_metric`; re-declaring the same thing is
+    accepted, so a resumed run simply declares again), then :meth:`append` one architecture at a
+    time. Every ``flush_every`` appended rows or log records (default 1: rows are expensive to
+    measure, and a flush of a 2,000-row table takes a few tens of milliseconds) the whole file is
+    rewritten atomically; ``flush_every=None`` flushes only on :meth:`flush`/:meth:`close`. As a
+    context manager it flushes on exit, also when the block raised (what was appended is valid).
+    A writer dropped without ``close`` loses only rows not yet flushed.
+
+    ``attrs`` are free root attributes (str/int/float/bool), e.g. ``corpus_sha256``; when
+    resuming, a value that differs from the one in the file is refused.
     """
 
     def __init__(self, path: str | os.PathLike, space: str, attrs: Mapping[str, Any] | None = None,
-                 flush_every: int = 1):
+                 flush_every: int | None = 1, compression: str | None = "gzip"):
         self.path = Path(path)
-        get_space(space)
-        if self.path.exists():
-            self._c = Table(self.path)._content()
-            if self._c.space != space:
-                raise TableError(f"table {self.path}: holds space {self._c.space!r}, cannot append space {space!r}")
-        else:
-            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            from benchmark import __version__
-
-            self._c = _Content(space=space, attrs={"created": now, "package_version": __version__})
+        try:
+            self.space = get_space(space)
+        except ValueError as e:
+            raise TableError(f"table {self.path}: {e}") from None
+        if flush_every is not None and (isinstance(flush_every, bool) or not isinstance(flush_every, int)
+                                        or flush_every < 1):
+            raise _fail("flush_every", flush_every, "an integer >= 1, or None (flush only on flush()/close())")
+        if compression not in COMPRESSIONS:
+            raise _fail("compression", compression, list(COMPRESSIONS))
+        new_attrs = {}
         for k, v in (attrs or {}).items():
-            self._c.attrs[k] = v
-        self._index = {a: i for i, a in enumerate(self._c.ids)}
-        self.flush_every = int(flush_every)
+            _check_name("attribute name", k)
+            if k in RESERVED_ATTRS:
+                raise _fail("attribute name", k, f"a free name, not one of the reserved {list(RESERVED_ATTRS)}")
+            new_attrs[k] = _scalar(f"attribute {k!r}", v)
+        self.flush_every, self.compression = flush_every, compression
         self._pending = 0
+        self._closed = False
+        self._lock = _WriteLock(self.path)
+        try:
+            if self._lock.held:
+                _remove_stale_temporaries(self.path)
+            if self.path.exists():
+                try:
+                    self._c = Table(self.path)._content()
+                except TableError as e:
+                    raise TableError(f"cannot resume: {e}") from None
+                if self._c.space != self.space.name:
+                    raise TableError(f"table {self.path}: holds space {self._c.space!r}, cannot append "
+                                     f"architectures of space {self.space.name!r}")
+                for k, v in new_attrs.items():
+                    if k in self._c.attrs and not _same(self._c.attrs[k], v):
+                        raise TableError(f"table {self.path}: attribute {k!r} is {self._c.attrs[k]!r} in the file, "
+                                         f"{v!r} here; rows made with different inputs are never mixed — "
+                                         f"write a new table")
+            else:
+                now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                self._c = _Content(space=self.space.name, attrs={"created": now})
+        except BaseException:
+            self._lock.release()
+            raise
+        self._c.attrs.update(new_attrs)
+        self._index = {a: i for i, a in enumerate(self._c.ids)}
 
-    # -- declarations (idempotent; a conflicting redeclaration is an error)
-    def _declare(self, store: dict, key, meta: dict, what: str) -> None:
-        if key in store and store[key] != meta:
-            raise TableError(f"table {self.path}: {what} {key!r} already declared as {store[key]}, not {meta}")
-        store[key] = meta
+    # ------------------------------------------------------------------ introspection
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The root attributes as they will be written (read-only view; see :meth:`set_attrs`)."""
+        return MappingProxyType(self._c.attrs)
 
-    def declare_metric(self, name: str, unit: str, source: str, description: str = "") -> None:
-        _check_name("metric name", name)
-        if source not in SOURCES:
-            raise _fail(f"source of metric {name!r}", source, list(SOURCES))
-        self._declare(self._c.metric_meta, name, {"unit": unit, "source": source, "description": description}, "metric")
-        self._c.metrics.setdefault(name, [np.nan] * self._c.n())
+    def set_attrs(self, **attrs: Any) -> None:
+        """Set free root attributes (written with the next flush)."""
+        for k, v in attrs.items():
+            _check_name("attribute name", k)
+            if k in RESERVED_ATTRS:
+                raise _fail("attribute name", k, f"a free name, not one of the reserved {list(RESERVED_ATTRS)}")
+            self._c.attrs[k] = _scalar(f"attribute {k!r}", v)
 
-    def declare_device(self, device: str, source: str, provenance: Mapping[str, Any]) -> None:
-        _check_name("device", device)
-        if source not in ("measured", "modeled"):
-            raise _fail(f"source of device {device!r}", source, ["measured", "modeled"])
-        prov = json.loads(json.dumps(dict(provenance), sort_keys=True, default=str))
-        self._declare(self._c.device_meta, device, {"source": source, "provenance": prov}, "device")
+    def __len__(self) -> int:
+        return self._c.n()
 
-    def declare_setting(self, device: str, setting: Setting | str, **attrs: Any) -> str:
-        s = Setting.parse(setting)
-        if device not in self._c.device_meta:
-            raise _fail("device", device, f"a declared device {sorted(self._c.device_meta)}")
-        meta = {**dataclasses.asdict(s), **attrs}
-        self._declare(self._c.setting_meta, (device, s.name), meta, "setting")
-        self._c.measured_at.setdefault((device, s.name), [np.nan] * self._c.n())
-        return s.name
-
-    def declare_hardware_metric(self, device: str, setting: Setting | str, metric: str, unit: str, repeats: int,
-                                missing_reason: str | None = None) -> None:
-        s = Setting.parse(setting).name
-        _check_name("hardware metric", metric)
-        if (device, s) not in self._c.setting_meta:
-            raise _fail("setting", f"{device}/{s}", f"a declared setting {sorted(self._c.setting_meta)}")
-        if not isinstance(repeats, (int, np.integer)) or repeats < 1:
-            raise _fail("repeats", repeats, "an integer >= 1")
-        meta = {"unit": unit, "repeats": int(repeats), "missing_reason": missing_reason}
-        self._declare(self._c.hw_meta, (device, s, metric), meta, "hardware metric")
-        self._c.hardware.setdefault((device, s, metric), [np.full(int(repeats), np.nan)] * self._c.n())
-
-    # -- rows
     def __contains__(self, arch) -> bool:
-        return _arch_id(self._c.space, arch) in self._index
+        return _arch_id(self.space.name, arch) in self._index
 
     def ids(self) -> list[str]:
         return list(self._c.ids)
 
-    def append(self, arch, metrics: Mapping[str, float] | None = None,
-               hardware: Mapping[tuple[str, str, str], Sequence[float]] | None = None,
+    def metrics(self) -> dict[str, dict]:
+        return {k: dict(v) for k, v in self._c.metric_meta.items()}
+
+    def devices(self) -> dict[str, dict]:
+        return {k: {**v, "provenance": dict(v["provenance"])} for k, v in self._c.device_meta.items()}
+
+    def settings(self, device: str) -> list[str]:
+        return sorted(s for d, s in self._c.setting_meta if d == device)
+
+    # ------------------------------------------------------------------ declarations
+    def _declare(self, store: dict, key, meta: dict, what: str) -> None:
+        if key in store and not _same(store[key], meta):
+            old = store[key]
+            diff = ", ".join(f"{k}: {old.get(k)!r} declared (or in the file) vs {meta.get(k)!r} now"
+                             for k in sorted(set(old) | set(meta), key=str) if not _same(old.get(k), meta.get(k)))
+            raise TableError(f"table {self.path}: {what} {key!r} already declared differently ({diff})")
+        store[key] = meta
+
+    def declare_metric(self, name: str, unit: str, source: str, description: str = "",
+                       missing_reason: str | None = None) -> None:
+        """A device-independent metric ``/metrics/<name>`` (e.g. perplexity, params)."""
+        self._check_open()
+        _check_name("metric name", name)
+        if source not in SOURCES:
+            raise _fail(f"source of metric {name!r}", source, list(SOURCES))
+        meta = {"unit": _str("unit", unit), "source": source, "description": _str("description", description)}
+        if missing_reason is not None:
+            meta["missing_reason"] = _str("missing_reason", missing_reason)
+        self._declare(self._c.metric_meta, name, meta, "metric")
+        self._c.metrics.setdefault(name, [math.nan] * self._c.n())
+
+    def declare_device(self, device: str, source: str, provenance: Mapping[str, Any],
+                       kind: str | None = None) -> None:
+        """A device group ``/hardware/<device>``: ``source`` measured or modeled, ``provenance`` a
+        JSON-serialisable dict (host, CPU model, cores, threads, torch version, GPU name, driver, ...),
+        ``kind`` cpu or gpu (default: ``provenance["kind"]`` if present)."""
+        self._check_open()
+        _check_name("device", device)
+        if source not in DEVICE_SOURCES:
+            raise _fail(f"source of device {device!r}", source, list(DEVICE_SOURCES))
+        if not isinstance(provenance, Mapping):
+            raise _fail(f"provenance of device {device!r}", provenance, "a dict")
+        try:
+            prov = json.loads(json.dumps(dict(provenance), sort_keys=True, default=_json_default, allow_nan=True))
+        except (TypeError, ValueError) as e:
+            raise _fail(f"provenance of device {device!r}", provenance, f"a JSON-serialisable dict ({e})") from None
+        kind = prov.get("kind") if kind is None else kind
+        if kind is not None and kind not in DEVICE_KINDS:
+            raise _fail(f"kind of device {device!r}", kind, list(DEVICE_KINDS))
+        meta = {"source": source, "provenance": prov}
+        if kind is not None:
+            meta["kind"] = kind
+        self._declare(self._c.device_meta, device, meta, "device")
+
+    def declare_setting(self, device: str, setting: Setting | str, **attrs: Any) -> str:
+        """A setting group ``/hardware/<device>/<setting>``; ``attrs`` are free scalars (warmup,
+        repeats, ...). Returns the setting's name."""
+        self._check_open()
+        s = Setting.parse(setting)
+        if device not in self._c.device_meta:
+            raise _fail("device", device, f"a declared device {sorted(self._c.device_meta)} (declare_device first)")
+        meta = s.attrs()
+        for k, v in attrs.items():
+            _check_name("setting attribute", k)
+            if k in _SETTING_FIELDS:
+                raise _fail(f"setting attribute of {s.name}", k, f"not one of {list(_SETTING_FIELDS)} "
+                                                                 "(they come from the setting itself)")
+            meta[k] = _scalar(f"setting attribute {k!r}", v)
+        self._declare(self._c.setting_meta, (device, s.name), meta, "setting")
+        self._c.measured_at.setdefault((device, s.name), [math.nan] * self._c.n())
+        return s.name
+
+    def declare_hardware_metric(self, device: str, setting: Setting | str, metric: str, unit: str, repeats: int,
+                                missing_reason: str | None = None) -> None:
+        """A hardware metric ``/hardware/<device>/<setting>/<metric>`` of ``repeats`` columns.
+        ``missing_reason`` says why values are absent (e.g. no energy counter on this device)."""
+        self._check_open()
+        s = _setting_name(setting)
+        _check_name("hardware metric", metric)
+        if metric == MEASURED_AT:
+            raise _fail("hardware metric", metric, f"any name but the reserved {MEASURED_AT!r}")
+        if (device, s) not in self._c.setting_meta:
+            raise _fail("setting", f"{device}/{s}",
+                        f"a declared setting {[f'{d}/{x}' for d, x in sorted(self._c.setting_meta)]}")
+        if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+            raise _fail("repeats", repeats, "an integer >= 1")
+        meta = {"unit": _str("unit", unit), "repeats": int(repeats)}
+        if missing_reason is not None:
+            meta["missing_reason"] = _str("missing_reason", missing_reason)
+        self._declare(self._c.hw_meta, (device, s, metric), meta, "hardware metric")
+        self._c.hardware.setdefault((device, s, metric), [np.full(int(repeats), np.nan)] * self._c.n())
+
+    # ------------------------------------------------------------------ rows
+    def append(self, arch, metrics: Mapping[str, Any] | None = None, hardware: Mapping[tuple, Any] | None = None,
                measured_at: Mapping[tuple[str, str], float] | None = None) -> bool:
-        """Append one row; returns False (and writes nothing) if the architecture is already in
-        the table. ``hardware`` maps (device, setting name, metric) to up to R repeats."""
-        sp = get_space(self._c.space)
-        a = sp.validate(arch)
+        """Append one row; returns False (and changes nothing) if the architecture is already there.
+
+        ``arch``: an Architecture, id, encoding or HW-GPT-Bench dict of the table's space.
+        ``metrics``: {name: value}; undeclared names are refused, absent ones are NaN.
+        ``hardware``: {(device, setting, metric): repeats} or {(device, setting): {metric: repeats}};
+        up to R values each (fewer are padded with NaN). ``measured_at``: {(device, setting): unix time}.
+        """
+        self._check_open()
+        try:
+            a = self.space.validate(arch)
+        except ValueError as e:
+            raise TableError(f"table {self.path}: {e}") from None
         if a.id in self._index:
             return False
-        metrics, hardware, measured_at = dict(metrics or {}), dict(hardware or {}), dict(measured_at or {})
-        for name in metrics:
-            if name not in self._c.metric_meta:
-                raise _fail("metric", name, f"a declared metric {sorted(self._c.metric_meta)}")
+        c = self._c
+        # validate and convert everything first, so that a refused row changes nothing
+        vals = {}
+        for name, v in (metrics or {}).items():
+            if name not in c.metric_meta:
+                raise _fail("metric", name, f"a declared metric {sorted(c.metric_meta)}")
+            vals[name] = _as_float(f"value of metric {name!r}", v)
         rows = {}
-        for key, values in hardware.items():
-            key = (key[0], Setting.parse(key[1]).name, key[2])
-            if key not in self._c.hw_meta:
-                raise _fail("hardware key", key, f"a declared (device, setting, metric) {sorted(self._c.hw_meta)}")
-            R = self._c.hw_meta[key]["repeats"]
-            v = np.asarray(values, dtype=np.float64).ravel()
+        for key, values in _flat_hardware(hardware or {}):
+            if key not in c.hw_meta:
+                raise _fail("hardware key", key, f"a declared (device, setting, metric) {sorted(c.hw_meta)}")
+            R = c.hw_meta[key]["repeats"]
+            v = np.asarray([_as_float(f"repeat of {key}", x) for x in np.ravel(np.asarray(values, dtype=object))],
+                           dtype=np.float64)
             if v.size > R:
-                raise _fail(f"repeats of {key}", v.size, f"at most {R}")
+                raise _fail(f"number of repeats of {key}", v.size, f"at most the declared {R}")
             row = np.full(R, np.nan)
             row[: v.size] = v
             rows[key] = row
-        for key in measured_at:
-            if (key[0], Setting.parse(key[1]).name) not in self._c.setting_meta:
-                raise _fail("measured_at key", key, f"a declared setting {sorted(self._c.setting_meta)}")
+        times = {}
+        for key, t in (measured_at or {}).items():
+            if not isinstance(key, tuple) or len(key) != 2:
+                raise _fail("measured_at key", key, "a (device, setting) pair")
+            k = (key[0], _setting_name(key[1]))
+            if k not in c.setting_meta:
+                raise _fail("measured_at key", key, f"a declared (device, setting) {sorted(c.setting_meta)}")
+            times[k] = _as_float(f"measured_at of {k}", t)
         # validated: now mutate
-        c = self._c
         self._index[a.id] = c.n()
         c.ids.append(a.id)
         c.encodings.append(a.encoding())
         for name in c.metric_meta:
-            c.metrics[name].append(float(metrics.get(name, np.nan)))
+            c.metrics[name].append(vals.get(name, math.nan))
         for key, meta in c.hw_meta.items():
-            c.hardware[key].append(rows.get(key, np.full(meta["repeats"], np.nan)))
+            c.hardware[key].append(rows[key] if key in rows else np.full(meta["repeats"], np.nan))
         for key in c.setting_meta:
-            t = next((v for k, v in measured_at.items() if (k[0], Setting.parse(k[1]).name) == key), np.nan)
-            c.measured_at[key].append(float(t))
-        self._pending += 1
-        if self._pending >= self.flush_every:
-            self.flush()
+            c.measured_at[key].append(times.get(key, math.nan))
+        self._mark_pending()
         return True
 
     def log(self, name: str, record: Mapping[str, Any]) -> None:
-        """Append one record (scalars) to the free log ``name`` (e.g. drift re-timings)."""
+        """Append one record to the free log ``/log/<name>`` (e.g. drift re-timings of reference
+        architectures). A record maps column names to scalars: strings, or numbers (stored as
+        float64; None = NaN). Every record of a log has the same columns, each of one kind."""
+        self._check_open()
         _check_name("log name", name)
-        cols = self._c.logs.setdefault(name, {})
-        if cols and set(cols) != set(record):
-            raise _fail(f"columns of log {name!r}", sorted(record), sorted(cols))
+        if not isinstance(record, Mapping) or not record:
+            raise _fail(f"record of log {name!r}", record, "a non-empty dict of column -> scalar")
+        cols = self._c.logs.get(name)
+        if cols is not None and set(cols) != set(record):
+            raise _fail(f"columns of log {name!r} record", sorted(record), sorted(cols))
+        clean = {}
         for k, v in record.items():
-            cols.setdefault(_check_name("log column", k), []).append(v)
+            _check_name(f"column of log {name!r}", k)
+            if isinstance(v, np.generic):
+                v = v.item()
+            kind = "str" if isinstance(v, str) else "float"
+            if kind == "float":
+                v = _as_float(f"log {name!r} column {k!r}", v)
+            if cols is not None and cols[k] and _column_kind(cols[k]) != kind:
+                raise _fail(f"log {name!r} column {k!r}", v, f"a {_column_kind(cols[k])} like the earlier records")
+            clean[k] = v
+        cols = self._c.logs.setdefault(name, {k: [] for k in clean})
+        for k, v in clean.items():
+            cols[k].append(v)
+        self._mark_pending()
+
+    # ------------------------------------------------------------------ persistence
+    def _mark_pending(self) -> None:
+        self._pending += 1
+        if self.flush_every is not None and self._pending >= self.flush_every:
+            self.flush()
 
     def flush(self) -> None:
-        _write(self._c, self.path)
+        """Rewrite the whole file atomically (temporary file, fsync, ``os.replace``)."""
+        self._check_open()
+        _write(self._c, self.path, self.compression)
         self._pending = 0
 
     def close(self) -> None:
-        self.flush()
+        """Flush and release the file; further calls are refused. Closing twice is a no-op."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._lock.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TableError(f"table {self.path}: the writer is closed")
 
     def __enter__(self) -> "TableWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        return f"TableWriter({str(self.path)!r}, space={self.space.name!r}, rows={len(self)})"
+
+
+def _str(what: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise _fail(what, v, "a string")
+    return v
+
+
+def _flat_hardware(hardware: Mapping) -> Iterator[tuple[tuple[str, str, str], Any]]:
+    for key, values in hardware.items():
+        if isinstance(key, tuple) and len(key) == 3:
+            yield (key[0], _setting_name(key[1]), key[2]), values
+        elif isinstance(key, tuple) and len(key) == 2 and isinstance(values, Mapping):
+            for metric, v in values.items():
+                yield (key[0], _setting_name(key[1]), metric), v
+        else:
+            raise _fail("hardware key", key, "(device, setting, metric) -> repeats, or "
+                                             "(device, setting) -> {metric: repeats}")
 
 
 def _arch_id(space: str, arch) -> str:
@@ -321,98 +703,204 @@ def _arch_id(space: str, arch) -> str:
 
 # ---------------------------------------------------------------------------- reading
 class Table:
-    """Read-only view of a table file; columns load on demand and are cached."""
+    """Read-only view of a table file, validated on opening; columns load on demand and are cached.
+
+    The file is open only while something is read. If a writer has replaced it since this
+    object was opened, loading a column not yet cached raises :class:`TableError` (open it again).
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._cache: dict = {}
+        self._cache: dict[str, np.ndarray] = {}
         self._index: dict[str, int] | None = None
+        self._sha256: str | None = None
+        self._identity: tuple | None = None
         if not self.path.exists():
             raise TableError(f"table {self.path}: no such file")
-        try:
-            with h5py.File(self.path, "r") as f:
-                self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-                self._check(f)
+        if self.path.is_dir():
+            raise TableError(f"table {self.path}: is a directory, not a table file")
+        with self._open() as f:
+            try:
+                self.attrs: dict[str, Any] = {k: _plain(v) for k, v in f.attrs.items()}
+                self._check_root()
                 self._structure = self._read_structure(f)
-        except TableError:
-            raise
-        except (OSError, KeyError, ValueError) as e:
-            raise TableError(f"table {self.path}: not a readable HDF5 table ({e})") from None
+            except TableError:
+                raise
+            except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
+                raise TableError(f"table {self.path}: damaged or not a table ({type(e).__name__}: {e})") from None
 
-    def _check(self, f: h5py.File) -> None:
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Table":
+        """Same as ``Table(path)``."""
+        return cls(path)
+
+    # ------------------------------------------------------------------ file access
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[h5py.File]:
+        try:
+            f = h5py.File(self.path, "r", locking=False)
+        except FileNotFoundError:
+            raise TableError(f"table {self.path}: no such file (was it moved or deleted?)") from None
+        except (OSError, ValueError) as e:
+            raise TableError(f"table {self.path}: not a readable HDF5 file — truncated, damaged or not HDF5 "
+                             f"({e})") from None
+        try:
+            try:
+                st = os.fstat(f.id.get_vfd_handle())
+            except Exception:  # pragma: no cover - a driver without a file descriptor
+                st = os.stat(self.path)
+            ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if self._identity is None:
+                self._identity = ident
+            elif ident != self._identity:
+                raise TableError(f"table {self.path}: the file changed on disk since it was opened (a writer "
+                                 f"replaced it); open it again with Table({str(self.path)!r})")
+            yield f
+        finally:
+            f.close()
+
+    def _check_root(self) -> None:
         where = f"table {self.path}"
         if self.attrs.get("format") != FORMAT:
-            raise TableError(f"{where}: not an hwlm-bench table (root attribute format={self.attrs.get('format')!r}, "
-                             f"expected {FORMAT!r})")
+            raise TableError(f"{where}: not an hwlm-bench table (root attribute format="
+                             f"{self.attrs.get('format')!r}, expected {FORMAT!r})")
         v = self.attrs.get("schema_version")
-        if not isinstance(v, (int, np.integer)):
-            raise TableError(f"{where}: schema_version {v!r} is not an integer")
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TableError(f"{where}: root attribute schema_version {v!r} is not an integer")
         if v > SCHEMA_VERSION:
-            raise TableError(f"{where}: schema version {v} is newer than this package supports ({SCHEMA_VERSION}); "
-                             "upgrade hwlm-bench")
+            raise TableError(f"{where}: schema version {v} is newer than this package reads (up to "
+                             f"{SCHEMA_VERSION}); upgrade hwlm-bench (pip install -U hwlm-bench)")
         if v < 1:
             raise TableError(f"{where}: schema version {v}; allowed: 1..{SCHEMA_VERSION}")
         try:
             self.space = get_space(self.attrs.get("space"))
         except ValueError as e:
-            raise TableError(f"{where}: {e}") from None
-        for key in ("archs/encoding", "archs/id"):
-            if key not in f:
-                raise TableError(f"{where}: dataset /{key} is missing")
-        n = f["archs/id"].shape[0]
-        if f["archs/encoding"].shape != (n, self.space.encoding_length):
-            raise TableError(f"{where}: /archs/encoding has shape {f['archs/encoding'].shape}, "
-                             f"expected ({n}, {self.space.encoding_length})")
-        for name, d in f.get("metrics", {}).items():
-            if d.shape != (n,):
-                raise TableError(f"{where}: /metrics/{name} has shape {d.shape}, expected ({n},)")
-        for dev, g in f.get("hardware", {}).items():
-            for st, sg in g.items():
-                for m, d in sg.items():
-                    if d.shape[0] != n:
-                        raise TableError(f"{where}: /hardware/{dev}/{st}/{m} has {d.shape[0]} rows, expected {n}")
+            raise TableError(f"{where}: root attribute {e}") from None
+
+    def _read_structure(self, f: h5py.File) -> dict:
+        where = f"table {self.path}"
+
+        def attrs(obj) -> dict:
+            return {k: _plain(v) for k, v in obj.attrs.items()}
+
+        def need(key: str, kind: type) -> Any:
+            obj = f.get(key)
+            if not isinstance(obj, kind):
+                what = "dataset" if kind is h5py.Dataset else "group"
+                raise TableError(f"{where}: {what} /{key} is missing" if obj is None else
+                                 f"{where}: /{key} is not a {what}")
+            return obj
+
+        ids = need("archs/id", h5py.Dataset)
+        enc = need("archs/encoding", h5py.Dataset)
+        if ids.ndim != 1 or h5py.check_string_dtype(ids.dtype) is None:
+            raise TableError(f"{where}: /archs/id is {ids.dtype} of shape {ids.shape}, expected (N,) strings")
+        n = ids.shape[0]
+        L = self.space.encoding_length
+        if enc.shape != (n, L) or enc.dtype.kind not in "iu":
+            raise TableError(f"{where}: /archs/encoding is {enc.dtype} of shape {enc.shape}, expected "
+                             f"({n}, {L}) integers for space {self.space.name!r}")
         self.n = n
 
-    @staticmethod
-    def _read_structure(f: h5py.File) -> dict:
-        def attrs(obj):
-            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in obj.attrs.items()}
+        def vector(key: str, d: Any) -> None:
+            if not isinstance(d, h5py.Dataset) or d.shape != (n,) or d.dtype.kind != "f":
+                raise TableError(f"{where}: /{key} has shape {getattr(d, 'shape', None)} and dtype "
+                                 f"{getattr(d, 'dtype', None)}, expected ({n},) float")
 
-        metrics = {name: attrs(d) for name, d in f.get("metrics", {}).items()}
+        metrics = {}
+        for name, d in (f["metrics"].items() if "metrics" in f else ()):
+            vector(f"metrics/{name}", d)
+            meta = attrs(d)
+            if meta.get("source") not in SOURCES:
+                raise TableError(f"{where}: /metrics/{name} has source {meta.get('source')!r}; allowed: "
+                                 f"{list(SOURCES)}")
+            metrics[name] = meta
         devices, settings, hw = {}, {}, {}
-        for dev, g in f.get("hardware", {}).items():
-            devices[dev] = {"source": g.attrs["source"], "provenance": json.loads(g.attrs["provenance"])}
+        for dev, g in (f["hardware"].items() if "hardware" in f else ()):
+            if not isinstance(g, h5py.Group):
+                raise TableError(f"{where}: /hardware/{dev} is not a group")
+            meta = attrs(g)
+            if meta.get("source") not in DEVICE_SOURCES:
+                raise TableError(f"{where}: /hardware/{dev} has source {meta.get('source')!r}; allowed: "
+                                 f"{list(DEVICE_SOURCES)}")
+            try:
+                prov = json.loads(meta.get("provenance", "{}"))
+            except (TypeError, ValueError):
+                prov = None
+            if not isinstance(prov, dict):
+                raise TableError(f"{where}: /hardware/{dev} attribute provenance is not a JSON object")
+            devices[dev] = {"source": meta["source"], "provenance": prov}
+            if "kind" in meta:
+                devices[dev]["kind"] = meta["kind"]
             for st, sg in g.items():
-                settings[(dev, st)] = attrs(sg)
+                try:
+                    s = Setting.parse(st)
+                except TableError as e:
+                    raise TableError(f"{where}: /hardware/{dev}/{st}: {e}") from None
+                if not isinstance(sg, h5py.Group):
+                    raise TableError(f"{where}: /hardware/{dev}/{st} is not a group")
+                sattrs = attrs(sg)
+                if {k: sattrs.get(k) for k in _SETTING_FIELDS} != s.attrs():
+                    raise TableError(f"{where}: /hardware/{dev}/{st} attributes "
+                                     f"{ {k: sattrs.get(k) for k in _SETTING_FIELDS} } disagree with its name")
+                settings[(dev, st)] = sattrs
                 for m, d in sg.items():
-                    if m != "measured_at":
-                        hw[(dev, st, m)] = {**attrs(d), "repeats": d.shape[1]}
-        logs = {name: list(g.keys()) for name, g in f.get("log", {}).items()}
+                    key = f"hardware/{dev}/{st}/{m}"
+                    if m == MEASURED_AT:
+                        vector(key, d)
+                        continue
+                    if not isinstance(d, h5py.Dataset) or d.ndim != 2 or d.shape[0] != n or d.dtype.kind != "f":
+                        raise TableError(f"{where}: /{key} has shape {getattr(d, 'shape', None)}, expected "
+                                         f"({n}, repeats) float")
+                    hw[(dev, st, m)] = {**attrs(d), "repeats": int(d.shape[1])}
+        logs = {}
+        for name, g in (f["log"].items() if "log" in f else ()):
+            lengths = {c: d.shape for c, d in g.items()}
+            if len({s for s in lengths.values()}) > 1 or any(len(s) != 1 for s in lengths.values()):
+                raise TableError(f"{where}: /log/{name} columns are not aligned 1-D datasets ({lengths})")
+            logs[name] = list(g.keys())
         return {"metrics": metrics, "devices": devices, "settings": settings, "hardware": hw, "logs": logs}
 
     def _load(self, key: str) -> np.ndarray:
         if key not in self._cache:
-            with h5py.File(self.path, "r") as f:
-                d = f[key]
-                arr = d.asstr()[()] if d.dtype.kind == "O" else d[()]
-            self._cache[key] = np.asarray(arr)
+            with self._open() as f:
+                try:
+                    d = f[key]
+                    arr = np.asarray(d.asstr()[()] if h5py.check_string_dtype(d.dtype) else d[()])
+                except (OSError, KeyError, ValueError, RuntimeError) as e:
+                    raise TableError(f"table {self.path}: cannot read /{key} (damaged or truncated file? "
+                                     f"{type(e).__name__}: {e})") from None
+            arr.flags.writeable = False
+            self._cache[key] = arr
         return self._cache[key]
 
+    # ------------------------------------------------------------------ rows
     def __len__(self) -> int:
         return self.n
 
+    def __repr__(self) -> str:
+        return (f"Table({str(self.path)!r}, space={self.space.name!r}, rows={self.n}, "
+                f"devices={sorted(self._structure['devices'])})")
+
     @property
     def ids(self) -> np.ndarray:
+        """(N,) architecture ids (object array of str)."""
         return self._load("archs/id")
 
     @property
     def encodings(self) -> np.ndarray:
+        """(N, L) int8 encodings (see ``SearchSpace.decode``)."""
         return self._load("archs/encoding")
 
     def row(self, arch) -> int:
         """Row index of an architecture (id, Architecture, encoding or dict); O(1) after the first call."""
         if self._index is None:
-            self._index = {a: i for i, a in enumerate(self.ids.tolist())}
+            ids = self.ids.tolist()
+            index = {a: i for i, a in enumerate(ids)}
+            if len(index) != len(ids):
+                dup = next(a for i, a in enumerate(ids) if index[a] != i)
+                raise TableError(f"table {self.path}: architecture {dup} appears more than once")
+            self._index = index
         aid = _arch_id(self.space.name, arch)
         try:
             return self._index[aid]
@@ -427,143 +915,254 @@ class Table:
             return False
 
     def architectures(self) -> list[Architecture]:
-        return [Architecture.from_id(a) for a in self.ids.tolist()]
+        return [self.space.from_id(a) for a in self.ids.tolist()]
 
+    # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, dict]:
-        return dict(self._structure["metrics"])
+        """{name: {unit, source, description[, missing_reason]}} of the device-independent metrics."""
+        return {k: dict(v) for k, v in self._structure["metrics"].items()}
 
     def metric(self, name: str) -> np.ndarray:
+        """(N,) float64 values of a device-independent metric; NaN = missing."""
         if name not in self._structure["metrics"]:
-            raise _fail("metric", name, sorted(self._structure["metrics"]))
+            raise _fail(f"metric of table {self.path}", name, sorted(self._structure["metrics"]))
         return self._load(f"metrics/{name}")
 
+    # ------------------------------------------------------------------ hardware
     def devices(self) -> dict[str, dict]:
-        return dict(self._structure["devices"])
+        """{device: {source, provenance[, kind]}}."""
+        return {k: {**v, "provenance": dict(v["provenance"])} for k, v in self._structure["devices"].items()}
 
     def provenance(self, device: str) -> dict:
         self._check_device(device)
         return dict(self._structure["devices"][device]["provenance"])
 
     def settings(self, device: str) -> list[str]:
+        """Names of the settings measured (or modeled) on ``device``."""
         self._check_device(device)
         return sorted(st for dev, st in self._structure["settings"] if dev == device)
 
     def setting_attrs(self, device: str, setting: Setting | str) -> dict:
-        st = Setting.parse(setting).name
+        st = _setting_name(setting)
         if (device, st) not in self._structure["settings"]:
-            raise _fail("setting", st, self.settings(device))
+            raise _fail(f"setting of device {device!r} in table {self.path}", st, self.settings(device))
         return dict(self._structure["settings"][(device, st)])
 
     def hardware_metrics(self, device: str, setting: Setting | str) -> dict[str, dict]:
-        st = Setting.parse(setting).name
+        """{metric: {unit, repeats[, missing_reason]}} at ``device``/``setting``."""
+        st = _setting_name(setting)
         self.setting_attrs(device, st)
-        return {m: meta for (d, s, m), meta in self._structure["hardware"].items() if d == device and s == st}
+        return {m: dict(meta) for (d, s, m), meta in self._structure["hardware"].items() if d == device and s == st}
 
     def hardware(self, device: str, setting: Setting | str, metric: str) -> np.ndarray:
         """The (N, R) repeats of ``metric`` at ``device``/``setting``; NaN = not measured."""
-        st = Setting.parse(setting).name
+        st = _setting_name(setting)
         avail = self.hardware_metrics(device, st)
         if metric not in avail:
-            raise _fail(f"hardware metric at {device}/{st}", metric, sorted(avail))
+            raise _fail(f"hardware metric at {device}/{st} in table {self.path}", metric, sorted(avail))
         return self._load(f"hardware/{device}/{st}/{metric}")
 
     def measured_at(self, device: str, setting: Setting | str) -> np.ndarray:
-        st = Setting.parse(setting).name
+        """(N,) unix time of each row's measurement at ``device``/``setting``; NaN = unknown."""
+        st = _setting_name(setting)
         self.setting_attrs(device, st)
-        return self._load(f"hardware/{device}/{st}/measured_at")
+        return self._load(f"hardware/{device}/{st}/{MEASURED_AT}")
 
+    def _check_device(self, device: str) -> None:
+        if device not in self._structure["devices"]:
+            raise _fail(f"device of table {self.path}", device, sorted(self._structure["devices"]))
+
+    # ------------------------------------------------------------------ logs
     def logs(self) -> list[str]:
         return sorted(self._structure["logs"])
 
     def log(self, name: str) -> dict[str, np.ndarray]:
+        """{column: aligned 1-D array} of the free log ``name``."""
         if name not in self._structure["logs"]:
-            raise _fail("log", name, self.logs())
+            raise _fail(f"log of table {self.path}", name, self.logs())
         return {c: self._load(f"log/{name}/{c}") for c in self._structure["logs"][name]}
 
-    def _check_device(self, device: str) -> None:
-        if device not in self._structure["devices"]:
-            raise _fail("device", device, sorted(self._structure["devices"]))
-
+    # ------------------------------------------------------------------ identity
     def sha256(self) -> str:
-        """The file's sha256: the table's identity (surrogates record what they were fitted on)."""
-        from benchmark.release import sha256_file  # release imports this module
+        """Hex sha256 of the file's bytes: the table's identity (surrogates record what they were
+        fitted on). Computed on first call; refused if the file changed since it was opened."""
+        if self._sha256 is None:
+            from benchmark.release import sha256_file  # release imports this module
 
-        return sha256_file(self.path)
+            with self._open():  # checks the identity; the bytes are those of the file opened
+                self._sha256 = sha256_file(self.path)
+            with self._open():  # ... and still are after hashing
+                pass
+        return self._sha256
 
     def _content(self) -> _Content:
         s = self._structure
         c = _Content(space=self.space.name,
                      attrs={k: v for k, v in self.attrs.items() if k not in ("format", "schema_version", "space")})
         c.ids = self.ids.tolist()
-        c.encodings = list(self.encodings)
+        c.encodings = list(np.array(self.encodings, dtype=np.int8))
         c.metric_meta = {k: dict(v) for k, v in s["metrics"].items()}
         c.metrics = {k: self.metric(k).tolist() for k in s["metrics"]}
-        c.device_meta = {k: dict(v) for k, v in s["devices"].items()}
+        c.device_meta = self.devices()
         c.setting_meta = {k: dict(v) for k, v in s["settings"].items()}
-        c.hw_meta = {k: {"unit": v.get("unit"), "repeats": int(v["repeats"]), "missing_reason": v.get("missing_reason")}
-                     for k, v in s["hardware"].items()}
-        c.hardware = {k: list(self.hardware(*k)) for k in s["hardware"]}
+        c.hw_meta = {k: dict(v) for k, v in s["hardware"].items()}
+        c.hardware = {k: list(np.array(self.hardware(*k))) for k in s["hardware"]}
         c.measured_at = {k: self.measured_at(*k).tolist() for k in s["settings"]}
         c.logs = {name: {col: v.tolist() for col, v in self.log(name).items()} for name in s["logs"]}
         return c
 
 
 # ---------------------------------------------------------------------------- merging
-def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike) -> Path:
-    """Merge shard tables into ``output`` (written atomically).
+_UNMERGED_ATTRS = ("created", "package_version", "merged_from")
 
-    Rows are de-duplicated by architecture id: the first shard (in the given order) that holds
-    an architecture wins. Shards must agree on space, schema version, metric declarations,
-    device source and host provenance, setting attributes and hardware-metric declarations;
-    a disagreement is an error naming both files and what differs.
+
+def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, *, on_conflict: str = "first",
+                 compression: str | None = "gzip") -> Path:
+    """Merge shard tables into ``output`` (written atomically; ``output`` may be one of the inputs).
+
+    **Rows** are united by architecture id, in order of first appearance. **Cells** are merged
+    value by value: for every metric, every (device, setting, metric) row of repeats and every
+    ``measured_at``, the first shard (in the order given) that has a value (not NaN; for repeats,
+    any non-NaN repeat) provides it — so shards of one architecture sample profiled on different
+    devices combine into one row. A later shard's different value for a cell already filled is a
+    *conflict*: dropped with ``on_conflict="first"`` (counted in the ``merged_from`` attribute),
+    an error naming the architecture, the column and both files with ``on_conflict="error"``.
+
+    Shards must agree on space, schema version, free root attributes (corpus, tokenizer,
+    checkpoint ids, ...), metric declarations, device source/kind/provenance (host), setting
+    attributes and hardware-metric declarations wherever both have them; a disagreement is a
+    :class:`TableError` naming both files and what differs. Logs are concatenated (exact
+    duplicate records dropped).
     """
     paths = [Path(p) for p in inputs]
+    output = Path(output)
     if not paths:
-        raise _fail("inputs", [], "at least one shard")
+        raise _fail("merge inputs", [], "at least one table file")
+    if on_conflict not in ("first", "error"):
+        raise _fail("on_conflict", on_conflict, ["first", "error"])
+    if compression not in COMPRESSIONS:
+        raise _fail("compression", compression, list(COMPRESSIONS))
     tables = [Table(p) for p in paths]
-    first, base = tables[0], tables[0]._content()
-    index = {a: i for i, a in enumerate(base.ids)}
-    for t in tables[1:]:
-        c = t._content()
-        where = f"{first.path} and {t.path}"
-        if c.space != base.space:
-            raise TableError(f"cannot merge {where}: spaces {base.space!r} and {c.space!r} differ")
+    contents = [t._content() for t in tables]
+    first = tables[0]
+
+    # -- agreement of everything both sides declare
+    seen: dict[str, dict] = {w: {} for w in ("attribute", "metric", "device", "setting", "hardware metric")}
+    for t, c in zip(tables, contents):
+        if c.space != first.space.name:
+            raise TableError(f"cannot merge {first.path} and {t.path}: spaces differ "
+                             f"({first.space.name!r} vs {c.space!r})")
         if t.attrs["schema_version"] != first.attrs["schema_version"]:
-            raise TableError(f"cannot merge {where}: schema versions differ")
-        for what, a, b in (("metric", base.metric_meta, c.metric_meta), ("device", base.device_meta, c.device_meta),
-                           ("setting", base.setting_meta, c.setting_meta), ("hardware metric", base.hw_meta, c.hw_meta)):
-            for key in set(a) & set(b):
-                if a[key] != b[key]:
-                    raise TableError(f"cannot merge {where}: {what} {key!r} differs: {a[key]} vs {b[key]}")
-        # declarations present in only one side: extend the other with NaN columns
-        for name, meta in c.metric_meta.items():
-            if name not in base.metric_meta:
-                base.metric_meta[name], base.metrics[name] = meta, [np.nan] * base.n()
-        base.device_meta.update({k: v for k, v in c.device_meta.items() if k not in base.device_meta})
-        for key, meta in c.setting_meta.items():
-            if key not in base.setting_meta:
-                base.setting_meta[key], base.measured_at[key] = meta, [np.nan] * base.n()
-        for key, meta in c.hw_meta.items():
-            if key not in base.hw_meta:
-                base.hw_meta[key], base.hardware[key] = meta, [np.full(meta["repeats"], np.nan)] * base.n()
-        for i, aid in enumerate(c.ids):
-            if aid in index:
-                continue
-            index[aid] = base.n()
-            base.ids.append(aid)
-            base.encodings.append(c.encodings[i])
-            for name in base.metric_meta:
-                base.metrics[name].append(c.metrics[name][i] if name in c.metrics else np.nan)
-            for key, meta in base.hw_meta.items():
-                base.hardware[key].append(c.hardware[key][i] if key in c.hardware else np.full(meta["repeats"], np.nan))
-            for key in base.setting_meta:
-                base.measured_at[key].append(c.measured_at[key][i] if key in c.measured_at else np.nan)
+            raise TableError(f"cannot merge {first.path} and {t.path}: schema versions differ "
+                             f"({first.attrs['schema_version']} vs {t.attrs['schema_version']})")
+        decls = (("attribute", {k: v for k, v in c.attrs.items() if k not in _UNMERGED_ATTRS}),
+                 ("metric", c.metric_meta), ("device", c.device_meta), ("setting", c.setting_meta),
+                 ("hardware metric", c.hw_meta))
+        for what, store in decls:
+            for key, meta in store.items():
+                if key in seen[what]:
+                    other, path = seen[what][key]
+                    if not _same(other, meta):
+                        raise TableError(f"cannot merge {path} and {t.path}: {what} {key!r} differs "
+                                         f"({_describe_diff(other, meta, path, t.path)})")
+                else:
+                    seen[what][key] = (meta, t.path)
+
+    # -- rows and cells
+    ids: list[str] = []
+    index: dict[str, int] = {}
+    encodings: list[np.ndarray] = []
+    for c in contents:
+        for aid, enc in zip(c.ids, c.encodings):
+            if aid not in index:
+                index[aid] = len(ids)
+                ids.append(aid)
+                encodings.append(enc)
+    n = len(ids)
+    out = _Content(space=first.space.name)
+    out.ids, out.encodings = ids, encodings
+    out.metric_meta = {k: m for k, (m, _) in seen["metric"].items()}
+    out.device_meta = {k: m for k, (m, _) in seen["device"].items()}
+    out.setting_meta = {k: m for k, (m, _) in seen["setting"].items()}
+    out.hw_meta = {k: m for k, (m, _) in seen["hardware metric"].items()}
+    metrics = {k: np.full(n, np.nan) for k in out.metric_meta}
+    when = {k: np.full(n, np.nan) for k in out.setting_meta}
+    hardware = {k: np.full((n, m["repeats"]), np.nan) for k, m in out.hw_meta.items()}
+    origin: dict[tuple, np.ndarray] = {}  # column -> index of the shard that filled each cell
+    merged_from = []
+    for j, (t, c) in enumerate(zip(tables, contents)):
+        tgt = np.fromiter((index[a] for a in c.ids), dtype=np.int64, count=c.n())
+        conflicts = 0
+        columns = ([(("metric", k), metrics[k], np.asarray(c.metrics[k], np.float64)) for k in c.metrics]
+                   + [(("measured_at", k), when[k], np.asarray(c.measured_at[k], np.float64)) for k in c.measured_at]
+                   + [(("hardware", k), hardware[k],
+                       np.asarray(c.hardware[k], np.float64).reshape(c.n(), out.hw_meta[k]["repeats"]))
+                      for k in c.hardware])
+        for col, dst, src in columns:
+            has = ~np.isnan(src) if src.ndim == 1 else ~np.isnan(src).all(axis=1)
+            cur = dst[tgt]
+            cur_has = ~np.isnan(cur) if cur.ndim == 1 else ~np.isnan(cur).all(axis=1)
+            fill = has & ~cur_has
+            same = (cur == src) | (np.isnan(cur) & np.isnan(src))
+            clash = has & cur_has & ~(same if same.ndim == 1 else same.all(axis=1))
+            if clash.any():
+                i = int(np.flatnonzero(clash)[0])
+                if on_conflict == "error":
+                    prev = paths[int(origin[col][tgt[i]])]
+                    raise TableError(f"cannot merge {prev} and {t.path}: architecture {c.ids[i]} has different "
+                                     f"{col[0]} {col[1]!r} values ({cur[i].tolist()!r} vs {src[i].tolist()!r}); "
+                                     f"on_conflict='first' keeps the earlier file's")
+                conflicts += int(clash.sum())
+            dst[tgt[fill]] = src[fill]
+            origin.setdefault(col, np.full(n, -1))[tgt[fill]] = j
+        merged_from.append({"path": str(t.path), "sha256": t.sha256(), "rows": c.n(), "conflicts": conflicts})
+    out.metrics = {k: v.tolist() for k, v in metrics.items()}
+    out.measured_at = {k: v.tolist() for k, v in when.items()}
+    out.hardware = {k: list(v) for k, v in hardware.items()}
+
+    # -- logs, root attributes
+    for t, c in zip(tables, contents):
         for name, cols in c.logs.items():
-            mine = base.logs.setdefault(name, {k: [] for k in cols})
+            mine = out.logs.setdefault(name, {k: [] for k in cols})
             if set(mine) != set(cols):
-                raise TableError(f"cannot merge {where}: log {name!r} columns differ")
-            for k, v in cols.items():
-                mine[k].extend(v)
-    base.attrs["merged_from"] = json.dumps([str(p) for p in paths])
-    _write(base, Path(output))
-    return Path(output)
+                raise TableError(f"cannot merge {paths[0]} and {t.path}: log {name!r} has columns "
+                                 f"{sorted(mine)} in one and {sorted(cols)} in the other")
+            keys = list(mine)
+            have = {_record_key(r) for r in zip(*(mine[k] for k in keys))}
+            for r in zip(*(cols[k] for k in keys)):
+                if _record_key(r) not in have:
+                    have.add(_record_key(r))
+                    for k, v in zip(keys, r):
+                        mine[k].append(v)
+            for k in keys:
+                if mine[k] and len({_column_kind([v]) for v in mine[k]}) > 1:
+                    raise TableError(f"cannot merge: log {name!r} column {k!r} holds strings in one file and "
+                                     f"numbers in another ({paths[0]}, {t.path})")
+    out.attrs = {k: m for k, (m, _) in seen["attribute"].items()}
+    out.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out.attrs["merged_from"] = json.dumps(merged_from)
+    lock = _WriteLock(output)
+    try:
+        if lock.held:
+            _remove_stale_temporaries(output)
+        _write(out, output, compression)
+    finally:
+        lock.release()
+    return output
+
+
+def _record_key(r: tuple) -> tuple:
+    return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in r)
+
+
+def _describe_diff(a: Any, b: Any, pa: Path, pb: Path) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        parts = []
+        for k in sorted(set(a) | set(b), key=str):
+            if not _same(a.get(k), b.get(k)):
+                if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+                    parts.append(f"{k}: {_describe_diff(a[k], b[k], pa, pb)}")
+                else:
+                    parts.append(f"{k}: {a.get(k)!r} in {pa.name} vs {b.get(k)!r} in {pb.name}")
+        return "; ".join(parts)
+    return f"{a!r} in {pa.name} vs {b!r} in {pb.name}"

@@ -155,3 +155,16 @@ def test_missing_or_unparsable_manifest(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(ReleaseError, match="not valid JSON"):
         read_manifest(tmp_path / MANIFEST_NAME)
+
+
+def test_embedded_release_verifies():
+    """The shipped data/ is a release: every file in its MANIFEST is present with its sha256."""
+    from benchmark.paths import data_dir
+    from benchmark.release import MANIFEST_NAME, verify_release
+
+    root = data_dir()
+    if not (root / MANIFEST_NAME).exists():
+        pytest.skip("no embedded release manifest in this checkout")
+    manifest = verify_release(root, space="t")
+    paths = {f["path"] for f in manifest["files"]}
+    assert {"tokenizer.json", "corpus/test.npy", "supernet_t.safetensors"} <= paths

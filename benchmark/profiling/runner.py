@@ -1,0 +1,429 @@
+"""Profile many architectures on this machine into a (shard) table: ``hwlm profile``.
+
+For every architecture of a seeded sample (or an explicit list) that is not yet in the table,
+one row is appended — and the table file rewritten atomically — holding:
+
+* exact ``params``, ``params_no_embedding`` and ``flops_<setting>`` per setting (source
+  ``exact``; decode settings: FLOPs per generated token averaged over the same
+  ``decode_tokens`` steps that latency times);
+* ``perplexity`` and ``token_accuracy`` of the sub-network with inherited supernet weights on
+  the held-out test split (source ``measured``; the table attributes record ``eval_tokens``
+  actually predicted, ``supernet_sha256`` and ``tokenizer_sha256``);
+* per setting on this device: ``latency_ms`` (every repeat; decode = ms per generated token),
+  ``memory_mb`` (one value, MB = 2**20 bytes) and ``energy_mj`` (every repeat, or declared
+  missing with the reason when the device has no readable energy counter), plus the Unix time
+  the row was measured at.
+
+The device group's provenance is :func:`~benchmark.profiling.devices.host_provenance` (host,
+CPU model, threads, torch version, GPU, driver, ...) without the fields that change from run to
+run (``date_utc``, ``load_avg_1m``): those go to the table log ``runs``, one record per run.
+
+Resume: rerunning with the same output continues it; rows already present are skipped, so a
+``kill -9`` loses at most the architecture in flight. Timings from different machines are never
+mixed: resuming a shard measured on another host / CPU model (or GPU, or thread count) is refused.
+
+Order: the architecture list is deterministic (explicit ids, or ``space.sample(seed, n)``, then
+largest and smallest, de-duplicated); ``shard=(i, n)`` keeps every n-th (``[i::n]``); the shard
+is then profiled in an order shuffled with ``seed`` so that slow drift of the machine does not
+correlate with the architecture. Drift itself is tracked: at the start and every
+``reference_every`` rows the largest and smallest architectures are re-timed at the first
+setting and logged to the table log ``reference_timings``.
+
+One measurement per device at a time: :func:`~benchmark.profiling.latency.measure_latency`,
+``measure_memory`` and ``measure_energy`` take the device's exclusive inter-process lock
+(:func:`~benchmark.profiling.latency.device_lock`); the runner additionally holds it across all
+hardware measurements of one architecture, and holds the CPU lock while computing perplexity
+(which runs on the CPU), so several runners on one machine serialise their timings.
+
+Not implemented: Ray (``--ray``) and local worker processes for perplexity — profiling runs in
+one process; run several shards (``--shard i/n``) on different machines and merge them with
+``hwlm table merge``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from benchmark.table import Setting, Table, TableError, TableWriter
+
+__all__ = ["DEFAULT_SETTINGS", "default_settings", "profile", "select_architectures", "profile_order",
+           "parse_shard", "add_profile_parser", "add_table_parser"]
+
+DECODE_TOKENS = 16
+
+DEFAULT_SETTINGS: dict[str, tuple[str, ...]] = {
+    # decode context + DECODE_TOKENS must fit the space's context (t: 128 + 16 <= 256; s/m/l: 512 + 16 <= 1024)
+    "t": ("prefill-b1-s256-fp32", "prefill-b8-s256-fp32", "decode-b1-s128-fp32"),
+    **{sp: ("prefill-b1-s1024-fp32", "prefill-b8-s1024-fp32", "decode-b1-s512-fp32") for sp in ("s", "m", "l")},
+}
+
+REFERENCE_LOG = "reference_timings"
+RUNS_LOG = "runs"  # one record per (resumed) run: start time, date, 1-min load average, rows so far, device
+# provenance fields that must agree to append timings to an existing device of a shard
+_SAME_MACHINE = ("hostname_sha256", "cpu_model", "gpu_name", "gpu_uuid", "torch_threads")
+
+
+def default_settings(space: str, dtype: str = "fp32") -> tuple[str, ...]:
+    """The space's default settings in ``dtype`` (fp32 on CPU; e.g. fp16 on GPU)."""
+    return tuple(s.rsplit("-", 1)[0] + f"-{dtype}" for s in DEFAULT_SETTINGS[space])
+
+
+def parse_shard(spec: str | Sequence[int]) -> tuple[int, int]:
+    """``"i/n"`` (or a pair) -> ``(i, n)`` with ``0 <= i < n``; anything else is a ValueError."""
+    try:
+        if isinstance(spec, str):
+            a, b = spec.split("/")
+            i, n = int(a), int(b)
+        else:
+            i, n = (int(x) for x in spec)
+    except (ValueError, TypeError):
+        raise ValueError(f"invalid shard: {spec!r}; allowed: 'i/n' with integers 0 <= i < n, e.g. '0/4'") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"invalid shard: {spec!r}; allowed: 'i/n' with integers 0 <= i < n, e.g. '0/4'")
+    return i, n
+
+
+def select_architectures(space, n: int | None = None, archs: Iterable[Any] | None = None, seed: int = 0,
+                         include_extremes: bool = True, shard: tuple[int, int] | str = (0, 1)) -> list:
+    """The deterministic architecture list of a shard (before the seeded shuffle)."""
+    from benchmark.spaces import get_space
+
+    sp = get_space(space)
+    if archs is not None:
+        base = [sp.from_id(a) if isinstance(a, str) else sp.validate(a) for a in archs]
+    elif n is not None:
+        if int(n) < 0:
+            raise ValueError(f"invalid n: {n!r}; allowed: an integer >= 0")
+        base = list(sp.sample(seed, int(n))) if int(n) > 0 else []
+    else:
+        raise ValueError("invalid architectures: neither n nor archs given; allowed: n >= 0 or a list of ids")
+    if include_extremes:
+        base += [sp.largest(), sp.smallest()]
+    seen, out = set(), []
+    for a in base:
+        if a.id not in seen:
+            seen.add(a.id)
+            out.append(a)
+    i, k = parse_shard(shard)
+    return out[i::k]
+
+
+def profile_order(archs: Sequence, seed: int = 0) -> list:
+    """``archs`` in the seeded shuffled order in which they are profiled."""
+    rng = np.random.default_rng(seed)
+    return [archs[j] for j in rng.permutation(len(archs))]
+
+
+def _check_same_machine(path: Path, device_id: str, prov: dict) -> None:
+    if not path.exists():
+        return
+    t = Table(path)
+    if device_id not in t.devices():
+        return
+    old = t.provenance(device_id)
+    diff = {k: (old.get(k), prov.get(k)) for k in _SAME_MACHINE if old.get(k) != prov.get(k)}
+    if diff:
+        what = ", ".join(f"{k}: {a!r} in the table vs {b!r} here" for k, (a, b) in diff.items())
+        raise TableError(f"cannot resume {path}: device {device_id!r} was measured on a different machine or "
+                         f"configuration ({what}); timings from different hosts are never mixed — profile into "
+                         f"a new shard file (or use another --device id) and merge")
+
+
+def _check_attrs(path: Path, attrs: dict) -> None:
+    if not path.exists():
+        return
+    old = Table(path).attrs
+    for k in ("supernet_sha256", "tokenizer_sha256"):
+        if k in attrs and k in old and str(old[k]) != str(attrs[k]):
+            raise TableError(f"cannot resume {path}: its {k} is {old[k]}, this run's is {attrs[k]}; perplexities "
+                             f"from different checkpoints/tokenizers are never mixed — use a new shard file")
+
+
+def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs: Iterable[Any] | None = None,
+            seed: int = 0, settings: Sequence[str] | None = None, dtype: str | None = None,
+            shard: tuple[int, int] | str = (0, 1), warmup: int = 3, repeats: int = 10, device_id: str | None = None,
+            checkpoint=None, data_dir=None, eval_tokens: int = 65536, perplexity: bool = True,
+            latency: bool = True, memory: bool = True, energy: bool = True, include_extremes: bool = True,
+            reference_every: int = 50, decode_tokens: int = DECODE_TOKENS, threads: int | None = None,
+            progress: bool = True) -> Path:
+    """Profile a shard of architectures of ``space`` on ``device`` into the table ``out``; returns its path.
+
+    ``settings`` default to ``DEFAULT_SETTINGS[space]`` in ``dtype`` (default fp32 on CPU, fp16
+    on CUDA). ``device_id`` is the table's device name (default
+    :func:`~benchmark.profiling.devices.local_device_id`). ``checkpoint`` defaults to
+    ``data/supernet_<space>.safetensors``; ``data_dir`` (tokenizer + test split) to the
+    package's data directory. ``threads`` sets ``torch.set_num_threads`` for the run (restored
+    afterwards); the thread count is part of the device id and provenance. See the module docstring for what a row holds, resume, order,
+    drift records and the device lock (latency runs one at a time per device).
+    """
+    import torch
+
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"invalid threads: {threads!r}; allowed: an integer >= 1")
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return profile(space, out, device=device, n=n, archs=archs, seed=seed, settings=settings, dtype=dtype,
+                           shard=shard, warmup=warmup, repeats=repeats, device_id=device_id, checkpoint=checkpoint,
+                           data_dir=data_dir, eval_tokens=eval_tokens, perplexity=perplexity, latency=latency,
+                           memory=memory, energy=energy, include_extremes=include_extremes,
+                           reference_every=reference_every, decode_tokens=decode_tokens, threads=None,
+                           progress=progress)
+        finally:
+            torch.set_num_threads(before)
+    from tqdm.auto import tqdm
+
+    from benchmark import costs
+    from benchmark.paths import data_dir as default_data_dir
+    from benchmark.profiling.devices import host_provenance, local_device_id
+    from benchmark.profiling.energy import EnergyUnavailable, energy_counter, measure_energy
+    from benchmark.profiling.latency import build_model, device_lock, measure_latency, resolve_setting
+    from benchmark.profiling.memory import measure_memory
+    from benchmark.release import sha256_file
+    from benchmark.spaces import get_space
+
+    sp = get_space(space)
+    out = Path(out)
+    tdev = torch.device(device)
+    if dtype is None:
+        dtype = "fp32" if tdev.type == "cpu" else "fp16"
+    setting_names = list(settings) if settings else list(default_settings(sp.name, dtype))
+    run_settings = [resolve_setting(s) for s in setting_names]
+    for rs in run_settings:
+        need = rs.seq_len + (decode_tokens if rs.mode == "decode" else 0)
+        if need > sp.block_size:
+            raise ValueError(f"invalid setting: {rs.name!r}; allowed: seq_len{' + decode_tokens' if rs.mode == 'decode' else ''}"
+                             f" = {need} <= the space's context {sp.block_size}")
+    table_settings = [Setting(rs.mode, rs.batch, rs.seq_len, rs.dtype) for rs in run_settings]
+    hardware = latency or memory or energy
+    if reference_every < 1:
+        raise ValueError(f"invalid reference_every: {reference_every!r}; allowed: an integer >= 1")
+
+    todo_all = profile_order(select_architectures(sp, n, archs, seed, include_extremes, shard), seed)
+
+    # -- perplexity inputs
+    attrs: dict[str, Any] = {}
+    net = tokens = None
+    if perplexity:
+        from benchmark.supernet.corpus import load_split
+        from benchmark.supernet.elastic import load_supernet
+
+        ddir = Path(data_dir) if data_dir is not None else default_data_dir()
+        ckpt = Path(checkpoint) if checkpoint is not None else default_data_dir() / f"supernet_{sp.name}.safetensors"
+        net = load_supernet(ckpt, sp.name)
+        tokens = np.asarray(load_split("test", ddir))
+        attrs.update(supernet_sha256=sha256_file(ckpt), tokenizer_sha256=sha256_file(ddir / "tokenizer.json"))
+        _check_attrs(out, attrs)
+
+    # -- device provenance (refuse to mix machines)
+    dev_id = device_id or local_device_id(tdev)
+    prov = dict(host_provenance(tdev))
+    prov["torch_threads"] = torch.get_num_threads()
+    # what changes from run to run goes to the "runs" log, not into the device declaration (which
+    # must be identical across resumed runs and across shards of one machine for them to merge)
+    run_record = {"unix_time": time.time(), "date_utc": str(prov.pop("date_utc", "")),
+                  "load_avg_1m": float("nan") if prov.get("load_avg_1m") is None else float(prov["load_avg_1m"])}
+    prov.pop("load_avg_1m", None)
+    if hardware:
+        _check_same_machine(out, dev_id, prov)
+
+    w = TableWriter(out, sp.name, attrs=attrs)
+    if True:  # (block kept for readability) every append flushes atomically; nothing to clean up on error
+        w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
+        w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
+        for s in table_settings:
+            desc = ("FLOPs of one forward at the setting" if s.mode == "prefill" else
+                    f"FLOPs per generated token (mean over {decode_tokens} steps after the context)")
+            w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact", description=desc)
+        if perplexity:
+            w.declare_metric("perplexity", unit="1", source="measured",
+                             description="test-split perplexity with inherited supernet weights")
+            w.declare_metric("token_accuracy", unit="1", source="measured",
+                             description="test-split next-token accuracy with inherited supernet weights")
+        counter = None
+        if hardware:
+            if dev_id in w._c.device_meta:  # resuming on the same machine (checked above): keep its provenance
+                pass
+            else:
+                w.declare_device(dev_id, source="measured", provenance=prov)
+            if energy:
+                counter = energy_counter(tdev)
+            for s in table_settings:
+                extra = {"decode_tokens": decode_tokens} if s.mode == "decode" else {}
+                w.declare_setting(dev_id, s, warmup=warmup, repeats=repeats, **extra)
+                if latency:
+                    w.declare_hardware_metric(dev_id, s, "latency_ms", unit="ms", repeats=repeats)
+                if memory:
+                    w.declare_hardware_metric(dev_id, s, "memory_mb", unit="MB", repeats=1)
+                if energy:
+                    reason = counter.reason if isinstance(counter, EnergyUnavailable) else None
+                    w.declare_hardware_metric(dev_id, s, "energy_mj", unit="mJ", repeats=repeats,
+                                              missing_reason=reason)
+
+        def reference_timings(rows: int) -> None:
+            if not latency:
+                return
+            rs = run_settings[0]
+            for ref in (sp.largest(), sp.smallest()):
+                ms = measure_latency(ref, rs, tdev, warmup, repeats, seed, decode_tokens=decode_tokens)
+                w.log(REFERENCE_LOG, {"arch": ref.id, "unix_time": time.time(), "rows": rows,
+                                      "median_ms": float(np.median(ms))})
+            w.flush()
+
+        todo = [a for a in todo_all if a not in w]
+        if todo:
+            w.log(RUNS_LOG, {**run_record, "rows": len(w.ids()), "device": dev_id if hardware else ""})
+        bar = tqdm(total=len(todo_all), initial=len(todo_all) - len(todo), desc=f"profile {out.name}",
+                   unit="arch", disable=not progress, dynamic_ncols=True)
+        profiled = 0
+        if todo and hardware:
+            reference_timings(len(w.ids()))
+        for arch in todo:
+            metrics: dict[str, float] = {
+                "params": float(costs.params([arch])[0]),
+                "params_no_embedding": float(costs.params([arch], embeddings=False)[0]),
+            }
+            for s in table_settings:
+                if s.mode == "prefill":
+                    f = costs.flops_prefill([arch], batch=s.batch, seq_len=s.seq_len)[0]
+                else:
+                    f = np.mean([costs.flops_decode([arch], batch=s.batch, context_len=s.seq_len + j)[0]
+                                 for j in range(decode_tokens)])
+                metrics[f"flops_{s.name}"] = float(f)
+            if perplexity:
+                with device_lock("cpu"):
+                    r = measure_perplexity_for(net, arch, tokens, eval_tokens)
+                metrics["perplexity"], metrics["token_accuracy"] = r.perplexity, r.token_accuracy
+                if w._c.attrs.get("eval_tokens") not in (None, r.tokens):
+                    raise TableError(f"table {out}: eval_tokens {w._c.attrs['eval_tokens']} there, {r.tokens} "
+                                     f"now; perplexities on different token counts are never mixed")
+                w._c.attrs["eval_tokens"] = int(r.tokens)
+            hw: dict = {}
+            when: dict = {}
+            if hardware:
+                with device_lock(tdev):
+                    models: dict[str, Any] = {}
+                    for rs, s in zip(run_settings, table_settings):
+                        if rs.dtype not in models:
+                            models[rs.dtype] = build_model(arch, tdev, rs.dtype, seed)
+                        model = models[rs.dtype]
+                        when[(dev_id, s.name)] = time.time()
+                        if latency:
+                            hw[(dev_id, s.name, "latency_ms")] = measure_latency(
+                                arch, rs, tdev, warmup, repeats, seed, decode_tokens=decode_tokens, model=model)
+                        if memory:
+                            hw[(dev_id, s.name, "memory_mb")] = [measure_memory(arch, rs, tdev, seed,
+                                                                                model=model).memory_mb]
+                        if energy and not isinstance(counter, EnergyUnavailable):
+                            e = measure_energy(arch, rs, tdev, warmup, repeats, seed, decode_tokens=decode_tokens,
+                                               model=model, counter=counter)
+                            if isinstance(e, EnergyUnavailable):
+                                raise RuntimeError(f"energy counter became unavailable: {e.reason}")
+                            hw[(dev_id, s.name, "energy_mj")] = e.energy_mj
+                    del models
+            w.append(arch, metrics=metrics, hardware=hw, measured_at=when)  # flushed atomically
+            profiled += 1
+            bar.update(1)
+            if hardware and profiled % reference_every == 0 and profiled < len(todo):
+                reference_timings(len(w.ids()))
+        bar.close()
+        w.flush()
+    where = f"{out}: {len(w.ids())} rows ({profiled} profiled now), device {dev_id if hardware else '-'}"
+    if progress:
+        print(f"shard written to {where}", file=sys.stderr)
+    return out
+
+
+def measure_perplexity_for(net, arch, tokens, eval_tokens):
+    from benchmark.profiling.perplexity import measure_perplexity
+
+    return measure_perplexity(net, arch, tokens, max_tokens=eval_tokens)
+
+
+# --------------------------------------------------------------------------- CLI
+def _shard_arg(s: str) -> tuple[int, int]:
+    try:
+        return parse_shard(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _profile_cmd(args) -> int:
+    out = profile(args.space, args.out, device=args.device, n=args.n, archs=args.archs, seed=args.seed,
+                  settings=args.settings, dtype=args.dtype, shard=args.shard, warmup=args.warmup,
+                  repeats=args.repeats, device_id=args.device_id, checkpoint=args.checkpoint,
+                  data_dir=args.data_dir, eval_tokens=args.eval_tokens, perplexity=not args.no_perplexity,
+                  latency=not args.no_latency, memory=not args.no_memory, energy=not args.no_energy,
+                  include_extremes=not args.no_extremes, reference_every=args.reference_every, threads=args.threads,
+                  progress=not args.quiet)
+    print(out)
+    return 0
+
+
+def add_profile_parser(sub) -> None:
+    s = sub.add_parser(
+        "profile", help="profile architectures on this machine into a shard table (resumable)",
+        description="Measure perplexity (inherited supernet weights, test split), exact params/FLOPs, and "
+                    "latency, peak memory and energy per setting on this device; one row per architecture, "
+                    "written atomically, so a rerun resumes. Shards (--shard i/n) merge with 'hwlm table merge'. "
+                    "Ray / multi-process profiling is not implemented.")
+    s.add_argument("--space", default="t", help="search space (t, s, m, l); default t")
+    s.add_argument("--out", required=True, help="shard table to write or resume (HDF5)")
+    s.add_argument("--device", default="cpu", help="torch device to measure on: cpu, cuda, cuda:1 (default cpu)")
+    s.add_argument("--device-id", default=None, help="device name in the table (default: derived from the "
+                                                     "hardware, e.g. cpu-epyc-2c)")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("-n", type=int, default=None, help="number of architectures to sample uniformly (seeded)")
+    g.add_argument("--archs", nargs="+", default=None, metavar="ID", help="explicit architecture ids")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sample, the profiling order and the random "
+                                                       "weights/tokens used for timing (default 0)")
+    s.add_argument("--settings", nargs="+", default=None, metavar="NAME",
+                   help="settings like prefill-b1-s256-fp32 decode-b1-s128-fp32 (default: the space's defaults)")
+    s.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"],
+                   help="dtype of the default settings (default fp32 on CPU, fp16 on GPU)")
+    s.add_argument("--shard", type=_shard_arg, default=(0, 1), metavar="i/n",
+                   help="profile every n-th architecture starting at i (0 <= i < n); default 0/1")
+    s.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
+    s.add_argument("--repeats", type=int, default=10, help="timed repeats stored per setting (default 10)")
+    s.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
+    s.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
+    s.add_argument("--eval-tokens", type=int, default=65536, help="test tokens for perplexity (default 65536)")
+    s.add_argument("--reference-every", type=int, default=50,
+                   help="re-time the largest/smallest architectures every this many rows (drift log; default 50)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the whole run (default: torch's; part of the device id)")
+    s.add_argument("--no-perplexity", action="store_true", help="skip perplexity and token accuracy")
+    s.add_argument("--no-latency", action="store_true", help="skip latency")
+    s.add_argument("--no-memory", action="store_true", help="skip peak memory")
+    s.add_argument("--no-energy", action="store_true", help="skip energy")
+    s.add_argument("--no-extremes", action="store_true", help="do not add the largest and smallest architectures")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_profile_cmd)
+
+
+def _merge_cmd(args) -> int:
+    from benchmark.table import Table, merge_tables
+
+    out = merge_tables(args.shards, args.out)
+    print(f"merged {len(args.shards)} shard(s) into {out}: {len(Table(out))} rows")
+    return 0
+
+
+def add_table_parser(sub) -> None:
+    s = sub.add_parser("table", help="operations on benchmark tables",
+                       description="Operations on hwlm-bench HDF5 tables.")
+    tsub = s.add_subparsers(dest="table_command", metavar="ACTION", required=True)
+    m = tsub.add_parser("merge", help="merge shard tables (de-duplicated by architecture id)",
+                        description="Merge shard tables into OUT, written atomically. The first shard holding an "
+                                    "architecture wins; shards must agree on space, declarations and device "
+                                    "provenance.")
+    m.add_argument("out", metavar="OUT", help="merged table to write")
+    m.add_argument("shards", nargs="+", metavar="SHARD", help="shard tables, in priority order")
+    m.set_defaults(func=_merge_cmd)
