@@ -56,6 +56,7 @@ class TrainConfig:
     ckpt_every: int = 50
     threads: int | None = None
     vocab_size: int | None = None  # default: the tokenizer's size from the corpus manifest, else the space's
+    arch: str | None = None  # standalone baseline: train only this architecture (id), no weight sharing
 
     def validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_tokens"):
@@ -66,6 +67,10 @@ class TrainConfig:
             raise ValueError(f"invalid n_random: {self.n_random!r}; allowed: an integer >= 0")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"invalid distill: {self.distill!r}; allowed: a weight in [0, 1]")
+        if self.arch is not None:
+            from benchmark.spaces import get_space
+
+            get_space(self.space).from_id(self.arch)  # raises ArchitectureError naming the field
         if not 0 <= self.warmup < self.steps:
             raise ValueError(f"invalid warmup: {self.warmup!r}; allowed: 0 <= warmup < steps={self.steps}")
         return self
@@ -163,6 +168,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         print(f"resumed {out} at step {step}")
     space = net.space
     largest, smallest = space.largest(), space.smallest()
+    # what is trained (and validated) each step: the sandwich, or one fixed architecture (standalone)
+    fixed = space.from_id(c.arch) if c.arch else None
+    watched = (("arch", fixed),) if fixed else (("largest", largest), ("smallest", smallest))
     net.train()
     bar = tqdm(total=c.steps, initial=step, disable=not progress, desc=f"supernet {c.space}", unit="step")
     with open(log_path, "a") as log:
@@ -172,14 +180,15 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr
             x, y = get_batch(train_tokens, c.batch_size, block, rng)
-            archs = [largest, smallest] + space.sample(rng, n=c.n_random)
+            archs = [fixed] if fixed else [largest, smallest] + space.sample(rng, n=c.n_random)
+            names = ["arch"] if fixed else ["largest", "smallest"] + [f"random{k}" for k in range(c.n_random)]
             losses = {}
             teacher = None
             for k, arch in enumerate(archs):
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.bf16):
                     logits = net(x, arch)
                 loss = lm_loss(logits, y)
-                losses[("largest", "smallest")[k] if k < 2 else f"random{k - 2}"] = loss.item()
+                losses[names[k]] = loss.item()
                 if c.distill > 0:
                     if k == 0:
                         teacher = F.softmax(logits.detach().float(), -1)
@@ -196,15 +205,14 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             entry = {"step": step, "lr": lr, "grad_norm": grad_norm, "loss": losses,
                      "tokens_per_s": len(archs) * x.numel() / dt, "time": time.time()}
             if step % c.eval_every == 0 or step == c.steps:
-                entry["val"] = {name: evaluate(net, a, val_tokens, block, c.eval_tokens)
-                                for name, a in (("largest", largest), ("smallest", smallest))}
+                entry["val"] = {name: evaluate(net, a, val_tokens, block, c.eval_tokens) for name, a in watched}
                 net.train()
             log.write(json.dumps(entry) + "\n")
             log.flush()
             if step % c.ckpt_every == 0 or step == c.steps:
                 save_checkpoint(out, net, opt, step, rng, c)
             bar.update(1)
-            bar.set_postfix(loss=f"{losses['largest']:.3f}/{losses['smallest']:.3f}",
+            bar.set_postfix(loss="/".join(f"{losses[n]:.3f}" for n, _ in watched),
                             tok_s=f"{entry['tokens_per_s']:.0f}")
     bar.close()
     print(f"supernet checkpoint: {out / 'checkpoint'}; log: {log_path}")
@@ -241,8 +249,9 @@ def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
 
     entries = read_log(log_path)
     steps = np.array([e["step"] for e in entries])
+    watched = ("arch",) if "arch" in entries[0]["loss"] else ("largest", "smallest")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name in ("largest", "smallest"):
+    for name in watched:
         vals = np.array([e["loss"][name] for e in entries])
         k = max(1, len(vals) // 100)
         smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
@@ -250,7 +259,7 @@ def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
     a1.set(xlabel="step", ylabel="cross-entropy (nats/token)", title="training loss")
     a1.legend()
     val = [e for e in entries if "val" in e]
-    for name in ("largest", "smallest"):
+    for name in watched:
         a2.plot([e["step"] for e in val], [e["val"][name]["perplexity"] for e in val], marker="o", label=name)
     a2.set(xlabel="step", ylabel="validation perplexity", yscale="log", title="validation")
     a2.legend()
@@ -262,12 +271,8 @@ def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
     return out_png
 
 
-def release_checkpoint(run_dir: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Save a run's latest weights as the released supernet file (safetensors, fp16 by default),
-    with the step, the training config and the tokenizer's sha256 in its metadata."""
-    from benchmark.supernet.corpus import load_manifest
-    from benchmark.supernet.elastic import save_supernet
-
+def load_run(run_dir: str | Path) -> tuple[Supernet, dict]:
+    """The latest weights of a training run (a :class:`Supernet`, in eval mode) and its JSON state."""
     run_dir = Path(run_dir)
     with open(run_dir / "checkpoint" / STATE_FILE) as f:
         state = json.load(f)
@@ -275,6 +280,17 @@ def release_checkpoint(run_dir: str | Path, out_path: str | Path, dtype: torch.d
     vocab = c.vocab_size or _corpus_vocab(c.data_dir)
     net = Supernet(c.space, vocab_size=vocab, block_size=c.block_size)
     net.load_state_dict(load_file(str(run_dir / "checkpoint" / state["model"])))
+    return net.eval(), state
+
+
+def release_checkpoint(run_dir: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Save a run's latest weights as the released supernet file (safetensors, fp16 by default),
+    with the step, the training config and the tokenizer's sha256 in its metadata."""
+    from benchmark.supernet.corpus import load_manifest
+    from benchmark.supernet.elastic import save_supernet
+
+    net, state = load_run(run_dir)
+    c = TrainConfig(**state["config"])
     tokenizer_sha = load_manifest(c.data_dir).get("tokenizer", {}).get("sha256", "")
     save_supernet(net, out_path, dtype=dtype, step=str(state["step"]), train_config=json.dumps(state["config"]),
                   tokenizer_sha256=tokenizer_sha)
