@@ -1,0 +1,87 @@
+"""Surrogate input features: the architecture encoding plus exact derived quantities, vectorised.
+
+For an ``(N, encoding_length)`` integer encoding matrix of one space, :func:`features` returns an
+``(N, F)`` float64 matrix whose columns are named by :func:`feature_names`:
+
+* the choices themselves: ``embed_dim``, ``n_layer``, ``bias`` and, per layer slot ``i``,
+  ``n_head_i`` and ``mlp_ratio_i`` (0 for slots beyond ``n_layer``);
+* per-layer sums and maxima: ``total_heads``, ``attn_width`` (sum of ``n_head_i * head_size``),
+  ``total_mlp_ratio``, ``mlp_hidden`` (sum of ``mlp_ratio_i * embed_dim``), ``max_heads``,
+  ``max_mlp_ratio``;
+* exact costs from :mod:`benchmark.costs`: ``params``, ``params_no_embedding``;
+* for a hardware setting only: ``flops_setting`` (exact FLOPs at the setting — for decode, the
+  mean per generated token over ``decode_tokens`` steps, exactly as the profiler stores
+  ``flops_<setting>``) and ``kv_elems`` (``batch * context * sum_i n_head_i * head_size``).
+
+No Python object is built per row: everything is a table lookup or a sum over the matrix, and
+:mod:`benchmark.costs` validates the encodings (an invalid row raises
+:class:`~benchmark.spaces.ArchitectureError` naming the row, the field and what is allowed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark import costs
+from benchmark.spaces import SearchSpace, get_space
+from benchmark.table import Setting
+
+__all__ = ["DEFAULT_DECODE_TOKENS", "feature_names", "features", "exact_flops"]
+
+# what ``hwlm profile`` uses (benchmark.profiling.runner.DECODE_TOKENS) when a table does not say
+DEFAULT_DECODE_TOKENS = 16
+
+
+def feature_names(space: str | SearchSpace, setting: str | Setting | None = None) -> list[str]:
+    sp = get_space(space)
+    lm = sp.max_layers
+    names = ["embed_dim", "n_layer", "bias"]
+    names += [f"n_head_{i}" for i in range(lm)] + [f"mlp_ratio_{i}" for i in range(lm)]
+    names += ["total_heads", "attn_width", "total_mlp_ratio", "mlp_hidden", "max_heads", "max_mlp_ratio",
+              "params", "params_no_embedding"]
+    if setting is not None:
+        Setting.parse(setting)
+        names += ["flops_setting", "kv_elems"]
+    return names
+
+
+def exact_flops(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting,
+                decode_tokens: int = DEFAULT_DECODE_TOKENS) -> np.ndarray:
+    """Exact FLOPs (float64, shape (N,)) of the setting, as the profiler stores ``flops_<setting>``:
+    one prefill forward, or for decode the mean over ``decode_tokens`` generated tokens at contexts
+    ``seq_len .. seq_len + decode_tokens - 1``."""
+    sp, s = get_space(space), Setting.parse(setting)
+    if s.mode == "prefill":
+        return costs.flops_prefill(enc, batch=s.batch, seq_len=s.seq_len, space=sp).astype(np.float64)
+    # FLOPs are affine in the context, and all values are integers far below 2**53: the sum is exact
+    total = np.zeros(len(enc), np.float64)
+    for j in range(int(decode_tokens)):
+        total += costs.flops_decode(enc, batch=s.batch, context_len=s.seq_len + j, space=sp)
+    return total / int(decode_tokens)
+
+
+def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting | None = None,
+             decode_tokens: int = DEFAULT_DECODE_TOKENS) -> np.ndarray:
+    """``(N, F)`` float64 features of an ``(N, encoding_length)`` integer encoding matrix."""
+    sp = get_space(space)
+    enc = np.asarray(enc)
+    if enc.ndim == 1:
+        enc = enc[None, :]
+    params = costs.params(enc, space=sp)  # validates every row
+    params_ne = costs.params(enc, space=sp, embeddings=False)
+    lm = sp.max_layers
+    embed = np.array(sp.embed_dim_choices, np.float64)[enc[:, 0]]
+    n_layer = np.array(sp.n_layer_choices, np.float64)[enc[:, 1]]
+    bias = np.array([float(b) for b in sp.bias_choices])[enc[:, -1]]
+    mlp = np.array(sp.mlp_ratio_choices + (0,), np.float64)[enc[:, 2:2 + lm]]  # PAD (-1) reads the 0
+    heads = np.array(sp.n_head_choices + (0,), np.float64)[enc[:, 2 + lm:2 + 2 * lm]]
+    total_heads = heads.sum(1)
+    cols = [embed[:, None], n_layer[:, None], bias[:, None], heads, mlp,
+            np.stack([total_heads, total_heads * sp.head_size, mlp.sum(1), mlp.sum(1) * embed,
+                      heads.max(1), mlp.max(1), params.astype(np.float64), params_ne.astype(np.float64)], 1)]
+    if setting is not None:
+        s = Setting.parse(setting)
+        context = s.seq_len + (int(decode_tokens) - 1) / 2 if s.mode == "decode" else s.seq_len
+        cols.append(np.stack([exact_flops(sp, enc, s, decode_tokens),
+                              s.batch * context * total_heads * sp.head_size], 1))
+    return np.concatenate(cols, axis=1)

@@ -1,0 +1,533 @@
+"""XGBoost surrogates per (metric, device, setting), fitted from a table; saved without pickle.
+
+What is fitted (:func:`fit_table`):
+
+* one target per device-independent metric that is not exact (``perplexity``,
+  ``token_accuracy``; ``params*``/``flops_*`` are computed exactly and never modelled) and per
+  ``(device, setting, metric)`` of ``/hardware``; a target whose values are all NaN (e.g. energy
+  on a CPU without counters) is not fitted but recorded as missing with its ``missing_reason``;
+* a **mean model** (``reg:squarederror``) on one row per architecture, the target being the
+  median of the stored repeats, after a target transform (``log`` for latency, energy, memory
+  and perplexity; identity otherwise);
+* for noisy metrics (stored with more than one repeat, e.g. ``latency_ms``, ``energy_mj``) a
+  **quantile model** (``reg:quantileerror``, one multi-quantile booster for 5/50/95 %) on one
+  row per stored repeat, with the hyperparameters chosen for the mean model.
+
+Architectures are split once (seeded) into a training and a held-out set shared by all targets.
+Hyperparameters are chosen among a few candidates by 3-fold cross-validation on the training
+split only; the released model is fitted on the training split, so the quality recorded in its
+sidecar (:mod:`surrogates.quality`) is measured on architectures it never saw.
+
+Files (:class:`Surrogate`): ``<stem>.json`` (mean booster, XGBoost's own JSON or UBJ format),
+``<stem>.quantile.json`` (quantile booster, noisy metrics only) and ``<stem>.meta.json``, the
+sidecar: feature names, target transform, quantiles, xgboost version, sha256 of the training
+table and of every model file, split seed, hyperparameters, quality. ``stem`` is
+``<metric>@<device>@<setting>`` or ``<metric>`` for device-independent metrics. A directory
+``index.json`` lists the models, the missing targets and the devices. Everything is written to
+a temporary name and renamed into place. Loading checks the sidecar and the file hashes and
+raises :class:`SurrogateError` (a ``ValueError``) naming the file, the field, the value and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from benchmark.spaces import get_space
+from benchmark.table import Setting, Table, _json_default
+from surrogates.features import DEFAULT_DECODE_TOKENS, feature_names, features
+
+__all__ = ["SIDECAR_FORMAT", "INDEX_FORMAT", "FORMAT_VERSION", "QUANTILES", "LOG_METRICS", "CANDIDATES",
+           "SurrogateError", "Target", "Surrogate", "targets", "split_rows", "model_stem", "fit_target",
+           "fit_table", "read_index", "surrogate_dir", "add_fit_parser"]
+
+SIDECAR_FORMAT = "hwlm-bench surrogate"
+INDEX_FORMAT = "hwlm-bench surrogates index"
+FORMAT_VERSION = 1
+QUANTILES = (0.05, 0.5, 0.95)
+LOG_METRICS = frozenset({"latency_ms", "energy_mj", "memory_mb", "perplexity"})
+TRANSFORMS = ("log", "identity")
+MODEL_FORMATS = ("json", "ubj")
+# a few cheap candidates; chosen per target by 3-fold CV on the training split
+CANDIDATES: tuple[dict, ...] = (
+    {"max_depth": 3, "eta": 0.1, "num_boost_round": 300, "min_child_weight": 1.0, "subsample": 0.9},
+    {"max_depth": 5, "eta": 0.05, "num_boost_round": 400, "min_child_weight": 1.0, "subsample": 0.8},
+    {"max_depth": 6, "eta": 0.1, "num_boost_round": 200, "min_child_weight": 3.0, "subsample": 0.8},
+)
+CV_FOLDS = 3
+_REQUIRED = {  # sidecar field -> type
+    "format": str, "format_version": int, "space": str, "metric": str, "unit": str, "target_source": str,
+    "feature_names": list, "target_transform": str, "xgboost_version": str, "table_sha256": str,
+    "split_seed": int, "hyperparameters": dict, "quality": dict, "files": dict, "decode_tokens": int,
+}
+
+
+class SurrogateError(ValueError):
+    """A missing, invalid or tampered surrogate file; names the file, the field, the value and what is allowed."""
+
+
+def _fail(path: Path | str, field_: str, value: Any, allowed: Any) -> SurrogateError:
+    return SurrogateError(f"surrogate {path}: invalid {field_}: {value!r}; allowed: {allowed}")
+
+
+def model_stem(metric: str, device: str | None = None, setting: str | None = None) -> str:
+    return metric if device is None else f"{metric}@{device}@{setting}"
+
+
+def surrogate_dir(release: str | os.PathLike, space: str) -> Path:
+    """``<release>/surrogates/<space>``."""
+    return Path(release) / "surrogates" / space
+
+
+# ---------------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    """What one surrogate learns: per-architecture medians (N,) and, for noisy metrics, the repeats (N, R)."""
+
+    metric: str
+    device: str | None
+    setting: str | None
+    unit: str
+    target_source: str  # what the values are: measured or modeled
+    y: np.ndarray  # (N,) median of repeats, NaN = not measured
+    repeats: np.ndarray | None = None  # (N, R) when R > 1
+    device_source: str | None = None
+    device_kind: str | None = None
+    decode_tokens: int = DEFAULT_DECODE_TOKENS
+    missing_reason: str | None = None
+
+    @property
+    def stem(self) -> str:
+        return model_stem(self.metric, self.device, self.setting)
+
+    @property
+    def transform(self) -> str:
+        return "log" if self.metric in LOG_METRICS else "identity"
+
+    @property
+    def noisy(self) -> bool:
+        return self.repeats is not None
+
+
+def _nanmedian(x: np.ndarray) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    ok = np.isfinite(x).any(1)
+    if ok.any():
+        out[ok] = np.nanmedian(x[ok], axis=1)
+    return out
+
+
+def targets(table: Table) -> list[Target]:
+    """Every modelled quantity of a table (fitted or, when all NaN, missing with the reason)."""
+    out = []
+    for name, meta in table.metrics().items():
+        if meta.get("source") == "exact" or name.startswith("flops_"):
+            continue
+        out.append(Target(name, None, None, meta.get("unit", "1"), meta.get("source", "measured"),
+                          np.asarray(table.metric(name), np.float64), missing_reason=meta.get("missing_reason")))
+    for dev, dmeta in table.devices().items():
+        kind = dmeta.get("kind") or dmeta.get("provenance", {}).get("kind")
+        for st in table.settings(dev):
+            dt = int(table.setting_attrs(dev, st).get("decode_tokens", DEFAULT_DECODE_TOKENS))
+            for m, hmeta in sorted(table.hardware_metrics(dev, st).items()):
+                rep = np.asarray(table.hardware(dev, st, m), np.float64)
+                noisy = rep.shape[1] > 1
+                out.append(Target(m, dev, st, hmeta.get("unit", ""), dmeta["source"], _nanmedian(rep),
+                                  rep if noisy else None, dmeta["source"], kind, dt, hmeta.get("missing_reason")))
+    return out
+
+
+def split_rows(n: int, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of row indices into (train, test); both sorted."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"invalid test_fraction: {test_fraction!r}; allowed: a number in (0, 1)")
+    perm = np.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(n * test_fraction)))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+# ---------------------------------------------------------------------------- transforms
+def _forward(transform: str, y: np.ndarray) -> np.ndarray:
+    return np.log(y) if transform == "log" else y
+
+
+def _inverse(transform: str, z: np.ndarray) -> np.ndarray:
+    return np.exp(z) if transform == "log" else z
+
+
+# ---------------------------------------------------------------------------- the model
+class Surrogate:
+    """A fitted surrogate: mean booster, optional quantile booster, and its sidecar ``meta``."""
+
+    def __init__(self, meta: dict, mean, quantile=None):
+        self.meta, self.mean_booster, self.quantile_booster = meta, mean, quantile
+        self.metric, self.device, self.setting = meta["metric"], meta.get("device"), meta.get("setting")
+        self.transform = meta["target_transform"]
+        self.space = get_space(meta["space"])
+        self.decode_tokens = int(meta.get("decode_tokens", DEFAULT_DECODE_TOKENS))
+
+    @property
+    def stem(self) -> str:
+        return model_stem(self.metric, self.device, self.setting)
+
+    @property
+    def noisy(self) -> bool:
+        return self.quantile_booster is not None
+
+    def features(self, enc: np.ndarray) -> np.ndarray:
+        return features(self.space, enc, self.setting, self.decode_tokens)
+
+    def predict_features(self, X: np.ndarray) -> np.ndarray:
+        """Point predictions (original units) from a feature matrix."""
+        return _inverse(self.transform, np.asarray(self.mean_booster.inplace_predict(X), np.float64).reshape(-1))
+
+    def quantiles_features(self, X: np.ndarray) -> np.ndarray:
+        """(N, 3) predicted 5/50/95 % quantiles (original units, sorted per row); noisy metrics only."""
+        if self.quantile_booster is None:
+            raise SurrogateError(f"surrogate {self.stem}: no quantile model (the metric was stored with one repeat)")
+        q = np.asarray(self.quantile_booster.inplace_predict(X), np.float64).reshape(len(X), len(QUANTILES))
+        return _inverse(self.transform, np.sort(q, axis=1))
+
+    def predict(self, enc: np.ndarray) -> np.ndarray:
+        return self.predict_features(self.features(enc))
+
+    def predict_quantiles(self, enc: np.ndarray) -> np.ndarray:
+        return self.quantiles_features(self.features(enc))
+
+    # ------------------------------------------------------------------ files
+    def save(self, directory: str | os.PathLike, model_format: str = "json") -> Path:
+        """Write the boosters and the sidecar into ``directory`` atomically; returns the sidecar path."""
+        if model_format not in MODEL_FORMATS:
+            raise ValueError(f"invalid model_format: {model_format!r}; allowed: {list(MODEL_FORMATS)}")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for role, booster in (("mean", self.mean_booster), ("quantile", self.quantile_booster)):
+            if booster is None:
+                continue
+            name = f"{self.stem}.{model_format}" if role == "mean" else f"{self.stem}.quantile.{model_format}"
+            tmp = d / f".{name}.tmp-{secrets.token_hex(4)}.{model_format}"
+            try:
+                booster.save_model(str(tmp))
+                digest = _sha256(tmp)
+                os.replace(tmp, d / name)
+            finally:
+                tmp.unlink(missing_ok=True)
+            files[role] = {"path": name, "sha256": digest}
+        self.meta["files"] = files
+        sidecar = d / f"{self.stem}.meta.json"
+        _write_json(sidecar, self.meta)
+        return sidecar
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, stem: str, nthread: int = 1) -> "Surrogate":
+        """Load ``<stem>`` from ``directory``, checking the sidecar and the sha256 of every model file."""
+        import xgboost as xgb
+
+        d = Path(directory)
+        sidecar = d / f"{stem}.meta.json"
+        meta = _read_sidecar(sidecar)
+        files = meta["files"]
+        if set(files) not in ({"mean"}, {"mean", "quantile"}):
+            raise _fail(sidecar, "files", sorted(files), "['mean'] or ['mean', 'quantile']")
+        boosters = {}
+        for role, entry in files.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) \
+                    or not isinstance(entry.get("sha256"), str):
+                raise _fail(sidecar, f"files.{role}", entry, "{'path': str, 'sha256': str}")
+            p = d / entry["path"]
+            if Path(entry["path"]).name != entry["path"] or p.suffix[1:] not in MODEL_FORMATS:
+                raise _fail(sidecar, f"files.{role}.path", entry["path"],
+                            f"a file name in the same directory ending in {['.' + f for f in MODEL_FORMATS]}")
+            if not p.is_file():
+                raise _fail(sidecar, f"files.{role}.path", entry["path"], "an existing file (it is missing)")
+            digest = _sha256(p)
+            if digest != entry["sha256"]:
+                raise _fail(sidecar, f"files.{role}.sha256", entry["sha256"],
+                            f"the sha256 of {p} ({digest}); the model file was modified or replaced")
+            b = xgb.Booster()
+            try:
+                b.load_model(str(p))
+            except xgb.core.XGBoostError as e:
+                raise _fail(p, "model file", p.name, f"an XGBoost JSON/UBJ model ({e})") from None
+            b.set_param({"nthread": int(nthread)})
+            boosters[role] = b
+        return cls(meta, boosters["mean"], boosters.get("quantile"))
+
+
+def _sha256(path: Path) -> str:
+    from benchmark.release import sha256_file
+
+    return sha256_file(path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise _fail(path, what, str(path), "an existing file (it is missing)")
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise _fail(path, what, path.name, f"a JSON object ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict):
+        raise _fail(path, what, type(obj).__name__, "a JSON object")
+    return obj
+
+
+def _read_sidecar(path: Path) -> dict:
+    meta = _read_json(path, "sidecar")
+    for k, typ in _REQUIRED.items():
+        v = meta.get(k)
+        if k not in meta or not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            raise _fail(path, f"field {k!r}", v, f"a {typ.__name__}")
+    if meta["format"] != SIDECAR_FORMAT:
+        raise _fail(path, "field 'format'", meta["format"], repr(SIDECAR_FORMAT))
+    if meta["format_version"] != FORMAT_VERSION:
+        raise _fail(path, "field 'format_version'", meta["format_version"], [FORMAT_VERSION])
+    if meta["target_transform"] not in TRANSFORMS:
+        raise _fail(path, "field 'target_transform'", meta["target_transform"], list(TRANSFORMS))
+    try:
+        sp = get_space(meta["space"])
+    except ValueError:
+        raise _fail(path, "field 'space'", meta["space"], "a space name t, s, m or l") from None
+    device, setting = meta.get("device"), meta.get("setting")
+    if (device is None) != (setting is None):
+        raise _fail(path, "fields 'device'/'setting'", (device, setting), "both set or both null")
+    if setting is not None:
+        try:
+            Setting.parse(setting)
+        except ValueError as e:
+            raise _fail(path, "field 'setting'", setting, str(e)) from None
+    expected = feature_names(sp, setting)
+    if meta["feature_names"] != expected:
+        raise _fail(path, "field 'feature_names'", meta["feature_names"], expected)
+    stem = model_stem(meta["metric"], device, setting)
+    if path.name != f"{stem}.meta.json":
+        raise _fail(path, "file name", path.name, f"{stem}.meta.json (from its metric, device and setting)")
+    return meta
+
+
+def read_index(directory: str | os.PathLike) -> dict:
+    """The ``index.json`` of a surrogate directory, validated."""
+    path = Path(directory) / "index.json"
+    idx = _read_json(path, "index")
+    if idx.get("format") != INDEX_FORMAT:
+        raise _fail(path, "field 'format'", idx.get("format"), repr(INDEX_FORMAT))
+    if idx.get("format_version") != FORMAT_VERSION:
+        raise _fail(path, "field 'format_version'", idx.get("format_version"), [FORMAT_VERSION])
+    for k, typ in (("space", str), ("models", list), ("missing", list), ("devices", dict), ("metrics", dict)):
+        if not isinstance(idx.get(k), typ):
+            raise _fail(path, f"field {k!r}", idx.get(k), f"a {typ.__name__}")
+    return idx
+
+
+# ---------------------------------------------------------------------------- fitting
+def _params(cand: dict, seed: int, nthread: int, objective: str) -> tuple[dict, int]:
+    p = {k: v for k, v in cand.items() if k != "num_boost_round"}
+    p.update({"objective": objective, "seed": int(seed), "nthread": int(nthread), "colsample_bytree": 0.9,
+              "tree_method": "hist", "verbosity": 0})
+    if objective == "reg:quantileerror":
+        p["quantile_alpha"] = np.array(QUANTILES)
+    return p, int(cand["num_boost_round"])
+
+
+def _choose(X: np.ndarray, z: np.ndarray, seed: int, nthread: int, candidates) -> tuple[dict, list[dict]]:
+    """3-fold CV (seeded folds over the training rows); returns the best candidate and all scores (RMSE of z)."""
+    import xgboost as xgb
+
+    folds = np.array_split(np.random.default_rng(seed + 1).permutation(len(z)), min(CV_FOLDS, len(z)))
+    scores = []
+    for cand in candidates:
+        p, rounds = _params(cand, seed, nthread, "reg:squarederror")
+        errs = []
+        for k in range(len(folds)):
+            val = folds[k]
+            tr = np.concatenate([folds[j] for j in range(len(folds)) if j != k])
+            b = xgb.train(p, xgb.DMatrix(X[tr], label=z[tr]), rounds)
+            errs.append(float(np.sqrt(np.mean((b.inplace_predict(X[val]) - z[val]) ** 2))))
+        scores.append({**cand, "cv_rmse": float(np.mean(errs))})
+    best = min(range(len(candidates)), key=lambda i: scores[i]["cv_rmse"])
+    return dict(candidates[best]), scores
+
+
+def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndarray, *, seed: int = 0,
+               nthread: int = 1, candidates: Iterable[dict] = CANDIDATES,
+               base_meta: dict | None = None) -> Surrogate:
+    """Fit the mean (and quantile) model of ``target`` on the rows ``train`` (NaN targets are skipped)."""
+    import xgboost as xgb
+
+    candidates = tuple(candidates)
+    tr = train[np.isfinite(target.y[train])]
+    if len(tr) < 2 * CV_FOLDS:
+        raise ValueError(f"target {target.stem}: {len(tr)} training architectures with a value; "
+                         f"allowed: at least {2 * CV_FOLDS}")
+    X_all = features(table_space, enc, target.setting, target.decode_tokens)
+    z = _forward(target.transform, target.y[tr])
+    chosen, scores = _choose(X_all[tr], z, seed, nthread, candidates)
+    p, rounds = _params(chosen, seed, nthread, "reg:squarederror")
+    mean = xgb.train(p, xgb.DMatrix(X_all[tr], label=z), rounds)
+    quantile = None
+    if target.noisy:
+        rep = target.repeats[tr]
+        rows, cols = np.nonzero(np.isfinite(rep))
+        qp, qrounds = _params(chosen, seed, nthread, "reg:quantileerror")
+        quantile = xgb.train(qp, xgb.DMatrix(X_all[tr][rows], label=_forward(target.transform, rep[rows, cols])),
+                             qrounds)
+    meta = dict(base_meta or {})
+    meta.update({
+        "format": SIDECAR_FORMAT, "format_version": FORMAT_VERSION, "space": table_space,
+        "metric": target.metric, "device": target.device, "setting": target.setting, "unit": target.unit,
+        "target_source": target.target_source, "device_source": target.device_source,
+        "device_kind": target.device_kind, "decode_tokens": int(target.decode_tokens),
+        "feature_names": feature_names(table_space, target.setting), "target_transform": target.transform,
+        "target": "median of the stored repeats" if target.noisy else "the stored value",
+        "quantiles": list(QUANTILES) if target.noisy else None,
+        "xgboost_version": xgb.__version__, "n_train": int(len(tr)),
+        "n_train_repeats": int(np.isfinite(target.repeats[tr]).sum()) if target.noisy else None,
+        "hyperparameters": {"chosen": chosen, "candidates": scores, "cv_folds": CV_FOLDS,
+                            "selection": "lowest mean CV RMSE of the transformed target, training split only",
+                            "quantile_model": "same hyperparameters as the mean model" if target.noisy else None},
+        "quality": {}, "files": {},
+    })
+    return Surrogate(meta, mean, quantile)
+
+
+@dataclass
+class FitResult:
+    directory: Path
+    index: dict
+    sidecars: list[Path] = field(default_factory=list)
+    report: Path | None = None
+
+
+def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed: int = 0,
+              test_fraction: float = 0.2, nthread: int = 1, model_format: str = "json",
+              candidates: Iterable[dict] = CANDIDATES, progress: bool = True,
+              report: str | os.PathLike | None = None) -> FitResult:
+    """Fit every target of ``table`` into ``<out>/surrogates/<space>/`` and write ``index.json``
+    (and the markdown quality report ``REPORT.md`` there, plus at ``report`` if given)."""
+    from tqdm import tqdm
+
+    from surrogates.quality import quality, pareto_fidelity
+    from surrogates.report import render_report
+
+    t = table if isinstance(table, Table) else Table(table)
+    space = t.space.name
+    d = surrogate_dir(out, space)
+    d.mkdir(parents=True, exist_ok=True)
+    enc = np.asarray(t.encodings)
+    ids = np.asarray(t.ids)
+    train, test = split_rows(len(t), seed, test_fraction)
+    sha = t.sha256()
+    base = {"table_sha256": sha, "table_path": str(Path(t.path).name), "table_rows": len(t), "split_seed": int(seed),
+            "test_fraction": float(test_fraction), "n_test_architectures": int(len(test)),
+            "test_ids_sha256": _sha256_text("\n".join(sorted(ids[test].tolist())))}
+    all_targets = targets(t)
+    # perplexity first: its held-out predictions are the other axis of every Pareto-fidelity check
+    all_targets.sort(key=lambda tg: (tg.metric != "perplexity", tg.device is not None))
+    index = {"format": INDEX_FORMAT, "format_version": FORMAT_VERSION, "space": space, "table_sha256": sha,
+             "split_seed": int(seed), "test_fraction": float(test_fraction), "models": [], "missing": [],
+             "devices": {}, "metrics": {}}
+    for dev, dmeta in t.devices().items():
+        index["devices"][dev] = {"source": dmeta["source"],
+                                 "kind": dmeta.get("kind") or dmeta.get("provenance", {}).get("kind"),
+                                 "settings": t.settings(dev)}
+    for name, meta in t.metrics().items():
+        index["metrics"][name] = {"unit": meta.get("unit"), "source": meta.get("source")}
+    params = np.asarray(features(space, enc)[:, feature_names(space).index("params")])
+    ppl_true = ppl_pred = None
+    sidecars = []
+    bar = tqdm(all_targets, desc=f"fit surrogates {space}", unit="model", disable=not progress, dynamic_ncols=True)
+    for tg in bar:
+        bar.set_postfix_str(tg.stem)
+        finite = np.isfinite(tg.y)
+        if not finite.any():
+            index["missing"].append({"metric": tg.metric, "device": tg.device, "setting": tg.setting, "unit": tg.unit,
+                                     "reason": tg.missing_reason or "no value in the table (all NaN)"})
+            continue
+        s = fit_target(space, enc, tg, train, seed=seed, nthread=nthread, candidates=candidates, base_meta=base)
+        X_test = s.features(enc[test])
+        pred = s.predict_features(X_test)
+        q = s.quantiles_features(X_test) if s.noisy else None
+        s.meta["quality"] = quality(tg.y[test], pred, q, tg.repeats[test] if tg.noisy else None)
+        if tg.metric == "perplexity" and tg.device is None:
+            ppl_true, ppl_pred = tg.y[test], pred
+        s.meta["quality"]["pareto"] = pareto_fidelity(tg.metric, tg.y[test], pred, ppl_true, ppl_pred,
+                                                      params[test])
+        sidecars.append(s.save(d, model_format))
+        index["models"].append({"metric": tg.metric, "device": tg.device, "setting": tg.setting, "stem": s.stem,
+                                "unit": tg.unit, "target_source": tg.target_source, "noisy": s.noisy,
+                                "device_source": tg.device_source, "device_kind": tg.device_kind,
+                                "decode_tokens": int(tg.decode_tokens), "transform": s.transform,
+                                "n_train": s.meta["n_train"], "quality": s.meta["quality"],
+                                "hyperparameters": "{max_depth} / {eta} / {num_boost_round}".format(
+                                    **s.meta["hyperparameters"]["chosen"])})
+    bar.close()
+    _write_json(d / "index.json", index)
+    text = render_report(index)
+    _write_text(d / "REPORT.md", text)
+    written = None
+    if report is not None:
+        written = Path(report)
+        written.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(written, text)
+    return FitResult(d, index, sidecars, written)
+
+
+def _sha256_text(s: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- CLI
+def _fit_cmd(args) -> int:
+    from benchmark.paths import data_dir
+
+    out = Path(args.out) if args.out else data_dir()
+    r = fit_table(args.table, out, seed=args.seed, test_fraction=args.test_fraction, nthread=args.threads,
+                  model_format=args.format, progress=not args.quiet, report=args.report)
+    print(f"{len(r.index['models'])} surrogates written to {r.directory} (index.json, quality report "
+          f"{r.directory / 'REPORT.md'}{', ' + str(r.report) if r.report else ''}); "
+          f"{len(r.index['missing'])} targets missing (all NaN)")
+    return 0
+
+
+def add_fit_parser(sub) -> None:
+    s = sub.add_parser("fit", help="fit XGBoost surrogates on a table",
+                       description="Fit mean and quantile XGBoost surrogates for every metric/device/setting of a "
+                                   "table into OUT/surrogates/<space>/ with JSON sidecars and a quality report.")
+    s.add_argument("--table", required=True, help="the table file, e.g. data/table_t.h5")
+    s.add_argument("--out", default=None, help="release directory (default: the embedded release, data/)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the held-out split, CV folds and XGBoost (default 0)")
+    s.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of architectures (default 0.2)")
+    s.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                   help="XGBoost threads (default: half the cores)")
+    s.add_argument("--format", choices=MODEL_FORMATS, default="json", help="XGBoost model format (default json)")
+    s.add_argument("--report", default=None, help="also write the markdown quality report here (e.g. docs/surrogates.md)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_fit_cmd)

@@ -1,0 +1,62 @@
+"""Markdown quality report of a surrogate directory (``index.json``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["render_report", "write_report"]
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def render_report(index: dict) -> str:
+    lines = [
+        f"# Surrogate quality — space `{index['space']}`",
+        "",
+        f"Fitted on table sha256 `{index.get('table_sha256', '?')}`; held-out split: "
+        f"{index.get('test_fraction', 0):.0%} of the architectures, seed {index.get('split_seed')}. "
+        "Every figure is measured on held-out architectures the model never saw (written by "
+        "`hwlm fit` / `scripts/fit_surrogates.py`).",
+        "",
+        "R² is in the metric's units; τ = Kendall, ρ = Spearman; MAPE in %; coverage = share of held-out "
+        "repeats inside the predicted 5–95 % interval (ideal 0.90, noisy metrics only); HV ratio = "
+        "hypervolume of the true values of the architectures the surrogate puts on its front over that of "
+        "the true front (≤ 1, objectives in the last column).",
+        "",
+        "| metric | device | setting | source of data | transform | n train | n test | depth / eta / rounds "
+        "| R² | τ | ρ | MAPE % | coverage 90 % | HV ratio | objectives |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in index.get("models", []):
+        q = m.get("quality", {})
+        hp = m.get("hyperparameters", {})
+        par = q.get("pareto") or {}
+        lines.append(
+            f"| {m['metric']} | {m.get('device') or '–'} | {m.get('setting') or '–'} | {m.get('target_source')} "
+            f"| {m.get('transform', '–')} | {_fmt(m.get('n_train'))} | {_fmt(q.get('n_test'))} | {hp or '–'} "
+            f"| {_fmt(q.get('r2'))} | {_fmt(q.get('kendall_tau'))} | {_fmt(q.get('spearman_rho'))} "
+            f"| {_fmt(q.get('mape'), 1)} | {_fmt(q.get('coverage_90'))} | {_fmt(par.get('hv_ratio'))} "
+            f"| {', '.join(par.get('objectives', [])) or '–'} |")
+    if index.get("missing"):
+        lines += ["", "## Not fitted (no values in the table)", "", "| metric | device | setting | reason |",
+                  "| --- | --- | --- | --- |"]
+        for m in index["missing"]:
+            lines.append(f"| {m['metric']} | {m.get('device') or '–'} | {m.get('setting') or '–'} | {m['reason']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(surrogate_directory: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Render the report of ``<surrogate_directory>/index.json`` to ``out`` (atomically)."""
+    from surrogates.fit import _write_text, read_index
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(out, render_report(read_index(surrogate_directory)))
+    return out

@@ -1,0 +1,92 @@
+"""A real HDF5 table of sampled ``t`` architectures for the surrogate and query-API tests.
+
+THE HARDWARE VALUES ARE SYNTHETIC: every value is a deterministic function of the architecture's
+exact costs (``benchmark.costs``) plus seeded noise, so that tests can check that a surrogate
+learns it (rank correlation, interval coverage). Nothing here was measured on any device.
+
+* ``perplexity`` = 400 * (params_no_embedding / 1e4) ** -0.35 * lognormal(0, 0.01) — measured-like;
+  ``token_accuracy`` = 0.1 + 0.02 * log(params_no_embedding) + normal(0, 0.002);
+* ``params``, ``params_no_embedding``, ``flops_<setting>`` — exact;
+* device ``cpu-test-2c`` (source ``measured``, cpu), settings ``prefill-b1-s256-fp32`` and
+  ``decode-b1-s128-fp32``: ``latency_ms`` (5 repeats) = (0.2 + flops / 2e8 ms (prefill) or
+  flops / 2e6 ms (decode)) * lognormal(0, 0.05) per repeat; ``memory_mb`` (1 repeat) = weight MB + 1.5 + normal(0, 0.01); ``energy_mj`` declared
+  with 5 repeats and **all NaN** with a ``missing_reason`` (no energy counter);
+* device ``gpu-model`` (source ``modeled``, gpu), setting ``prefill-b1-s256-fp16``:
+  ``latency_ms`` (1 value) = 0.05 + flops / 5e10 ms and ``energy_mj`` (1 value) = 30 * latency.
+
+The first ``n_table`` architectures of ``space.sample(seed, n_table + n_extra)`` go into the table;
+the remaining ``n_extra`` are returned as unprofiled architectures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmark import costs
+from benchmark.spaces import get_space
+from benchmark.table import Setting, TableWriter
+from surrogates.features import exact_flops
+
+CPU, GPU = "cpu-test-2c", "gpu-model"
+PREFILL, DECODE, GPU_SETTING = "prefill-b1-s256-fp32", "decode-b1-s128-fp32", "prefill-b1-s256-fp16"
+ENERGY_REASON = "no energy counter on this CPU (synthetic test table)"
+DECODE_TOKENS = 4
+REPEATS = 5
+
+
+def build_table(path: Path, n_table: int = 200, n_extra: int = 20, seed: int = 0):
+    """Write the table to ``path``; returns (table archs, unprofiled archs)."""
+    sp = get_space("t")
+    archs = sp.sample(seed, n=n_table + n_extra)
+    # unique ids (sampling with replacement may repeat an architecture)
+    seen, uniq = set(), []
+    for a in archs:
+        if a.id not in seen:
+            seen.add(a.id)
+            uniq.append(a)
+    table_archs, extra = uniq[:n_table], uniq[n_table:]
+    enc = sp.encode_many(table_archs)
+    rng = np.random.default_rng(seed + 1)
+    p = costs.params(enc, space=sp).astype(float)
+    pne = costs.params(enc, space=sp, embeddings=False).astype(float)
+    fl = {s: exact_flops(sp, enc, s, DECODE_TOKENS) for s in (PREFILL, DECODE, GPU_SETTING)}
+    ppl = 400 * (pne / 1e4) ** -0.35 * rng.lognormal(0, 0.01, len(enc))
+    acc = 0.1 + 0.02 * np.log(pne) + rng.normal(0, 0.002, len(enc))
+    scale = {PREFILL: 2e8, DECODE: 2e6}  # ms per FLOP: decode is memory-bound, far slower per FLOP
+    lat = {s: (0.2 + fl[s][:, None] / scale[s]) * rng.lognormal(0, 0.05, (len(enc), REPEATS)) for s in scale}
+    mem = {s: p * 4 / 2**20 + 1.5 + rng.normal(0, 0.01, len(enc)) for s in (PREFILL, DECODE)}
+    gpu_lat = 0.05 + fl[GPU_SETTING] / 5e10
+    with TableWriter(path, "t", attrs={"synthetic": True}, flush_every=None) as w:
+        w.declare_metric("params", unit="1", source="exact")
+        w.declare_metric("params_no_embedding", unit="1", source="exact")
+        for s in (PREFILL, DECODE, GPU_SETTING):
+            w.declare_metric(f"flops_{s}", unit="FLOPs", source="exact")
+        w.declare_metric("perplexity", unit="1", source="measured", description="synthetic")
+        w.declare_metric("token_accuracy", unit="1", source="measured", description="synthetic")
+        w.declare_device(CPU, source="measured", provenance={"cpu_model": "synthetic", "threads": 2}, kind="cpu")
+        for s in (PREFILL, DECODE):
+            attrs = {"decode_tokens": DECODE_TOKENS} if s == DECODE else {}
+            w.declare_setting(CPU, Setting.parse(s), warmup=1, repeats=REPEATS, **attrs)
+            w.declare_hardware_metric(CPU, s, "latency_ms", unit="ms", repeats=REPEATS)
+            w.declare_hardware_metric(CPU, s, "memory_mb", unit="MB", repeats=1)
+            w.declare_hardware_metric(CPU, s, "energy_mj", unit="mJ", repeats=REPEATS, missing_reason=ENERGY_REASON)
+        w.declare_device(GPU, source="modeled", provenance={"model": "roofline (synthetic)"}, kind="gpu")
+        w.declare_setting(GPU, GPU_SETTING)
+        w.declare_hardware_metric(GPU, GPU_SETTING, "latency_ms", unit="ms", repeats=1)
+        w.declare_hardware_metric(GPU, GPU_SETTING, "energy_mj", unit="mJ", repeats=1)
+        for i, a in enumerate(table_archs):
+            metrics = {"params": p[i], "params_no_embedding": pne[i], "perplexity": ppl[i], "token_accuracy": acc[i]}
+            metrics.update({f"flops_{s}": fl[s][i] for s in fl})
+            hw = {(CPU, s): {"latency_ms": lat[s][i], "memory_mb": [mem[s][i]]} for s in (PREFILL, DECODE)}
+            hw[(GPU, GPU_SETTING)] = {"latency_ms": [gpu_lat[i]], "energy_mj": [30 * gpu_lat[i]]}
+            w.append(a, metrics=metrics, hardware=hw)
+    return table_archs, extra
+
+
+# a small, cheap candidate set for tests (the real fit uses surrogates.fit.CANDIDATES)
+TEST_CANDIDATES = (
+    {"max_depth": 3, "eta": 0.15, "num_boost_round": 80, "min_child_weight": 1.0, "subsample": 0.9},
+    {"max_depth": 4, "eta": 0.1, "num_boost_round": 120, "min_child_weight": 1.0, "subsample": 0.8},
+)
