@@ -4,4 +4,14 @@ __version__ = "0.1.0"
 
 from benchmark.spaces import Architecture, ArchitectureError, SearchSpace, get_space, SPACES  # noqa: E402
 
-__all__ = ["Architecture", "ArchitectureError", "SearchSpace", "get_space", "SPACES", "__version__"]
+__all__ = ["Architecture", "ArchitectureError", "SearchSpace", "get_space", "SPACES", "__version__", "Benchmark",
+           "QueryError"]
+
+
+def __getattr__(name: str):
+    # the query API (and its pandas/h5py/xgboost imports) loads only when asked for
+    if name in ("Benchmark", "QueryError", "QueryResult", "HWGPTBenchCompat"):
+        from benchmark import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'benchmark' has no attribute {name!r}")

@@ -110,6 +110,11 @@ def _optional_registrations():
         regs += [add_profile_parser, add_table_parser]
     except ImportError:
         pass
+    try:
+        from surrogates.fit import add_fit_parser
+        regs.append(add_fit_parser)
+    except ImportError:
+        pass
     return regs
 
 
