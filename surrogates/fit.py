@@ -365,10 +365,12 @@ def _choose(X: np.ndarray, z: np.ndarray, seed: int, nthread: int, candidates) -
     return dict(candidates[best]), scores
 
 
-def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndarray, *, seed: int = 0,
-               nthread: int = 1, candidates: Iterable[dict] = CANDIDATES,
+def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndarray, *, table_sha256: str,
+               split_seed: int, seed: int = 0, nthread: int = 1, candidates: Iterable[dict] = CANDIDATES,
                base_meta: dict | None = None) -> Surrogate:
-    """Fit the mean (and quantile) model of ``target`` on the rows ``train`` (NaN targets are skipped)."""
+    """Fit the mean (and quantile) model of ``target`` on the rows ``train`` (NaN targets are skipped).
+
+    ``table_sha256`` (``Table.sha256()``) and ``split_seed`` identify the data it was fitted on."""
     import xgboost as xgb
 
     candidates = tuple(candidates)
@@ -389,7 +391,7 @@ def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndar
         quantile = xgb.train(qp, xgb.DMatrix(X_all[tr][rows], label=_forward(target.transform, rep[rows, cols])),
                              qrounds)
     meta = dict(base_meta or {})
-    meta.update({
+    meta.update({"table_sha256": str(table_sha256), "split_seed": int(split_seed),
         "format": SIDECAR_FORMAT, "format_version": FORMAT_VERSION, "space": table_space,
         "metric": target.metric, "device": target.device, "setting": target.setting, "unit": target.unit,
         "target_source": target.target_source, "device_source": target.device_source,
@@ -460,7 +462,8 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
             index["missing"].append({"metric": tg.metric, "device": tg.device, "setting": tg.setting, "unit": tg.unit,
                                      "reason": tg.missing_reason or "no value in the table (all NaN)"})
             continue
-        s = fit_target(space, enc, tg, train, seed=seed, nthread=nthread, candidates=candidates, base_meta=base)
+        s = fit_target(space, enc, tg, train, table_sha256=sha, split_seed=seed, seed=seed, nthread=nthread,
+                       candidates=candidates, base_meta=base)
         X_test = s.features(enc[test])
         pred = s.predict_features(X_test)
         q = s.quantiles_features(X_test) if s.noisy else None

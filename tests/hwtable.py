@@ -90,3 +90,20 @@ TEST_CANDIDATES = (
     {"max_depth": 3, "eta": 0.15, "num_boost_round": 80, "min_child_weight": 1.0, "subsample": 0.9},
     {"max_depth": 4, "eta": 0.1, "num_boost_round": 120, "min_child_weight": 1.0, "subsample": 0.8},
 )
+
+
+_RELEASE: dict = {}
+
+
+def shared_release(tmp_path_factory):
+    """A release directory (table + surrogates fitted with TEST_CANDIDATES, one thread), built once
+    per test session and shared by tests/test_surrogates.py and tests/test_api.py. Treat as read-only."""
+    if "path" not in _RELEASE:
+        from surrogates.fit import fit_table
+
+        d = tmp_path_factory.mktemp("release")
+        archs, extra = build_table(d / "table_t.h5")
+        result = fit_table(d / "table_t.h5", d, seed=0, candidates=TEST_CANDIDATES, nthread=1, progress=False,
+                           report=d / "surrogates.md")
+        _RELEASE.update(path=d, archs=archs, extra=extra, result=result)
+    return _RELEASE
