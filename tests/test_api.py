@@ -1,0 +1,290 @@
+"""The query API against a real table and real surrogates (tests/hwtable.py: synthetic hardware values)."""
+
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from benchmark import Benchmark, QueryError, costs
+from benchmark.api import HWGPTBenchCompat
+from benchmark.spaces import get_space
+from hwtable import CPU, DECODE, ENERGY_REASON, GPU, GPU_SETTING, PREFILL, shared_release
+from surrogates.fit import model_stem
+
+T = get_space("t")
+
+
+@pytest.fixture(scope="module")
+def rel(tmp_path_factory):
+    return shared_release(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def b(rel):
+    return Benchmark("t", rel["path"])
+
+
+@pytest.fixture(scope="module")
+def raw(rel):
+    """The table read with plain h5py, as a check independent of the package."""
+    with h5py.File(rel["path"] / "table_t.h5", "r") as f:
+        ids = f["archs/id"].asstr()[()].tolist()
+        return {"row": {a: i for i, a in enumerate(ids)},
+                "lat": f[f"hardware/{CPU}/{PREFILL}/latency_ms"][()],
+                "lat_decode": f[f"hardware/{CPU}/{DECODE}/latency_ms"][()],
+                "mem": f[f"hardware/{CPU}/{PREFILL}/memory_mb"][()],
+                "gpu_lat": f[f"hardware/{GPU}/{GPU_SETTING}/latency_ms"][()],
+                "ppl": f["metrics/perplexity"][()],
+                "flops": {s: f[f"metrics/flops_{s}"][()] for s in (PREFILL, DECODE, GPU_SETTING)}}
+
+
+# ---------------------------------------------------------------------------- vocabulary
+def test_vocabulary(b):
+    assert b.space.name == "t" and len(b.table) == 200
+    d = b.devices()
+    assert d[CPU] == {"source": "measured", "kind": "cpu", "settings": [PREFILL, DECODE]}
+    assert d[GPU] == {"source": "modeled", "kind": "gpu", "settings": [GPU_SETTING]}
+    m = b.metrics()
+    assert m["perplexity"] == {"unit": "1", "source": "measured", "needs_device": False, "needs_setting": False}
+    assert m["flops"] == {"unit": "FLOPs", "source": "exact", "needs_device": False, "needs_setting": True}
+    assert m["params"]["source"] == "exact" and m["params_no_embedding"]["unit"] == "1"
+    assert m["latency_ms"]["unit"] == "ms" and m["latency_ms"]["needs_device"] and m["latency_ms"]["needs_setting"]
+    assert m["memory_mb"] == {"unit": "MB", "source": "measured", "needs_device": True, "needs_setting": True}
+    assert m["energy_mj"]["unit"] == "mJ"
+    assert not any(k.startswith("flops_") for k in m)
+    assert b.settings(CPU)[0] == PREFILL  # the default: prefill first
+
+
+def test_import_benchmark_stays_light():
+    code = "import benchmark, sys; print('pandas' in sys.modules, 'xgboost' in sys.modules, 'h5py' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "False"]
+
+
+# ---------------------------------------------------------------------------- table values
+def test_table_values_are_medians_of_stored_repeats(b, rel, raw):
+    for a in rel["archs"][:10]:
+        i = raw["row"][a.id]
+        r = b.query(a, device=CPU)
+        assert r.in_table and r.arch == a.id and r.setting == PREFILL and r.device == CPU
+        assert r["latency_ms"] == np.median(raw["lat"][i]) and r.sources["latency_ms"] == "measured"
+        assert r["memory_mb"] == raw["mem"][i, 0] and r.units["memory_mb"] == "MB"
+        assert r["perplexity"] == raw["ppl"][i] and r.sources["perplexity"] == "measured"
+        assert r["params"] == costs.params(a) and r.sources["params"] == "exact" and r.units["params"] == "1"
+        assert r["flops"] == raw["flops"][PREFILL][i] and r.units["flops"] == "FLOPs"
+        lo, hi = r.intervals["latency_ms"]
+        assert lo <= r["latency_ms"] <= hi
+        d = b.query(a, metrics=["latency_ms", "flops"], device=CPU, setting=DECODE)
+        assert d["latency_ms"] == np.median(raw["lat_decode"][i])
+        assert d["flops"] == raw["flops"][DECODE][i]  # exact, with the table's decode_tokens
+        g = b.query(a, metrics="latency_ms", device=GPU)  # the device's only setting
+        assert g.setting == GPU_SETTING and g["latency_ms"] == raw["gpu_lat"][i, 0]
+        assert g.sources["latency_ms"] == "modeled"  # never labelled measured
+
+
+def test_repeats_are_returned_on_request(b, rel, raw):
+    a = rel["archs"][3]
+    r = b.query(a, metrics=["latency_ms"], device=CPU, repeats=True)
+    assert np.array_equal(r.repeats["latency_ms"], raw["lat"][raw["row"][a.id]])
+    assert b.query(a, metrics=["latency_ms"], device=CPU).repeats == {}
+
+
+def test_missing_energy_is_reported_with_its_reason(b, rel):
+    for arch, mode in ((rel["archs"][0], "auto"), (rel["extra"][0], "auto"), (rel["archs"][0], "surrogate")):
+        r = b.query(arch, device=CPU, mode=mode)
+        assert np.isnan(r["energy_mj"]) and r.sources["energy_mj"] == "missing"
+        assert r.missing == {"energy_mj": ENERGY_REASON}
+    assert np.isfinite(b.query(rel["archs"][0], metrics=["energy_mj"], device=GPU)["energy_mj"])
+
+
+# ---------------------------------------------------------------------------- modes
+def test_auto_switches_to_the_surrogate_for_unprofiled_architectures(b, rel):
+    a = rel["extra"][0]
+    assert a.id not in b.table
+    r = b.query(a, device=CPU)
+    assert not r.in_table
+    assert r.sources["latency_ms"] == r.sources["perplexity"] == r.sources["memory_mb"] == "surrogate"
+    assert r.target_sources["latency_ms"] == "measured"
+    assert r.sources["params"] == r.sources["flops"] == "exact" and r["params"] == costs.params(a)
+    lo, hi = r.intervals["latency_ms"]
+    assert 0 < lo < hi and np.isfinite(r["latency_ms"])
+    g = b.query(a, metrics=["latency_ms"], device=GPU)
+    assert g.sources["latency_ms"] == "surrogate" and g.target_sources["latency_ms"] == "modeled"
+
+
+def test_surrogate_mode_predicts_close_to_the_table(b, rel, raw):
+    archs = rel["archs"][:40]
+    df = b.query_batch(archs, metrics=["latency_ms", "perplexity"], device=CPU, mode="surrogate")
+    assert df.attrs["sources"] == {"latency_ms": "surrogate", "perplexity": "surrogate"}
+    rows = [raw["row"][a.id] for a in archs]
+    med = np.median(raw["lat"][rows], axis=1)
+    assert np.median(np.abs(df["latency_ms"].to_numpy() / med - 1)) < 0.1
+    assert np.median(np.abs(df["perplexity"].to_numpy() / raw["ppl"][rows] - 1)) < 0.05
+
+
+def test_table_mode_refuses_unprofiled_architectures(b, rel):
+    a = rel["extra"][1]
+    with pytest.raises(QueryError, match=f"{a.id}.*mode='auto' or 'surrogate'"):
+        b.query(a, metrics=["latency_ms"], device=CPU, mode="table")
+    with pytest.raises(QueryError, match=a.id):
+        b.query_batch([rel["archs"][0], a], metrics=["perplexity"], mode="table")
+    # exact metrics need no table
+    assert b.query(a, metrics=["params"], mode="table")["params"] == costs.params(a)
+
+
+# ---------------------------------------------------------------------------- noise
+def test_noise_is_seeded_and_reproducible(b, rel, raw):
+    a, u = rel["archs"][5], rel["extra"][2]
+    kw = dict(metrics=["latency_ms", "perplexity"], device=CPU, noise=True)
+    r1, r2, r3 = (b.query(a, seed=s, **kw) for s in (7, 7, 8))
+    assert r1.value == r2.value
+    assert r1["latency_ms"] in raw["lat"][raw["row"][a.id]]  # a stored repeat
+    assert r1["perplexity"] == b.query(a, metrics=["perplexity"])["perplexity"]  # one value: never noised
+    draws = {b.query(a, seed=s, **kw)["latency_ms"] for s in range(20)}
+    assert len(draws) > 1
+    s1, s2 = b.query(u, seed=3, **kw), b.query(u, seed=3, **kw)
+    assert s1.value == s2.value and s1.sources["latency_ms"] == "surrogate"
+    sd = [b.query(u, seed=s, **kw)["latency_ms"] for s in range(30)]
+    lo, hi = b.query(u, **{**kw, "noise": False}).intervals["latency_ms"]
+    assert len(set(sd)) > 1 and np.mean([lo <= x <= hi for x in sd]) > 0.6
+    base = b.query(u, metrics=["latency_ms"], device=CPU)
+    assert base.value == b.query(u, metrics=["latency_ms"], device=CPU).value  # default: deterministic
+    f1 = b.query_batch(rel["extra"], metrics=["latency_ms"], device=CPU, noise=True, seed=1)
+    f2 = b.query_batch(rel["extra"], metrics=["latency_ms"], device=CPU, noise=True, seed=1)
+    assert f1.equals(f2)
+
+
+# ---------------------------------------------------------------------------- batches and input forms
+def test_query_batch_equals_looping_query(b, rel):
+    archs = rel["archs"][:6] + rel["extra"][:6]
+    for device, setting in ((CPU, None), (CPU, DECODE), (GPU, None)):
+        df = b.query_batch(archs, device=device, setting=setting)
+        assert list(df.columns) == list(b.query(archs[0], device=device, setting=setting).value)
+        for i, a in enumerate(archs):
+            r = b.query(a, device=device, setting=setting)
+            for m, v in r.items():
+                assert v == df[m].iloc[i] or (np.isnan(v) and np.isnan(df[m].iloc[i])), (m, i)
+                src = df.attrs["row_sources"][m][i] if df.attrs["sources"][m] == "mixed" else df.attrs["sources"][m]
+                assert src == r.sources[m]
+            assert df.attrs["units"] == r.units
+    assert df.attrs["in_table"].tolist() == [True] * 6 + [False] * 6
+
+
+def test_input_forms_agree(b, rel):
+    archs = rel["archs"][:5] + rel["extra"][:5]
+    ref = b.query_batch(archs, device=CPU)
+    enc = T.encode_many(archs)
+    for form in (enc, enc.astype(np.int64), [a.id for a in archs], [a.to_hwgpt_dict() for a in archs],
+                 np.array([a.id for a in archs])):
+        assert b.query_batch(form, device=CPU).equals(ref)
+    d = b.query_batch(enc, device=CPU, as_frame=False)
+    assert set(ref.columns) <= set(d) and d["source"] == ref.attrs["sources"] and d["units"] == ref.attrs["units"]
+    assert all(np.array_equal(d[c], ref[c].to_numpy(), equal_nan=True) for c in ref.columns)
+    hw = archs[7].to_hwgpt_dict()
+    hw["sample_n_head"] = list(hw["sample_n_head"]) + [2, 2]  # HW-GPT-Bench pads per-layer lists
+    assert _same(b.query(hw, device=CPU), b.query(archs[7].id, device=CPU))
+    assert _same(b.query(enc[7], device=CPU), b.query(archs[7], device=CPU))
+    assert len(b.query_batch(np.zeros((0, T.encoding_length), np.int8), device=CPU)) == 0
+
+
+def _same(r1, r2) -> bool:
+    return list(r1) == list(r2) and np.array_equal(list(r1.values()), list(r2.values()), equal_nan=True)
+
+
+# ---------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("call, match", [
+    (lambda b, a: b.query("gpt-t-9-64-2-2-True"), r"n_layer.*\[4, 5, 6\]"),
+    (lambda b, a: b.query("not-an-id"), "architecture id"),
+    (lambda b, a: b.query({"sample_embed_dim": 64}), "HW-GPT-Bench dict keys"),
+    (lambda b, a: b.query(np.zeros(3, np.int8)), "encoding"),
+    (lambda b, a: b.query(a, metrics=["latency"], device=CPU), r"metric: 'latency'.*latency_ms"),
+    (lambda b, a: b.query(a, metrics=["latency_ms"]), r"device \(metric 'latency_ms'.*cpu-test-2c"),
+    (lambda b, a: b.query(a, device="tpu"), r"device: 'tpu'.*cpu-test-2c.*gpu-model"),
+    (lambda b, a: b.query(a, device=CPU, setting="prefill-b2-s256-fp32"), r"setting of device.*prefill-b1-s256"),
+    (lambda b, a: b.query(a, metrics=["memory_mb"], device=GPU), r"memory_mb.*\['energy_mj', 'latency_ms'\]"),
+    (lambda b, a: b.query(a, mode="exact"), r"mode.*\['auto', 'table', 'surrogate'\]"),
+    (lambda b, a: b.query(a, noise="yes"), "noise"),
+    (lambda b, a: b.query(a, metrics=["flops"], setting="prefill-b1-s999-fp32"), "setting"),
+    (lambda b, a: b.query(a, metrics=["flops"], setting="fast"), "setting"),
+    (lambda b, a: b.query(a, metrics=42), "metrics"),
+    (lambda b, a: b.query_batch(np.zeros((2, 4), np.int8)), r"encoding width.*15"),
+    (lambda b, a: b.query_batch(np.full((1, 15), 9, np.int8)), "encoding row 0"),
+    (lambda b, a: b.query_batch(np.zeros((2, 15))), "encoding dtype"),
+    (lambda b, a: b.query_batch("gpt-t"), "sequence of architectures"),
+    (lambda b, a: b.query_batch([a, "bad"]), "architecture 1 of 2"),
+    (lambda b, a: b.pareto_front([("latency_ms", None, None)]), "device"),
+    (lambda b, a: b.pareto_front([("energy_mj", CPU, None)]), "missing"),
+    (lambda b, a: b.pareto_front(["perplexity"]), "triple"),
+    (lambda b, a: Benchmark("x"), r"space.*\['l', 'm', 's', 't'\]"),
+])
+def test_bad_input_raises_query_error(b, rel, call, match):
+    with pytest.raises(QueryError, match=match):
+        call(b, rel["archs"][0])
+
+
+def test_missing_surrogate_is_a_query_error(rel, tmp_path):
+    shutil.copy(rel["path"] / "table_t.h5", tmp_path / "table_t.h5")  # a release with a table only
+    bt = Benchmark("t", tmp_path)
+    a, u = rel["archs"][0], rel["extra"][0]
+    assert bt.query(a, device=CPU).sources["latency_ms"] == "measured"
+    with pytest.raises(QueryError, match="surrogate.*latency_ms@cpu-test-2c@prefill-b1-s256-fp32.*hwlm fit"):
+        bt.query(u, metrics=["latency_ms"], device=CPU)
+    with pytest.raises(QueryError, match="neither is there"):
+        Benchmark("t", tmp_path / "nothing")
+
+
+def test_release_without_table_serves_surrogates(rel, tmp_path):
+    shutil.copytree(rel["path"] / "surrogates", tmp_path / "surrogates")
+    bs = Benchmark("t", tmp_path)
+    assert bs.table is None and bs.devices() == Benchmark("t", rel["path"]).devices()
+    a = rel["archs"][0]
+    r = bs.query(a, device=CPU)
+    assert r.sources["latency_ms"] == "surrogate" and r.sources["energy_mj"] == "missing"
+    with pytest.raises(QueryError, match="has no table"):
+        bs.query(a, metrics=["latency_ms"], device=CPU, mode="table")
+    with pytest.raises(QueryError, match="no table"):
+        bs.pareto_front([("perplexity", None, None), ("params", None, None)])
+
+
+# ---------------------------------------------------------------------------- Pareto front
+def test_pareto_front_is_the_non_dominated_table_rows(b, raw):
+    objs = [("perplexity", None, None), ("latency_ms", CPU, None), ("params", None, None)]
+    df = b.pareto_front(objs)
+    cols = ["perplexity", f"latency_ms@{CPU}@{PREFILL}", "params"]
+    assert list(df.columns) == ["id"] + cols and df.attrs["sources"][cols[1]] == "measured"
+    F = np.stack([raw["ppl"], np.median(raw["lat"], axis=1), costs.params(T.encode_many(
+        [T.from_id(i) for i in sorted(raw["row"], key=raw["row"].get)]), space=T)], 1)
+    front = df[cols].to_numpy()
+    for f in front:  # nothing in the table dominates a front member
+        assert not ((F <= f).all(1) & (F < f).any(1)).any()
+    others = np.setdiff1d(np.arange(len(F)), df.index.to_numpy())
+    for i in others:  # every other row is dominated by a front member
+        assert ((front <= F[i]).all(1) & (front < F[i]).any(1)).any()
+    acc = b.pareto_front([("token_accuracy", None, None), ("params", None, None)])
+    assert (acc["token_accuracy"] > 0).all()  # reported as is, maximised internally
+    assert acc["token_accuracy"].max() == b.table.metric("token_accuracy").max()
+
+
+# ---------------------------------------------------------------------------- HW-GPT-Bench compatibility
+def test_hwgpt_bench_compat(rel):
+    api = HWGPTBenchCompat("t", rel["path"], seed=0)
+    arch = api.sample_arch()
+    assert set(arch) == {"sample_embed_dim", "sample_n_layer", "sample_mlp_ratio", "sample_n_head", "sample_bias"}
+    assert HWGPTBenchCompat("t", rel["path"], seed=0).sample_arch() == arch
+    with pytest.raises(QueryError, match="set_arch"):
+        api.query()
+    api.set_arch(rel["archs"][0].to_hwgpt_dict())
+    res = api.query()
+    b = Benchmark("t", rel["path"])
+    r = b.query(rel["archs"][0], device=CPU)
+    assert res["perplexity"] == r["perplexity"] and res["params"] == r["params"]
+    assert res["latencies"][CPU] == r["latency_ms"] and set(res["latencies"]) == {CPU, GPU}
+    assert api.query(metric="latencies", device=GPU) == {GPU: b.query(rel["archs"][0], device=GPU)["latency_ms"]}
+    assert api.query(metric="accuracy") == r["token_accuracy"]
+    with pytest.raises(QueryError, match="metric"):
+        api.query(metric="speed")
+    with pytest.raises(QueryError):
+        api.set_arch({"sample_embed_dim": 1})
