@@ -115,6 +115,11 @@ def _optional_registrations():
         regs.append(add_fit_parser)
     except ImportError:
         pass
+    try:
+        from benchmark.moo.cli import add_moo_parser
+        regs.append(add_moo_parser)
+    except ImportError:
+        pass
     return regs
 
 

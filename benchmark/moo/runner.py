@@ -1,0 +1,288 @@
+"""Run algorithms × seeds on a suite: resumable, parallel over local processes, one results file.
+
+``run_problem`` is the loop of one run: ``ask`` → truncate to the remaining budget →
+``Problem.evaluate`` → ``tell``, until ``budget`` evaluations. It records every evaluated
+architecture (id), its objective values (raw and normalised), the simulated clock after it, the
+hypervolume so far, and the wall time of the loop and of the benchmark's queries inside it.
+
+``run_suite`` runs every (algorithm, seed) not yet in the results file — finished runs are skipped,
+so an interrupted command resumes — in a ``ProcessPoolExecutor`` (``workers``; 1 = in process),
+and rewrites the results file atomically (temporary file + ``os.replace``) after each finished
+run. Seeds are ``0 .. seeds-1``; run ``(algorithm, s)`` seeds the algorithm with ``s`` (and the
+noise of noisy suites with ``s``), so algorithms share their random initial designs' seeds.
+
+Results file (HDF5, ``format = "hwlm-bench moo results"``, ``version = 1``)::
+
+    /<suite>                       attrs: suite (resolved suite JSON), labels (JSON), release, space
+    /<suite>/reference_front       (K, m) normalised best-known front (table mode; optional)
+    /<suite>/<algorithm>/<seed>/   attrs: wall_s, query_s, n_queries, finished (ISO time), algorithm
+        ids (n,) str · objectives (n, m) · normalised (n, m) · clock_s (n,) · hypervolume (n,)
+
+Ray (``--ray``) is not implemented: runs are independent, so several machines can each run a
+subset of algorithms into their own file; a merge is not provided either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from benchmark.moo.algorithms import ALGORITHMS, get_algorithm
+from benchmark.moo.indicators import hypervolume_curve
+from benchmark.moo.problems import Problem, ProblemError
+from benchmark.moo.suites import Suite
+
+__all__ = ["RunResult", "run_problem", "run_suite", "load_results", "save_results", "RESULTS_FORMAT"]
+
+RESULTS_FORMAT = "hwlm-bench moo results"
+RESULTS_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    algorithm: str
+    seed: int
+    ids: list[str]
+    objectives: np.ndarray
+    normalised: np.ndarray
+    clock_s: np.ndarray
+    hypervolume: np.ndarray
+    wall_s: float
+    query_s: float
+    n_queries: int
+    finished: str = ""
+
+    def to_arrays(self) -> dict:
+        return {"ids": np.array(self.ids, dtype=object), "objectives": self.objectives, "normalised": self.normalised,
+                "clock_s": self.clock_s, "hypervolume": self.hypervolume}
+
+
+def run_problem(problem: Problem, algorithm: str | Any, seed: int, budget: int, reference_point: Sequence[float],
+                progress: bool = False) -> RunResult:
+    """One seeded run of ``algorithm`` (a registry name or an Algorithm instance) for ``budget`` evaluations."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ProblemError(f"invalid seed: {seed!r}; allowed: an integer")
+    budget = int(budget)
+    if budget < 1:
+        raise ProblemError(f"invalid budget: {budget!r}; allowed: an integer >= 1")
+    alg = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
+    problem.reset(noise_seed=int(seed))
+    problem.warmup()
+    t0 = time.perf_counter()
+    alg.setup(problem, int(seed), budget)
+    ids: list[str] = []
+    F_all, clock = [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=budget, desc=f"{alg.name} seed {seed}", leave=False)
+    stalls = 0
+    while len(ids) < budget:
+        archs = list(alg.ask())
+        if not archs:
+            stalls += 1
+            if stalls > 100:
+                raise RuntimeError(f"algorithm {alg.name!r} proposed nothing 100 times in a row")
+            continue
+        archs = archs[:budget - len(ids)]
+        before = problem.clock_s
+        F = problem.evaluate(archs)
+        # the batch's simulated time is spread over its evaluations in order
+        n = len(archs)
+        step = (problem.clock_s - before) / n
+        clock += [before + step * (i + 1) for i in range(n)]
+        ids += [a.id for a in archs]
+        F_all.append(F)
+        alg.tell(archs, problem.normalise(F))
+        if bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    F = np.vstack(F_all)
+    Fn = problem.normalise(F)
+    hv = hypervolume_curve(Fn, reference_point)
+    return RunResult(alg.name, int(seed), ids, F, Fn, np.asarray(clock), hv, wall, problem.query_s,
+                     problem._n_queries, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+# ---------------------------------------------------------------------------- results file
+def save_results(path: str | Path, content: Mapping[str, Any]) -> None:
+    """Write ``content`` (as returned by :func:`load_results`) atomically."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = RESULTS_FORMAT
+            f.attrs["version"] = RESULTS_VERSION
+            for sname, s in content.items():
+                g = f.create_group(sname)
+                g.attrs["suite"] = json.dumps(s["suite"], sort_keys=True)
+                g.attrs["labels"] = json.dumps(s["labels"])
+                g.attrs["release"] = str(s.get("release", ""))
+                if s.get("reference_front") is not None:
+                    g.create_dataset("reference_front", data=np.asarray(s["reference_front"], dtype=float))
+                for alg, runs in s["runs"].items():
+                    ga = g.create_group(alg)
+                    for seed, r in runs.items():
+                        gr = ga.create_group(str(seed))
+                        for k in ("wall_s", "query_s", "n_queries", "finished"):
+                            gr.attrs[k] = r[k]
+                        gr.create_dataset("ids", data=np.array(r["ids"], dtype=h5py.string_dtype()))
+                        for k in ("objectives", "normalised", "clock_s", "hypervolume"):
+                            gr.create_dataset(k, data=np.asarray(r[k], dtype=float))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """``{suite: {"suite", "labels", "release", "reference_front", "runs": {alg: {seed: {...}}}}}``."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise ProblemError(f"invalid results file: {str(path)!r} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ProblemError(f"invalid results file: {str(path)!r} is not HDF5 ({e})") from None
+    with f:
+        if f.attrs.get("format") != RESULTS_FORMAT:
+            raise ProblemError(f"invalid results file: {str(path)!r} has format {f.attrs.get('format')!r}; "
+                               f"allowed: {RESULTS_FORMAT!r}")
+        out = {}
+        for sname, g in f.items():
+            s = {"suite": json.loads(g.attrs["suite"]), "labels": json.loads(g.attrs["labels"]),
+                 "release": g.attrs.get("release", ""), "reference_front": None, "runs": {}}
+            if "reference_front" in g:
+                s["reference_front"] = g["reference_front"][()]
+            for alg, ga in g.items():
+                if alg == "reference_front":
+                    continue
+                s["runs"][alg] = {}
+                for seed, gr in ga.items():
+                    r = {k: gr.attrs[k] for k in ("wall_s", "query_s", "n_queries", "finished")}
+                    r["ids"] = [x for x in gr["ids"].asstr()[()]]
+                    for k in ("objectives", "normalised", "clock_s", "hypervolume"):
+                        r[k] = gr[k][()]
+                    s["runs"][alg][int(seed)] = r
+            out[sname] = s
+    return out
+
+
+# ---------------------------------------------------------------------------- suites
+_EVALUATORS: dict[tuple, Any] = {}
+
+
+def _evaluator(release: str | None, space: str):
+    key = (release, space)
+    if key not in _EVALUATORS:
+        from benchmark import Benchmark
+
+        _EVALUATORS[key] = Benchmark(space=space, path=release)
+    return _EVALUATORS[key]
+
+
+def _run_job(suite_dict: dict, release: str | None, algorithm: str, seed: int) -> dict:
+    suite = Suite.from_dict(suite_dict["name"], {k: v for k, v in suite_dict.items() if k not in ("name", "version")})
+    problem = suite.problem(_evaluator(release, suite.space))
+    r = run_problem(problem, algorithm, seed, suite.budget, suite.reference_point)
+    d = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.to_arrays().items()}
+    d.update(wall_s=r.wall_s, query_s=r.query_s, n_queries=r.n_queries, finished=r.finished)
+    return d
+
+
+def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, release: str | None = None,
+              seeds: int | None = None, devices: Mapping[str, str] | None = None, workers: int | None = None,
+              progress: bool = True, evaluator: Any = None) -> dict[str, Any]:
+    """Run ``algorithms`` × seeds ``0..seeds-1`` of ``suite`` into the results file ``out`` (resuming it)."""
+    bad = [a for a in algorithms if a not in ALGORITHMS]
+    if bad:
+        raise ProblemError(f"invalid algorithm: {bad[0]!r}; allowed: {sorted(ALGORITHMS)}")
+    if not algorithms:
+        raise ProblemError(f"invalid algorithms: []; allowed: one or more of {sorted(ALGORITHMS)}")
+    seeds = suite.seeds if seeds is None else int(seeds)
+    if seeds < 1:
+        raise ProblemError(f"invalid seeds: {seeds}; allowed: an integer >= 1")
+    release = None if release is None else str(Path(release).resolve())
+    ev = evaluator if evaluator is not None else _evaluator(release, suite.space)
+    resolved = suite.resolve(ev, devices)
+    sd = resolved.to_dict()
+    sd_key = {k: v for k, v in sd.items() if k != "seeds"}
+    out = Path(out)
+    content = load_results(out) if out.exists() else {}
+    if suite.name in content:
+        old = {k: v for k, v in content[suite.name]["suite"].items() if k != "seeds"}
+        if old != sd_key:
+            raise ProblemError(f"invalid results file for suite {suite.name!r}: {out} holds runs of a different "
+                               f"configuration ({json.dumps(old, sort_keys=True)}); write to another --out")
+    else:
+        problem = resolved.problem(ev)
+        front = None
+        if resolved.mode == "table" or resolved.candidates == "table":
+            F = problem.reference_front()
+            front = None if F is None else problem.normalise(F)
+        content[suite.name] = {"suite": sd, "labels": problem.labels, "release": release or "", "runs": {},
+                               "reference_front": front}
+        save_results(out, content)
+    runs = content[suite.name]["runs"]
+    jobs = [(a, s) for a in algorithms for s in range(seeds) if s not in runs.get(a, {})]
+    skipped = len(algorithms) * seeds - len(jobs)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"{suite.name}: runs", unit="run")
+        if skipped:
+            bar.write(f"resuming {out}: {skipped} finished run(s) skipped")
+
+    def done(a: str, s: int, d: dict) -> None:
+        runs.setdefault(a, {})[s] = d
+        save_results(out, content)
+        if bar is not None:
+            bar.update(1)
+
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers <= 1 or len(jobs) <= 1 or evaluator is not None:
+        for a, s in jobs:
+            if evaluator is not None:
+                problem = resolved.problem(evaluator)
+                r = run_problem(problem, a, s, resolved.budget, resolved.reference_point)
+                d = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.to_arrays().items()}
+                d.update(wall_s=r.wall_s, query_s=r.query_s, n_queries=r.n_queries, finished=r.finished)
+            else:
+                d = _run_job(sd, release, a, s)
+            done(a, s, d)
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(_run_job, sd, release, a, s): (a, s) for a, s in jobs}
+            for fut in as_completed(futs):
+                a, s = futs[fut]
+                done(a, s, fut.result())
+    if bar is not None:
+        bar.close()
+    return content

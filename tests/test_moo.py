@@ -1,0 +1,280 @@
+"""The MOO benchmark suite: problems, algorithms, runner, indicators, report, CLI.
+
+Real-benchmark tests use a session-scoped *synthetic* release (benchmark.moo.synthetic: ~200 sampled
+``t`` architectures whose values are stated functions of exact costs plus seeded noise, one measured
+CPU device ``cpu-test`` and a roofline-modeled H100, surrogates fitted with ``surrogates.fit``).
+Algorithm-level tests also run on a small analytic evaluator (exact params vs exact FLOPs).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmark import costs
+from benchmark.moo import algorithms as A
+from benchmark.moo.indicators import attainment, hypervolume, hypervolume_curve, igd_plus, igd_plus_curve
+from benchmark.moo.problems import Objective, Problem, ProblemError, resolve_device
+from benchmark.moo.runner import load_results, run_problem, run_suite
+from benchmark.moo.suites import get_suite, load_suites
+from benchmark.spaces import PAD, get_space
+
+FAST = [a for a in A.ALGORITHMS if a not in A.SLOW_ALGORITHMS]
+BUDGET = 30
+
+
+class Analytic:
+    """A tiny evaluator with the query API's ``query_batch`` signature: exact params and FLOPs."""
+
+    space = "t"
+
+    def __init__(self):
+        self.calls = 0
+
+    def query_batch(self, archs, metrics, device=None, setting=None, mode="auto", noise=False, seed=None,
+                    as_frame=True):
+        self.calls += 1
+        sp = get_space("t")
+        archs = [sp.decode(e) for e in np.asarray(archs)]
+        out = {}
+        for m in metrics:
+            if m == "params":
+                out[m] = np.asarray(costs.params(archs), dtype=float)
+            elif m == "flops":
+                out[m] = np.asarray(costs.flops_prefill(archs, batch=1, seq_len=256), dtype=float)
+            else:
+                raise ValueError(m)
+        return out
+
+
+def analytic_problem(**kw) -> Problem:
+    objs = [Objective("params", lower=3e5, upper=5e6, log=True),
+            Objective("flops", setting="prefill-b1-s256-fp32", lower=2e8, upper=3e9, log=True)]
+    return Problem(objs, Analytic(), **kw)
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory):
+    from benchmark.moo.synthetic import write_synthetic_release
+
+    return write_synthetic_release(tmp_path_factory.mktemp("moo_release"), n=200, seed=0, surrogates=True)
+
+
+@pytest.fixture(scope="session")
+def bench(release):
+    from benchmark import Benchmark
+
+    return Benchmark(space="t", path=release)
+
+
+def suite_problem(bench, name="ppl-latency-cpu", **over):
+    s = get_suite(name).override(**over).resolve(bench)
+    return s, s.problem(bench)
+
+
+# ---------------------------------------------------------------------------- indicators
+def test_hypervolume_hand_computed_2d():
+    P = np.array([[0.2, 0.6], [0.5, 0.3]])
+    # [0.2,1]x[0.6,1] = 0.32; [0.5,1]x[0.3,1] = 0.35; overlap [0.5,1]x[0.6,1] = 0.20 -> 0.47
+    assert hypervolume(P, [1, 1]) == pytest.approx(0.47)
+    curve = hypervolume_curve(np.vstack([P, [[0.6, 0.7]], [[1.5, 0.0]]]), [1, 1])
+    assert curve == pytest.approx([0.32, 0.47, 0.47, 0.47])  # dominated / beyond the reference add nothing
+    assert hypervolume(np.array([[2.0, 2.0]]), [1, 1]) == 0.0
+    assert igd_plus(P, P) == pytest.approx(0.0)
+    assert igd_plus_curve(P, P)[-1] == pytest.approx(0.0)
+    surf = attainment([P, P + 0.1], percentiles=(0, 100))
+    assert surf[0.0].tolist() == P.tolist() and np.allclose(surf[100.0], P + 0.1)
+
+
+# ---------------------------------------------------------------------------- problem
+def test_objective_and_problem_validation():
+    with pytest.raises(ProblemError, match="allowed.*latency_ms"):
+        Objective("latency")
+    with pytest.raises(ProblemError, match="device of objective 'latency_ms'"):
+        Objective("latency_ms", setting="prefill-b1-s256-fp32")
+    with pytest.raises(ProblemError, match="bounds"):
+        Objective("params", lower=0, upper=10, log=True)
+    with pytest.raises(ProblemError, match="candidates.*space"):
+        analytic_problem(candidates="everything")
+    with pytest.raises(ProblemError, match="cpu-a \\(cpu, measured\\)"):
+        resolve_device("gpu:measured", {"cpu-a": {"kind": "cpu", "source": "measured"}})
+    assert resolve_device("cpu:measured", {"cpu-b": {"source": "measured"}, "cpu-a": {"source": "measured"}}) == "cpu-a"
+
+
+def test_repair_genes_is_deterministic_and_valid():
+    p = analytic_problem()
+    sp = p.space
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = rng.uniform(-3, 9, size=sp.encoding_length)  # out of range, fractional, garbage in padding
+        a, b = p.repair_genes(x), p.repair_genes(x.copy())
+        assert a == b and sp.validate(a) == a
+    g = p.genes(sp.smallest())
+    assert (g >= 0).all() and p.repair_genes(g) == sp.smallest()
+    enc = sp.largest().encoding()
+    assert PAD not in enc and p.repair_genes(enc) == sp.largest()
+
+
+def test_problem_counts_clock_and_caches():
+    p = analytic_problem()
+    archs = p.space.sample(0, n=5)
+    F = p.evaluate(archs)
+    assert F.shape == (5, 2) and p.n_evals == 5 and p.clock_s > 0
+    calls, clock = p.evaluator.calls, p.clock_s
+    F2 = p.evaluate(archs[:2])  # re-evaluation: counted, free, same values, no query
+    assert np.array_equal(F2, F[:2]) and p.n_evals == 7 and p.clock_s == clock and p.evaluator.calls == calls
+    assert np.allclose(p.normalise(F)[:, 0], np.log(F[:, 0] / 3e5) / np.log(5e6 / 3e5))
+
+
+# ---------------------------------------------------------------------------- algorithms
+@pytest.mark.parametrize("name", FAST)
+def test_algorithm_on_analytic_problem_is_seeded(name):
+    p = analytic_problem()
+    r1 = run_problem(p, name, 3, BUDGET, [1.1, 1.1])
+    r2 = run_problem(p, name, 3, BUDGET, [1.1, 1.1])
+    assert len(r1.ids) == BUDGET and all(p.space.from_id(i) for i in r1.ids)
+    assert r1.ids == r2.ids and np.array_equal(r1.objectives, r2.objectives)
+    assert np.array_equal(r1.clock_s, r2.clock_s) and np.all(np.diff(r1.clock_s) >= 0)
+    assert np.all(np.diff(r1.hypervolume) >= 0) and r1.hypervolume[-1] > 0
+    r3 = run_problem(p, name, 4, BUDGET, [1.1, 1.1])
+    assert r3.ids != r1.ids
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_algorithm_on_real_suite_table_candidates(bench, name):
+    s, p = suite_problem(bench, candidates="table", mode="table")
+    r = run_problem(p, name, 0, BUDGET, s.reference_point)
+    table_ids = set(bench.table.ids.tolist())
+    assert len(r.ids) == BUDGET and set(r.ids) <= table_ids
+    assert np.isfinite(r.objectives).all() and r.hypervolume[-1] > 0
+    r2 = run_problem(p, name, 0, BUDGET, s.reference_point)
+    assert r2.ids == r.ids and np.array_equal(r2.objectives, r.objectives)
+
+
+@pytest.mark.parametrize("name", ["nsga2", "morea", "motpe"])
+def test_algorithm_on_real_suite_surrogate_three_objectives(bench, name):
+    s, p = suite_problem(bench, "ppl-latency-energy")
+    assert p.n_obj == 3
+    r = run_problem(p, name, 1, BUDGET, s.reference_point)
+    assert len(r.ids) == BUDGET and np.isfinite(r.objectives).all()
+    assert any(i not in set(bench.table.ids.tolist()) for i in r.ids)  # the whole space, via surrogates
+
+
+def test_noisy_suite_is_seeded(bench):
+    s, p = suite_problem(bench, noise=True)
+    r1 = run_problem(p, "random", 5, 20, s.reference_point)
+    r2 = run_problem(p, "random", 5, 20, s.reference_point)
+    assert np.array_equal(r1.objectives, r2.objectives)
+
+
+def test_user_defined_algorithm():
+    class Smallest(A.Algorithm):
+        name = "smallest-first"
+
+        def ask(self):
+            return [self.problem.space.smallest()] + self.problem.sample(self.rng, 3)
+
+    A.register_algorithm("smallest-first", Smallest)
+    try:
+        r = run_problem(analytic_problem(), "smallest-first", 0, 9, [1.1, 1.1])
+        assert r.ids[0] == get_space("t").smallest().id and len(r.ids) == 9
+    finally:
+        del A.ALGORITHMS["smallest-first"]
+    with pytest.raises(ValueError, match="allowed: .*nsga2"):
+        A.get_algorithm("nsga4")
+
+
+@pytest.mark.slow
+def test_qnehvi_small_budget(bench):
+    pytest.importorskip("botorch")
+    s, p = suite_problem(bench, candidates="table", mode="table")
+    r = run_problem(p, A.get_algorithm("qnehvi", n_init=6, pool=64, mc_samples=16), 0, 9, s.reference_point)
+    assert len(r.ids) == 9 and set(r.ids) <= set(bench.table.ids.tolist())
+
+
+# ---------------------------------------------------------------------------- suites
+def test_suites_file_and_errors(bench):
+    suites = load_suites()
+    assert {"ppl-latency-cpu", "ppl-energy-gpu", "ppl-memory", "ppl-params", "ppl-latency-energy"} <= set(suites)
+    for s in suites.values():
+        assert len(s.reference_point) == len(s.objectives)
+        s.resolve(bench)  # every shipped suite resolves on a release with a measured CPU and a modeled H100
+    with pytest.raises(ProblemError, match="allowed: .*ppl-latency-cpu"):
+        get_suite("ppl-nothing")
+    with pytest.raises(ProblemError, match="cpu-test \\(cpu, measured\\)"):
+        get_suite("ppl-latency-cpu").resolve(bench, devices={"cpu:measured": "cpu-missing"})
+    with pytest.raises(ProblemError, match="roles of suite"):
+        get_suite("ppl-params").resolve(bench, devices={"cpu:measured": "cpu-test"})
+
+
+# ---------------------------------------------------------------------------- runner, report, CLI
+def test_run_suite_resumes_and_report(bench, release, tmp_path, monkeypatch):
+    import benchmark.moo.runner as R
+
+    suite = get_suite("ppl-latency-cpu").override(budget=12, candidates="table", mode="table")
+    out = tmp_path / "res.h5"
+    run_suite(suite, ["random", "nsga2"], out, release=str(release), seeds=2, workers=1, progress=False)
+    c = load_results(out)["ppl-latency-cpu"]
+    assert sorted(c["runs"]) == ["nsga2", "random"] and sorted(c["runs"]["random"]) == [0, 1]
+    assert c["reference_front"] is not None and len(c["reference_front"]) > 0
+    assert len(c["runs"]["random"][0]["ids"]) == 12
+    calls = []
+    real = R._run_job
+    monkeypatch.setattr(R, "_run_job", lambda *a: calls.append(a[2:]) or real(*a))
+    run_suite(suite, ["random", "nsga2"], out, release=str(release), seeds=3, workers=1, progress=False)
+    assert sorted(calls) == [("nsga2", 2), ("random", 2)]  # finished runs skipped
+    assert load_results(out)["ppl-latency-cpu"]["runs"]["random"][0]["finished"] == c["runs"]["random"][0]["finished"]
+    with pytest.raises(ProblemError, match="different configuration"):
+        run_suite(suite.override(budget=13), ["random"], out, release=str(release), seeds=1, workers=1,
+                  progress=False)
+    assert not list(tmp_path.glob(".res.h5.tmp-*"))
+    from benchmark.moo.report import write_report
+
+    rep = write_report(out, tmp_path / "report")
+    names = {p.name for p in rep["plots"]}
+    assert {"ppl-latency-cpu-hv-evals.png", "ppl-latency-cpu-hv-time.png", "ppl-latency-cpu-igd-evals.png",
+            "ppl-latency-cpu-fronts.png", "ppl-latency-cpu-eaf.png"} <= names
+    md = rep["summary"].read_text()
+    assert "| random | 3 | 12 |" in md and "mean rank" in md
+
+
+def test_cli(release, tmp_path, capsys):
+    from benchmark.cli import build_parser, main
+
+    for argv in (["moo", "--help"], ["moo", "run", "--help"], ["moo", "report", "--help"], ["moo", "demo", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(argv)
+        assert e.value.code == 0
+    capsys.readouterr()
+    assert main(["moo", "run", "--suite", "nope", "--algorithms", "random", "--out", str(tmp_path / "x.h5"),
+                 "--release", str(release)]) == 2
+    assert "allowed: ['ppl-energy-gpu'" in capsys.readouterr().err
+    assert main(["moo", "run", "--suite", "ppl-params", "--algorithms", "nsga4", "--out", str(tmp_path / "x.h5"),
+                 "--release", str(release)]) == 2
+    assert "allowed: ['local', 'moead'" in capsys.readouterr().err
+    assert main(["moo", "run", "--suite", "ppl-latency-cpu", "--algorithms", "random", "--out",
+                 str(tmp_path / "x.h5"), "--release", str(release), "--device", "cpu:measured=cpu-nope"]) == 2
+    assert "devices there: cpu-test" in capsys.readouterr().err
+    assert main(["moo", "list"]) == 0 and "ppl-latency-energy" in capsys.readouterr().out
+    rc = main(["moo", "demo", "--release", str(release), "--out-dir", str(tmp_path / "demo"), "--budget", "10",
+               "--seeds", "1", "--algorithms", "random", "morea", "--workers", "1", "--quiet",
+               "--candidates", "table", "--mode", "table"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"summary: {tmp_path / 'demo' / 'summary.md'}" in out and "plot:" in out
+    assert (tmp_path / "demo" / "results.h5").exists()
+
+
+@pytest.mark.slow
+def test_run_suite_parallel_matches_serial(release, tmp_path):
+    suite = get_suite("ppl-params").override(budget=15)
+    a, b = tmp_path / "serial.h5", tmp_path / "parallel.h5"
+    run_suite(suite, ["random", "morea"], a, release=str(release), seeds=2, workers=1, progress=False)
+    run_suite(suite, ["random", "morea"], b, release=str(release), seeds=2, workers=2, progress=False)
+    ra, rb = load_results(a)["ppl-params"]["runs"], load_results(b)["ppl-params"]["runs"]
+    for alg in ra:
+        for s in ra[alg]:
+            assert ra[alg][s]["ids"] == rb[alg][s]["ids"]
+            assert np.array_equal(ra[alg][s]["objectives"], rb[alg][s]["objectives"])
