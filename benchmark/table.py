@@ -612,6 +612,82 @@ class TableWriter:
         self._mark_pending()
         return True
 
+    def fill_metric(self, name: str, values: Mapping[str, Any]) -> int:
+        """Fill missing (NaN) values of a device-independent metric for rows already in the table,
+        e.g. perplexity measured in a later pass than the hardware. ``values`` maps architecture
+        ids to values; a value that is already there is never overwritten (refused unless equal).
+        Returns the number of values filled."""
+        self._check_open()
+        if name not in self._c.metric_meta:
+            raise _fail("metric", name, f"a declared metric {sorted(self._c.metric_meta)}")
+        column = self._c.metrics[name]
+        filled = {}
+        for arch_id, v in values.items():
+            if arch_id not in self._index:
+                raise _fail("architecture id", arch_id, f"an id of one of the table's {self._c.n()} rows")
+            x = _as_float(f"value of metric {name!r} for {arch_id}", v)
+            old = column[self._index[arch_id]]
+            if not math.isnan(old) and not _same(old, x):
+                raise _fail(f"value of metric {name!r} for {arch_id}", x,
+                            f"the value already there ({old!r}); measured values are never overwritten")
+            if math.isnan(old):
+                filled[self._index[arch_id]] = x
+        for i, x in filled.items():
+            column[i] = x
+        if filled:
+            self._mark_pending()
+        return len(filled)
+
+    def remove_modeled_device(self, device: str) -> None:
+        """Drop a *modeled* device with all its settings and values (to recompute it, e.g. after
+        recalibration on more measurements). Measured devices cannot be removed."""
+        self._check_open()
+        meta = self._c.device_meta.get(device)
+        if meta is None:
+            raise _fail("device", device, f"a device of the table {sorted(self._c.device_meta)}")
+        if meta["source"] != "modeled":
+            raise _fail(f"source of device {device!r}", meta["source"], "'modeled' (measurements are never dropped)")
+        del self._c.device_meta[device]
+        for store in (self._c.setting_meta, self._c.measured_at, self._c.hw_meta, self._c.hardware):
+            for key in [k for k in store if k[0] == device]:
+                del store[key]
+        self._mark_pending()
+
+    def set_modeled(self, device: str, setting: Setting | str, metric: str, values: Mapping[str, Any]) -> int:
+        """Set the values of a *modeled* device's metric for rows already in the table.
+
+        Modeled values are computed for every row (a model, unlike a measurement, can be rerun
+        for the whole table), so this writes a whole column: ``values`` maps architecture ids to a
+        value or up to R repeats. Ids not in the table are refused; rows not in ``values`` keep
+        what they had. Measured devices are refused: measurements only enter a table with
+        :meth:`append`, together with their row. Returns the number of rows set.
+        """
+        self._check_open()
+        s = _setting_name(setting)
+        key = (device, s, metric)
+        if key not in self._c.hw_meta:
+            raise _fail("hardware key", key, f"a declared (device, setting, metric) {sorted(self._c.hw_meta)}")
+        if self._c.device_meta[device]["source"] != "modeled":
+            raise _fail(f"source of device {device!r}", self._c.device_meta[device]["source"],
+                        "'modeled' (measured values enter a table only with append())")
+        R = self._c.hw_meta[key]["repeats"]
+        rows = {}
+        for arch_id, v in values.items():
+            if arch_id not in self._index:
+                raise _fail("architecture id", arch_id, f"an id of one of the table's {self._c.n()} rows")
+            arr = np.asarray([_as_float(f"value of {key} for {arch_id}", x) for x in np.ravel(np.asarray(v))])
+            if arr.size > R:
+                raise _fail(f"number of repeats of {key}", arr.size, f"at most the declared {R}")
+            row = np.full(R, np.nan)
+            row[: arr.size] = arr
+            rows[self._index[arch_id]] = row
+        column = list(self._c.hardware[key])
+        for i, row in rows.items():
+            column[i] = row
+        self._c.hardware[key] = column
+        self._mark_pending()
+        return len(rows)
+
     def log(self, name: str, record: Mapping[str, Any]) -> None:
         """Append one record to the free log ``/log/<name>`` (e.g. drift re-timings of reference
         architectures). A record maps column names to scalars: strings, or numbers (stored as

@@ -161,3 +161,26 @@ def test_resume_after_kill9(tmp_path, ckpt, tiny_corpus):
     assert sorted(t.ids) == expected and len(set(t.ids)) == len(t.ids)
     assert np.isfinite(t.metric("perplexity")).all()
     assert len(t.log("runs")["rows"]) == 2 and t.log("runs")["rows"][0] == 0  # two runs; the second resumed
+
+
+def test_perplexity_pass_after_hardware_pass(tmp_path, ckpt, tiny_corpus):
+    """A hardware-only shard gets its perplexities in a second, resumable pass; values equal a
+    one-pass profile's, and a different checkpoint is refused."""
+    from benchmark.profiling.runner import add_perplexity
+    from benchmark.supernet.elastic import Supernet, save_supernet
+
+    out = profile("t", tmp_path / "hw.h5", n=2, seed=0, checkpoint=ckpt, data_dir=tiny_corpus, perplexity=False,
+                  memory=False, energy=False, **FAST)
+    assert "perplexity" not in Table(out).metrics()
+    assert add_perplexity(out, ckpt, tiny_corpus, eval_tokens=256, progress=False) == 4
+    assert add_perplexity(out, ckpt, tiny_corpus, eval_tokens=256, progress=False) == 0  # nothing left to do
+    one_pass = profile("t", tmp_path / "one.h5", n=2, seed=0, checkpoint=ckpt, data_dir=tiny_corpus, latency=False,
+                       memory=False, energy=False, **FAST)
+    a, b = Table(out), Table(one_pass)
+    for m in ("perplexity", "token_accuracy"):
+        np.testing.assert_array_equal(a.metric(m)[[a.row(i) for i in b.ids]], b.metric(m))
+    assert a.attrs["eval_tokens"] == 256 and a.attrs["supernet_sha256"] == b.attrs["supernet_sha256"]
+    other = tmp_path / "other.safetensors"
+    save_supernet(Supernet("t", vocab_size=300).init_weights(1), other)
+    with pytest.raises(TableError, match="supernet_sha256"):
+        add_perplexity(out, other, tiny_corpus, eval_tokens=256, progress=False)

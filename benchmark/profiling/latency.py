@@ -277,11 +277,16 @@ def _threads(n: int | None):
 @contextlib.contextmanager
 def _no_gc():
     was = gc.isenabled()
+    # Long-lived objects (torch's modules, the table) move to the permanent generation first, so
+    # the collection before timing scans only what is new: ~0.3 s less per measurement. Unfrozen
+    # afterwards, so that garbage among them is still collected by the automatic collector.
+    gc.freeze()
     gc.collect()
     gc.disable()
     try:
         yield
     finally:
+        gc.unfreeze()
         if was:
             gc.enable()
 

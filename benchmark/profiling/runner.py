@@ -181,12 +181,10 @@ def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs
     from tqdm.auto import tqdm
 
     from benchmark import costs
-    from benchmark.paths import data_dir as default_data_dir
     from benchmark.profiling.devices import host_provenance, local_device_id
     from benchmark.profiling.energy import EnergyUnavailable, energy_counter, measure_energy
     from benchmark.profiling.latency import build_model, device_lock, measure_latency, resolve_setting
     from benchmark.profiling.memory import measure_memory
-    from benchmark.release import sha256_file
     from benchmark.spaces import get_space
 
     sp = get_space(space)
@@ -212,14 +210,8 @@ def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs
     attrs: dict[str, Any] = {}
     net = tokens = None
     if perplexity:
-        from benchmark.supernet.corpus import load_split
-        from benchmark.supernet.elastic import load_supernet
-
-        ddir = Path(data_dir) if data_dir is not None else default_data_dir()
-        ckpt = Path(checkpoint) if checkpoint is not None else default_data_dir() / f"supernet_{sp.name}.safetensors"
-        net = load_supernet(ckpt, sp.name)
-        tokens = np.asarray(load_split("test", ddir))
-        attrs.update(supernet_sha256=sha256_file(ckpt), tokenizer_sha256=sha256_file(ddir / "tokenizer.json"))
+        net, tokens, pins = _perplexity_inputs(sp.name, checkpoint, data_dir)
+        attrs.update(pins)
         _check_attrs(out, attrs)
 
     # -- device provenance (refuse to mix machines)
@@ -243,10 +235,7 @@ def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs
                     f"FLOPs per generated token (mean over {decode_tokens} steps after the context)")
             w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact", description=desc)
         if perplexity:
-            w.declare_metric("perplexity", unit="1", source="measured",
-                             description="test-split perplexity with inherited supernet weights")
-            w.declare_metric("token_accuracy", unit="1", source="measured",
-                             description="test-split next-token accuracy with inherited supernet weights")
+            _declare_perplexity(w)
         counter = None
         if hardware:
             if dev_id in w._c.device_meta:  # resuming on the same machine (checked above): keep its provenance
@@ -301,10 +290,7 @@ def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs
                 with device_lock("cpu"):
                     r = measure_perplexity_for(net, arch, tokens, eval_tokens)
                 metrics["perplexity"], metrics["token_accuracy"] = r.perplexity, r.token_accuracy
-                if w._c.attrs.get("eval_tokens") not in (None, r.tokens):
-                    raise TableError(f"table {out}: eval_tokens {w._c.attrs['eval_tokens']} there, {r.tokens} "
-                                     f"now; perplexities on different token counts are never mixed")
-                w._c.attrs["eval_tokens"] = int(r.tokens)
+                _set_eval_tokens(w, r.tokens)
             hw: dict = {}
             when: dict = {}
             if hardware:
@@ -339,6 +325,67 @@ def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs
     if progress:
         print(f"shard written to {where}", file=sys.stderr)
     return out
+
+
+def _declare_perplexity(w: TableWriter) -> None:
+    w.declare_metric("perplexity", unit="1", source="measured",
+                     description="test-split perplexity with inherited supernet weights")
+    w.declare_metric("token_accuracy", unit="1", source="measured",
+                     description="test-split next-token accuracy with inherited supernet weights")
+
+
+def _set_eval_tokens(w: TableWriter, tokens: int) -> None:
+    if w.attrs.get("eval_tokens") not in (None, tokens):
+        raise TableError(f"table {w.path}: eval_tokens {w.attrs['eval_tokens']} there, {tokens} now; "
+                         f"perplexities on different token counts are never mixed")
+    w.set_attrs(eval_tokens=int(tokens))
+
+
+def _perplexity_inputs(space: str, checkpoint, data_dir) -> tuple[Any, np.ndarray, dict[str, str]]:
+    """The supernet, the test tokens and the root attributes that pin them (sha256s)."""
+    from benchmark.paths import data_dir as default_data_dir
+    from benchmark.release import sha256_file
+    from benchmark.supernet.corpus import load_split
+    from benchmark.supernet.elastic import load_supernet
+
+    ddir = Path(data_dir) if data_dir is not None else default_data_dir()
+    ckpt = Path(checkpoint) if checkpoint is not None else default_data_dir() / f"supernet_{space}.safetensors"
+    net = load_supernet(ckpt, space)
+    tokens = np.asarray(load_split("test", ddir))
+    return net, tokens, {"supernet_sha256": sha256_file(ckpt), "tokenizer_sha256": sha256_file(ddir / "tokenizer.json")}
+
+
+def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 65536, flush_every: int = 10,
+                   progress: bool = True) -> int:
+    """Measure perplexity and token accuracy for every row of ``table`` that lacks them (a
+    perplexity pass after a hardware-only ``profile(..., perplexity=False)``). Resumable: values
+    are flushed every ``flush_every`` rows and rows already measured are skipped; the checkpoint
+    and tokenizer must be those of earlier perplexities (sha256 in the root attributes).
+    Returns the number of rows measured now."""
+    from tqdm.auto import tqdm
+
+    from benchmark.profiling.latency import device_lock
+
+    t = Table(table)
+    sp = t.space
+    todo = t.architectures()
+    if "perplexity" in t.metrics():
+        missing = np.isnan(t.metric("perplexity"))
+        todo = [a for a, m in zip(todo, missing) if m]
+    net, tokens, attrs = _perplexity_inputs(sp.name, checkpoint, data_dir)
+    done = 0
+    with TableWriter(table, sp.name, attrs=attrs, flush_every=flush_every) as w:
+        _declare_perplexity(w)
+        for arch in tqdm(todo, desc=f"perplexity {Path(table).name}", unit="arch", disable=not progress):
+            with device_lock("cpu"):
+                r = measure_perplexity_for(net, arch, tokens, eval_tokens)
+            _set_eval_tokens(w, r.tokens)
+            w.fill_metric("token_accuracy", {arch.id: r.token_accuracy})
+            w.fill_metric("perplexity", {arch.id: r.perplexity})
+            done += 1
+    if progress:
+        print(f"perplexity of {done} rows written to {table}", file=sys.stderr)
+    return done
 
 
 def measure_perplexity_for(net, arch, tokens, eval_tokens):
@@ -427,3 +474,34 @@ def add_table_parser(sub) -> None:
     m.add_argument("out", metavar="OUT", help="merged table to write")
     m.add_argument("shards", nargs="+", metavar="SHARD", help="shard tables, in priority order")
     m.set_defaults(func=_merge_cmd)
+    a = tsub.add_parser("add-modeled", help="add (or recompute) modeled devices, calibrated on the measured ones",
+                        description="Add modeled latency_ms and energy_mj of every row for the registry's devices "
+                                    "(roofline + power model, source 'modeled'), calibrated on the table's measured "
+                                    "latencies; rewrites TABLE atomically. See docs/devices.md.")
+    a.add_argument("table", metavar="TABLE", help="table to extend in place")
+    a.add_argument("--devices", nargs="+", default=None, metavar="ID", help="registry ids (default: all)")
+    a.add_argument("--cpu-spec", default="cpu-epyc-7513",
+                   help="registry entry describing the measured CPU when its model string matches none "
+                        "(default cpu-epyc-7513)")
+    a.set_defaults(func=_add_modeled_cmd)
+    pp = tsub.add_parser("add-perplexity", help="measure perplexity of rows that lack it (resumable)",
+                         description="Fill perplexity and token accuracy (inherited supernet weights, test split) "
+                                     "of every row of TABLE that lacks them, e.g. after 'hwlm profile "
+                                     "--no-perplexity'. Resumable; never overwrites a value.")
+    pp.add_argument("table", metavar="TABLE")
+    pp.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
+    pp.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
+    pp.add_argument("--eval-tokens", type=int, default=65536, help="test tokens (default 65536)")
+    pp.set_defaults(func=lambda a: print(add_perplexity(a.table, a.checkpoint, a.data_dir, a.eval_tokens)) or 0)
+
+
+def _add_modeled_cmd(args) -> int:
+    from benchmark.profiling.modeled import add_modeled_devices
+
+    r = add_modeled_devices(args.table, devices=args.devices, cpu_spec=args.cpu_spec)
+    for kind, c in r["calibration"].items():
+        cv = ", ".join(f"{s}: MAPE {v['mape']:.1%}, Kendall tau {v['kendall_tau']:.2f}"
+                       for s, v in c["two_fold_cv"].items())
+        print(f"{kind} model calibrated on {c['measured_device']} ({c['spec']}); two-fold CV: {cv}")
+    print(f"{len(r['devices'])} modeled devices written to {args.table}")
+    return 0

@@ -1,0 +1,77 @@
+"""Modeled devices added to a real measured table (``hwlm table add-modeled``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.profiling.devices import get_device
+from benchmark.profiling.modeled import add_modeled_devices
+from benchmark.profiling.roofline import DEFAULT_PARAMS, RooflineParams, predict
+from benchmark.profiling.runner import profile
+from benchmark.table import Table, TableError, TableWriter
+
+SETTINGS = ["prefill-b1-s32-fp32", "prefill-b4-s32-fp32", "decode-b1-s16-fp32"]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> "Path":  # noqa: F821
+    out = tmp_path_factory.mktemp("modeled") / "t.h5"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HWLM_LOCK_DIR", str(out.parent / "locks"))
+        profile("t", out, n=6, seed=1, settings=SETTINGS, warmup=1, repeats=2, threads=1, perplexity=False,
+                memory=False, energy=False, progress=False)
+    return out
+
+
+def test_modeled_devices_cover_every_row(measured, tmp_path):
+    path = tmp_path / "t.h5"
+    path.write_bytes(measured.read_bytes())
+    r = add_modeled_devices(path, devices=["gpu-h100-sxm5-80gb", "cpu-xeon-gold-6242"])
+    t = Table(path)
+    assert r["devices"] == ["gpu-h100-sxm5-80gb", "cpu-xeon-gold-6242"]
+    h100 = t.devices()["gpu-h100-sxm5-80gb"]
+    assert h100["source"] == "modeled" and h100["kind"] == "gpu"
+    assert "uncalibrated" in h100["provenance"]["calibration"]  # no measured GPU in this table
+    assert t.settings("gpu-h100-sxm5-80gb") == sorted(s.replace("fp32", "fp16") for s in SETTINGS)
+    assert t.settings("cpu-xeon-gold-6242") == sorted(SETTINGS)
+    # the stored values are the roofline model's, with the parameters recorded in the provenance
+    lat = t.hardware("gpu-h100-sxm5-80gb", "prefill-b4-s32-fp16", "latency_ms")
+    assert lat.shape == (len(t), 1) and np.isfinite(lat).all()
+    want = predict(t.architectures(), "prefill-b4-s32-fp16", get_device("gpu-h100-sxm5-80gb"),
+                   DEFAULT_PARAMS["gpu"]).latency_ms
+    np.testing.assert_allclose(lat[:, 0], want)
+    cpu = t.devices()["cpu-xeon-gold-6242"]["provenance"]
+    params = RooflineParams(**cpu["roofline_params"])
+    assert params.fitted_on and params.n_obs == 3 * len(t)
+    cv = cpu["calibration"]["two_fold_cv"]
+    assert set(cv) == set(SETTINGS) and all(v["n"] == len(t) and v["mape"] >= 0 for v in cv.values())
+    # measured rows are untouched
+    m = Table(measured)
+    dev = next(iter(m.devices()))
+    np.testing.assert_array_equal(t.hardware(dev, SETTINGS[0], "latency_ms"), m.hardware(dev, SETTINGS[0], "latency_ms"))
+
+
+def test_recompute_replaces_and_measured_devices_are_protected(measured, tmp_path):
+    path = tmp_path / "t.h5"
+    path.write_bytes(measured.read_bytes())
+    add_modeled_devices(path, devices=["gpu-a100-sxm4-40gb"])
+    add_modeled_devices(path, devices=["gpu-a100-sxm4-40gb"])  # recomputation replaces, never duplicates
+    t = Table(path)
+    assert sorted(t.devices()) == sorted([*Table(measured).devices(), "gpu-a100-sxm4-40gb"])
+    dev = next(d for d, m in t.devices().items() if m["source"] == "measured")
+    with TableWriter(path, "t") as w:
+        with pytest.raises(TableError, match="modeled"):
+            w.remove_modeled_device(dev)
+        with pytest.raises(TableError, match="modeled"):
+            w.set_modeled(dev, SETTINGS[0], "latency_ms", {t.ids[0]: 1.0})
+        with pytest.raises(TableError, match="architecture id"):
+            w.set_modeled("gpu-a100-sxm4-40gb", "prefill-b1-s32-fp16", "latency_ms", {"gpt-t-nope": 1.0})
+
+
+def test_no_measured_device_is_a_clear_error(tmp_path):
+    path = tmp_path / "empty.h5"
+    with TableWriter(path, "t") as w:
+        w.declare_metric("params", unit="1", source="exact")
+    with pytest.raises(TableError, match="no measured device"):
+        add_modeled_devices(path)
