@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.spaces import Architecture, ArchitectureError, SearchSpace, get_space
+from surrogates.features import feature_names, features
 
 __all__ = ["Benchmark", "QueryResult", "QueryError", "HWGPTBenchCompat", "EXACT_METRICS", "SOURCES"]
 
@@ -175,6 +176,8 @@ class Benchmark:
         self._plans: dict[tuple, tuple[_Spec, ...]] = {}
         self._row: dict[str, int] = {}
         self._hash_keys = None
+        self._dt_cache: dict[str, int] = {}
+        self._n_base_features = len(feature_names(self.space))
         if self.table is not None:
             self._row = {a: i for i, a in enumerate(self.table.ids.tolist())}
         self._build_vocabulary()
@@ -448,7 +451,8 @@ class Benchmark:
         return rows
 
     # ------------------------------------------------------------------ evaluation
-    def _exact(self, spec: _Spec, rows: np.ndarray, enc: np.ndarray) -> np.ndarray:
+    def _exact(self, spec: _Spec, rows: np.ndarray, enc: np.ndarray, checked=None) -> np.ndarray:
+        """``checked()``: the validated cost batch of the rows not in the table (built once per evaluation)."""
         tab = rows >= 0
         out = np.empty(len(rows), np.float64)
         if tab.any():
@@ -459,7 +463,7 @@ class Benchmark:
                 self._exact_cache[k] = full
             out[tab] = full[rows[tab]]
         if not tab.all():
-            out[~tab] = self._exact_values(spec, enc[~tab])
+            out[~tab] = self._exact_values(spec, checked() if checked is not None else enc[~tab])
         return out
 
     def _exact_values(self, spec: _Spec, enc: np.ndarray) -> np.ndarray:
@@ -479,6 +483,12 @@ class Benchmark:
             raise QueryError(f"invalid setting {spec.setting!r} for space {self.space.name!r}: {e}") from None
 
     def _decode_tokens(self, setting: str) -> int:
+        dt = self._dt_cache.get(setting)
+        if dt is None:
+            dt = self._dt_cache[setting] = self._find_decode_tokens(setting)
+        return dt
+
+    def _find_decode_tokens(self, setting: str) -> int:
         from surrogates.features import DEFAULT_DECODE_TOKENS
 
         if self.table is not None:
@@ -507,7 +517,8 @@ class Benchmark:
         return s
 
     def _evaluate(self, rows: np.ndarray, enc: np.ndarray, specs, mode: str, noise: bool, seed,
-                  ids=None, want_repeats: bool = False) -> dict:
+                  ids=None, want_repeats: bool = False, trusted: bool = False) -> dict:
+        """``trusted``: every encoding not in the table comes from a validated Architecture."""
         if mode not in MODES:
             raise _fail("mode", mode, list(MODES))
         if not isinstance(noise, (bool, np.bool_)):
@@ -517,10 +528,28 @@ class Benchmark:
         intab = rows >= 0
         values, sources, target_sources, intervals, missing, reps = {}, {}, {}, {}, {}, {}
         feats: dict = {}
+        hw_setting = next((sp.setting for sp in specs if sp.device is not None), None)
+        batches: dict = {}
+
+        def checked(mask: np.ndarray | None = None):
+            """Validated cost batch (benchmark.costs) of enc[mask] (default: the rows not in the table)."""
+            mask = ~intab if mask is None else mask
+            key = mask.tobytes()
+            if key not in batches:
+                from benchmark import costs
+
+                if trusted:  # encodings of validated Architectures: no second validation
+                    batches[key] = costs._Batch(self.space, np.ascontiguousarray(enc[mask]), False)
+                else:
+                    try:
+                        batches[key] = costs._resolve(enc[mask], self.space)
+                    except ArchitectureError as e:
+                        raise QueryError(str(e)) from None
+            return batches[key]
         for sp in specs:
             m = sp.metric
             if sp.kind == "exact":
-                values[m], sources[m] = self._exact(sp, rows, enc), "exact"
+                values[m], sources[m] = self._exact(sp, rows, enc, checked), "exact"
                 continue
             if sp.kind == "missing":
                 values[m], sources[m], missing[m] = np.full(n, np.nan), "missing", sp.reason
@@ -558,13 +587,18 @@ class Benchmark:
             need = ~use
             if need.any():
                 s = self.surrogate(m, sp.device, sp.setting)
-                fk = (sp.setting, s.decode_tokens, need.tobytes())
+                # device-independent features are a prefix of any setting's: compute once per query
+                st_f = s.setting if s.setting is not None else hw_setting
+                fk = (st_f, need.tobytes())
                 X = feats.get(fk)
                 if X is None:
                     try:
-                        X = feats[fk] = s.features(enc[need])
+                        X = feats[fk] = features(self.space, checked(need), st_f,
+                                                 self._decode_tokens(st_f) if st_f is not None else 0)
                     except ArchitectureError as e:
                         raise QueryError(str(e)) from None
+                if s.setting is None and st_f is not None:
+                    X = X[:, :self._n_base_features]
                 v[need] = s.predict_features(X)
                 target_sources[m] = s.meta.get("target_source", "measured")
                 if s.noisy:
@@ -599,7 +633,7 @@ class Benchmark:
         row, enc, aid = self._one(arch)
         rows = np.array([row], np.int64)
         enc2 = (self.table.encodings[row:row + 1] if row >= 0 else enc[None, :])
-        r = self._evaluate(rows, enc2, specs, mode, noise, seed, ids=[aid], want_repeats=repeats)
+        r = self._evaluate(rows, enc2, specs, mode, noise, seed, ids=[aid], want_repeats=repeats, trusted=True)
         units = {sp.metric: sp.unit for sp in specs}
         return QueryResult(
             arch=aid, device=device, setting=st, mode=mode,
@@ -628,6 +662,7 @@ class Benchmark:
         """
         specs, device, st = self._plan(metrics, device, setting)
         rows, enc = self._many(archs)
+        trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2  # built from validated Architectures
         ids = None
         if mode == "table" and (rows < 0).any():
             ids = [None] * len(rows)
@@ -636,7 +671,7 @@ class Benchmark:
                 ids[i] = self.space.decode(enc[i]).id
             except ArchitectureError as e:
                 raise QueryError(f"architecture {i} of {len(rows)}: {e}") from None
-        r = self._evaluate(rows, enc, specs, mode, noise, seed, ids=ids)
+        r = self._evaluate(rows, enc, specs, mode, noise, seed, ids=ids, trusted=trusted)
         units = {sp.metric: sp.unit for sp in specs}
         sources, row_sources = {}, {}
         for m, s in r["sources"].items():

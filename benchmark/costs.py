@@ -142,6 +142,8 @@ def _space_arg(space: Any) -> SearchSpace | None:
 
 
 def _resolve(archs: Any, space: Any) -> _Batch:
+    if isinstance(archs, _Batch):  # validated once, costed several times (surrogates.features)
+        return archs
     sp = _space_arg(space)
     if isinstance(archs, Architecture):
         if sp is not None and archs.space != sp.name:

@@ -51,30 +51,47 @@ def exact_flops(space: str | SearchSpace, enc: np.ndarray, setting: str | Settin
     one prefill forward, or for decode the mean over ``decode_tokens`` generated tokens at contexts
     ``seq_len .. seq_len + decode_tokens - 1``."""
     sp, s = get_space(space), Setting.parse(setting)
+    enc = costs._resolve(enc, sp)  # validate once
     if s.mode == "prefill":
         return costs.flops_prefill(enc, batch=s.batch, seq_len=s.seq_len, space=sp).astype(np.float64)
-    # FLOPs are affine in the context, and all values are integers far below 2**53: the sum is exact
-    total = np.zeros(len(enc), np.float64)
-    for j in range(int(decode_tokens)):
-        total += costs.flops_decode(enc, batch=s.batch, context_len=s.seq_len + j, space=sp)
-    return total / int(decode_tokens)
+    # FLOPs are affine in the context, so the mean over the steps is the mean of the first and the last
+    # step; both are integers far below 2**53, so this equals numpy's mean of all steps bit for bit
+    first = costs.flops_decode(enc, batch=s.batch, context_len=s.seq_len, space=sp)
+    last = costs.flops_decode(enc, batch=s.batch, context_len=s.seq_len + int(decode_tokens) - 1, space=sp)
+    return (first.astype(np.float64) + last) / 2
+
+
+_LOOKUPS: dict = {}
+
+
+def _lookups(sp: SearchSpace) -> tuple[np.ndarray, ...]:
+    t = _LOOKUPS.get(sp.name)
+    if t is None:
+        t = _LOOKUPS[sp.name] = (np.array(sp.embed_dim_choices, np.float64), np.array(sp.n_layer_choices, np.float64),
+                                 np.array([float(b) for b in sp.bias_choices]),
+                                 np.array(sp.mlp_ratio_choices + (0,), np.float64),
+                                 np.array(sp.n_head_choices + (0,), np.float64))
+    return t
 
 
 def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting | None = None,
              decode_tokens: int = DEFAULT_DECODE_TOKENS) -> np.ndarray:
     """``(N, F)`` float64 features of an ``(N, encoding_length)`` integer encoding matrix."""
     sp = get_space(space)
-    enc = np.asarray(enc)
-    if enc.ndim == 1:
-        enc = enc[None, :]
-    params = costs.params(enc, space=sp)  # validates every row
-    params_ne = costs.params(enc, space=sp, embeddings=False)
+    if isinstance(enc, costs._Batch):  # already validated (benchmark.api validates once per query)
+        batch, enc = enc, enc._enc
+    else:
+        enc = np.asarray(enc)
+        if enc.ndim == 1:
+            enc = enc[None, :]
+        batch = costs._resolve(enc, sp)  # validates every row, once
+    params = costs.params(batch)
+    params_ne = costs.params(batch, embeddings=False)
     lm = sp.max_layers
-    embed = np.array(sp.embed_dim_choices, np.float64)[enc[:, 0]]
-    n_layer = np.array(sp.n_layer_choices, np.float64)[enc[:, 1]]
-    bias = np.array([float(b) for b in sp.bias_choices])[enc[:, -1]]
-    mlp = np.array(sp.mlp_ratio_choices + (0,), np.float64)[enc[:, 2:2 + lm]]  # PAD (-1) reads the 0
-    heads = np.array(sp.n_head_choices + (0,), np.float64)[enc[:, 2 + lm:2 + 2 * lm]]
+    t_embed, t_layer, t_bias, t_mlp, t_heads = _lookups(sp)
+    embed, n_layer, bias = t_embed[enc[:, 0]], t_layer[enc[:, 1]], t_bias[enc[:, -1]]
+    mlp = t_mlp[enc[:, 2:2 + lm]]  # PAD (-1) reads the trailing 0
+    heads = t_heads[enc[:, 2 + lm:2 + 2 * lm]]
     total_heads = heads.sum(1)
     cols = [embed[:, None], n_layer[:, None], bias[:, None], heads, mlp,
             np.stack([total_heads, total_heads * sp.head_size, mlp.sum(1), mlp.sum(1) * embed,
@@ -82,6 +99,6 @@ def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting |
     if setting is not None:
         s = Setting.parse(setting)
         context = s.seq_len + (int(decode_tokens) - 1) / 2 if s.mode == "decode" else s.seq_len
-        cols.append(np.stack([exact_flops(sp, enc, s, decode_tokens),
+        cols.append(np.stack([exact_flops(sp, batch, s, decode_tokens),
                               s.batch * context * total_heads * sp.head_size], 1))
     return np.concatenate(cols, axis=1)

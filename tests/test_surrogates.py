@@ -210,3 +210,20 @@ def test_hwlm_fit_cli(rel, tmp_path, capsys):
     out = capsys.readouterr().out
     assert str(tmp_path / "surrogates" / "t") in out
     assert (tmp_path / "surrogates" / "t" / "perplexity.ubj").is_file()
+
+
+def test_numpy_tree_walk_is_bit_identical_to_the_booster(sdir):
+    from surrogates.fastpredict import TreeEnsemble
+
+    enc = T.encode_many(T.sample(11, n=500))
+    for stem in ("perplexity", STEM, model_stem("memory_mb", CPU, DECODE)):
+        s = Surrogate.load(sdir, stem)
+        X = s.features(enc)
+        for booster in (s.mean_booster, s.quantile_booster):
+            if booster is not None:
+                assert np.array_equal(TreeEnsemble(booster).predict(X), booster.inplace_predict(X))
+        # few rows take the numpy walk, many the booster: the same numbers either way
+        assert np.array_equal(s.predict_features(X[:3]), s.predict_features(X)[:3])
+        assert np.array_equal(s.predict_features(X[7:8]), s.predict_features(X)[7:8])
+        if s.noisy:
+            assert np.array_equal(s.quantiles_features(X[7:8]), s.quantiles_features(X)[7:8])
