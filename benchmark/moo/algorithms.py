@@ -89,11 +89,12 @@ def _nondominated_mask(F: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- own algorithms
 class RandomSearch(Algorithm):
-    """Uniform random sampling over the problem's domain, ``batch`` at a time."""
+    """Uniform random sampling over the problem's domain, ``batch`` at a time (the batch size does
+    not change what is sampled, only how many evaluations share one query)."""
 
     name = "random"
 
-    def __init__(self, batch: int = 10):
+    def __init__(self, batch: int = 50):
         self.batch = int(batch)
 
     def ask(self):
@@ -107,7 +108,7 @@ class LocalSearch(Algorithm):
 
     name = "local"
 
-    def __init__(self, n_init: int = 10, batch: int = 16):
+    def __init__(self, n_init: int = 10, batch: int = 64):
         self.n_init, self.batch = int(n_init), int(batch)
 
     def setup(self, problem, seed, budget):
@@ -358,7 +359,7 @@ class QNEHVI(Algorithm):
 
     name = "qnehvi"
 
-    def __init__(self, n_init: int = 10, pool: int = 256, mc_samples: int = 64):
+    def __init__(self, n_init: int = 10, pool: int = 256, mc_samples: int = 32):
         self.n_init, self.pool, self.mc = int(n_init), int(pool), int(mc_samples)
 
     def setup(self, problem, seed, budget):

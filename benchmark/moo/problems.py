@@ -217,17 +217,27 @@ class Problem:
         self.cost_model = cost_model or CostModel()
         self.noise_seed = int(noise_seed)
         self.choices = np.asarray(self.space.encoding_choices, dtype=np.int64)
-        # groups: (device, setting) -> metrics queried there (objective metrics + latency for the clock)
+        # query groups: (device, setting) -> metrics fetched in one query_batch call: each hardware
+        # objective's metric plus latency_ms (for the clock); device-independent metrics ride along
+        # with the first hardware group (flops: one with the same setting), else get their own group.
         groups: dict[tuple, list[str]] = {}
         for o in self.objectives:
-            groups.setdefault(o.group, [])
-            if o.metric not in groups[o.group]:
-                groups[o.group].append(o.metric)
-        for dev in sorted({o.device for o in self.objectives if o.device}):
-            for s in sorted({o.setting for o in self.objectives if o.device == dev}):
-                groups.setdefault((dev, s), [])
-                if "latency_ms" not in groups[(dev, s)]:
-                    groups[(dev, s)].append("latency_ms")
+            if o.device is not None:
+                groups.setdefault(o.group, [])
+                for m in (o.metric, "latency_ms"):
+                    if m not in groups[o.group]:
+                        groups[o.group].append(m)
+        hw_keys = sorted(groups)
+        self._where: list[tuple] = []
+        for o in self.objectives:
+            target = o.group
+            if o.device is None:
+                fit = [k for k in hw_keys if o.setting is None or k[1] == o.setting]
+                target = fit[0] if fit else o.group
+                groups.setdefault(target, [])
+                if o.metric not in groups[target]:
+                    groups[target].append(o.metric)
+            self._where.append(target)
         self._groups = groups
         self._flops_per_token_cache: dict[str, float] = {}
         self._cache: dict[str, np.ndarray] = {}
@@ -350,13 +360,14 @@ class Problem:
     def warmup(self) -> None:
         """Query the smallest architecture once per group (not counted, not cached), so that the
         benchmark's lazy loading (table columns, surrogate models) happens before a timed run."""
-        a = [self.project(self.space.smallest())]
+        a = [self.project(x) for x in [self.space.smallest()] + self.space.sample(0, n=8)]  # table + surrogate paths
         for group, metrics in self._groups.items():
             try:
                 self.evaluator.query_batch(self.space.encode_many(a), metrics=metrics, device=group[0],
                                            setting=group[1], mode=self.mode, as_frame=False)
-            except ValueError:  # e.g. table mode and the smallest architecture is not profiled
-                pass
+            except ValueError:  # table mode and an architecture that was not profiled: warm the table path only
+                self.evaluator.query_batch(self.space.encode_many(a[:1]), metrics=metrics, device=group[0],
+                                           setting=group[1], mode="auto", as_frame=False)
 
     def evaluate(self, archs: Sequence[Architecture]) -> np.ndarray:
         """Objective values (n, m), minimised, raw units. Advances ``n_evals`` and ``clock_s``."""
@@ -376,12 +387,12 @@ class Problem:
             for group, metrics in self._groups.items():
                 df = self._query(new, group, metrics, seed)
                 for m in metrics:
-                    cols[(m,) + group] = np.asarray(df[m], dtype=float)
+                    cols[(m, group)] = np.asarray(df[m], dtype=float)
                 if "latency_ms" in metrics and group[0] is not None:
                     latency[group] = np.asarray(df["latency_ms"], dtype=float)
             values = np.empty((len(new), self.n_obj))
             for j, o in enumerate(self.objectives):
-                v = o.transform(cols[(o.metric,) + o.group])
+                v = o.transform(cols[(o.metric, self._where[j])])
                 bad = ~np.isfinite(v)
                 if bad.any():
                     i = int(np.argmax(bad))

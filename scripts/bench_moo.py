@@ -1,0 +1,76 @@
+"""Throughput of the MOO loop per algorithm, and the share of it spent in the benchmark's queries.
+
+For each algorithm, one seeded run of ``--budget`` evaluations on a suite (in this process, after
+one warm-up query per objective group so that lazy loading is not timed). Printed per algorithm:
+evaluations per second of the whole loop (ask + repair/projection + Problem.evaluate + tell; the
+hypervolume curve is computed after the loop and not included), the number of ``query_batch``
+calls, and the fraction of loop time spent inside ``Benchmark.query_batch`` (target: < 10 % for
+every non-Bayesian algorithm). All figures come from one run of this script.
+
+    python scripts/bench_moo.py                      # synthetic release (built in a temp dir)
+    python scripts/bench_moo.py --release data        # a real release
+    python scripts/bench_moo.py --candidates table --mode table --bayes
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--release", default=None, help="release directory (default: a synthetic one in a temp dir)")
+    ap.add_argument("--suite", default="ppl-latency-cpu")
+    ap.add_argument("--budget", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mode", default=None, choices=("auto", "table", "surrogate"))
+    ap.add_argument("--candidates", default=None, choices=("space", "table"))
+    ap.add_argument("--device", action="append", metavar="ROLE=ID", help="device override, e.g. cpu:measured=ID")
+    ap.add_argument("--bayes", action="store_true", help="also time qnehvi (slow) with --bayes-budget")
+    ap.add_argument("--bayes-budget", type=int, default=25)
+    args = ap.parse_args(argv)
+
+    from benchmark import Benchmark
+    from benchmark.moo.algorithms import ALGORITHMS, SLOW_ALGORITHMS
+    from benchmark.moo.runner import run_problem
+    from benchmark.moo.suites import get_suite
+
+    tmp = None
+    release = args.release
+    if release is None:
+        from benchmark.moo.synthetic import write_synthetic_release
+
+        tmp = tempfile.TemporaryDirectory()
+        release = str(write_synthetic_release(tmp.name, n=200, seed=0, surrogates=True))
+        print(f"release: synthetic (benchmark.moo.synthetic, 200 architectures, surrogates) in {release}")
+    else:
+        print(f"release: {release}")
+    b = Benchmark(space="t", path=release)
+    devices = dict(d.split("=", 1) for d in args.device or ())
+    suite = get_suite(args.suite).override(mode=args.mode, candidates=args.candidates).resolve(b, devices)
+    print(f"suite: {suite.name} (mode {suite.mode}, candidates {suite.candidates}); budget {args.budget}; "
+          f"seed {args.seed}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(f"{'algorithm':<10} {'evals':>6} {'loop s':>8} {'evals/s':>9} {'queries':>8} {'query s':>8} "
+          f"{'query %':>8} {'target':>7}")
+    for name in ALGORITHMS:
+        slow = name in SLOW_ALGORITHMS
+        if slow and not args.bayes:
+            continue
+        budget = args.bayes_budget if slow else args.budget
+        p = suite.problem(b)
+        r = run_problem(p, name, args.seed, budget, suite.reference_point)
+        frac = r.query_s / r.wall_s
+        target = "n/a" if slow else ("ok" if frac < 0.10 else "MISSED")
+        print(f"{name:<10} {len(r.ids):>6} {r.wall_s:>8.3f} {len(r.ids) / r.wall_s:>9.1f} {r.n_queries:>8} "
+              f"{r.query_s:>8.3f} {frac:>8.1%} {target:>7}")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
