@@ -546,6 +546,9 @@ class Benchmark:
                     except ArchitectureError as e:
                         raise QueryError(str(e)) from None
             return batches[key]
+
+        if not trusted and not intab.all():
+            checked()  # validate user-given encodings up front, whatever the metrics
         for sp in specs:
             m = sp.metric
             if sp.kind == "exact":
@@ -737,8 +740,11 @@ class Benchmark:
         ok = np.isfinite(F).all(1)
         keep = np.flatnonzero(ok)
         if len(keep):
-            import moocore
-
+            try:
+                import moocore
+            except ImportError:
+                raise QueryError("invalid call pareto_front: it needs moocore; allowed: install it "
+                                 "(pip install moocore, or the package's [moo] extra)") from None
             keep = keep[moocore.is_nondominated(F[ok])]
         df = pd.DataFrame({"id": np.asarray(self.table.ids)[keep], **{k: v[keep] for k, v in cols.items()}},
                           index=keep)

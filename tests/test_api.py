@@ -213,6 +213,7 @@ def _same(r1, r2) -> bool:
     (lambda b, a: b.query_batch(np.zeros((2, 4), np.int8)), r"encoding width.*15"),
     (lambda b, a: b.query_batch(np.full((1, 15), 9, np.int8)), "encoding row 0"),
     (lambda b, a: b.query_batch(np.zeros((2, 15))), "encoding dtype"),
+    (lambda b, a: b.query_batch(np.full((1, 15), 5, np.int8), metrics=["energy_mj"], device=CPU), "encoding row 0"),
     (lambda b, a: b.query_batch("gpt-t"), "sequence of architectures"),
     (lambda b, a: b.query_batch([a, "bad"]), "architecture 1 of 2"),
     (lambda b, a: b.pareto_front([("latency_ms", None, None)]), "device"),
