@@ -168,9 +168,7 @@ def write_report(results: str | Path, out: str | Path) -> dict[str, Any]:
                 P = nondominated(np.asarray(front)[:, [i, j]])
                 P = P[np.argsort(P[:, 0])]
                 ax.plot(P[:, 0], P[:, 1], "k--", lw=1, label="best known (table)", drawstyle="steps-post")
-            ax.set(xlabel=labels[i], ylabel=labels[j])
-            ax.set_xlim(right=ref[i])
-            ax.set_ylim(top=ref[j])
+            ax.set(xlabel=f"{labels[i]} (normalised)", ylabel=f"{labels[j]} (normalised)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.suptitle(f"{sname}: non-dominated set of the median run (normalised)", fontsize=9)
