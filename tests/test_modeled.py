@@ -75,3 +75,23 @@ def test_no_measured_device_is_a_clear_error(tmp_path):
         w.declare_metric("params", unit="1", source="exact")
     with pytest.raises(TableError, match="no measured device"):
         add_modeled_devices(path)
+
+
+def test_data_card_reports_devices_noise_drift_and_calibration(measured, tmp_path):
+    from benchmark.datacard import noise_table, write_data_card
+
+    path = tmp_path / "t.h5"
+    path.write_bytes(measured.read_bytes())
+    add_modeled_devices(path, devices=["gpu-h100-sxm5-80gb", "cpu-epyc-7513"])
+    md = write_data_card(path, tmp_path / "card" / "t.md").read_text()
+    t = Table(path)
+    dev = next(d for d, m in t.devices().items() if m["source"] == "measured")
+    assert f"| `{dev}` | measured | 3 | {len(t)} |" in md and "| `gpu-h100-sxm5-80gb` | modeled |" in md
+    noise = noise_table(t)
+    assert {r["setting"] for r in noise} == set(SETTINGS) and all(r["rows"] == len(t) for r in noise)
+    x = t.hardware(dev, SETTINGS[0], "latency_ms")
+    cv = np.median(np.nanstd(x, 1, ddof=1) / np.nanmean(x, 1))
+    assert f"{cv:.1%}" in md  # the card's noise figures are the table's
+    assert "uncalibrated defaults" in md and "Two-fold cross-validated error" in md
+    assert (tmp_path / "card" / "t_distributions.png").stat().st_size > 0
+    assert (tmp_path / "card" / "t_drift.png").stat().st_size > 0

@@ -493,6 +493,20 @@ def add_table_parser(sub) -> None:
     pp.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
     pp.add_argument("--eval-tokens", type=int, default=65536, help="test tokens (default 65536)")
     pp.set_defaults(func=lambda a: print(add_perplexity(a.table, a.checkpoint, a.data_dir, a.eval_tokens)) or 0)
+    c = tsub.add_parser("card", help="write the data card of a table (markdown + plots)",
+                        description="Rows and provenance per device, profiling time, noise (CV of repeats), drift "
+                                    "of the reference architectures, modeled-device calibration error and metric "
+                                    "distributions, as a markdown page with plots beside it.")
+    c.add_argument("table", metavar="TABLE")
+    c.add_argument("--out", required=True, help="markdown file to write (plots go beside it)")
+    c.set_defaults(func=_card_cmd)
+
+
+def _card_cmd(args) -> int:
+    from benchmark.datacard import write_data_card
+
+    print(f"data card written to {write_data_card(args.table, args.out)}")
+    return 0
 
 
 def _add_modeled_cmd(args) -> int:

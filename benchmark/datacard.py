@@ -1,0 +1,179 @@
+"""The data card of a table: what was measured where, how long it took, how noisy it is.
+
+:func:`write_data_card` reads a table (nothing else) and writes a markdown page plus plots:
+rows and provenance per device; profiling time (from the per-setting ``measured_at`` stamps);
+noise per measured device and setting (coefficient of variation of the stored repeats); drift of
+the re-timed reference architectures (log ``reference_timings``); the modeled devices and their
+calibration error; and the distribution of every metric.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.table import Table
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _when(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def noise_table(t: Table) -> list[dict]:
+    """Per measured (device, setting, metric with repeats > 1): rows measured, median and p90 CV."""
+    out = []
+    for dev, meta in t.devices().items():
+        if meta["source"] != "measured":
+            continue
+        for s in t.settings(dev):
+            for m, mm in t.hardware_metrics(dev, s).items():
+                x = t.hardware(dev, s, m)
+                ok = np.isfinite(x).sum(1) >= 2
+                if mm["repeats"] < 2 or not ok.any():
+                    continue
+                cv = np.nanstd(x[ok], 1, ddof=1) / np.nanmean(x[ok], 1)
+                out.append({"device": dev, "setting": s, "metric": m, "rows": int(ok.sum()),
+                            "median": float(np.nanmedian(x[ok])), "cv_median": float(np.median(cv)),
+                            "cv_p90": float(np.quantile(cv, 0.9))})
+    return out
+
+
+def _profiling_time(t: Table, dev: str) -> dict:
+    stamps = np.stack([t.measured_at(dev, s) for s in t.settings(dev)], 1)
+    first = np.nanmin(stamps, 1)
+    first = np.sort(first[np.isfinite(first)])
+    if first.size < 2:
+        return {}
+    gaps = np.diff(first)
+    gaps = gaps[gaps < 600]  # a gap of minutes is a pause between runs, not profiling time
+    return {"start": float(first[0]), "end": float(first[-1]), "rows": int(first.size),
+            "busy_s": float(gaps.sum()), "s_per_row": float(np.median(gaps))}
+
+
+def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+    panels = [(m, t.metric(m), t.metrics()[m]["unit"]) for m in ("perplexity", "token_accuracy", "params")
+              if m in t.metrics() and np.isfinite(t.metric(m)).any()]
+    for dev, meta in t.devices().items():
+        if meta["source"] != "measured":
+            continue
+        for s in t.settings(dev):
+            for m in t.hardware_metrics(dev, s):
+                x = np.nanmedian(t.hardware(dev, s, m), 1) if np.isfinite(t.hardware(dev, s, m)).any() else None
+                if x is not None:
+                    panels.append((f"{m}\n{dev} {s}", x, t.hardware_metrics(dev, s)[m]["unit"]))
+    if panels:
+        cols = 3
+        rows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+        for ax, (name, x, unit) in zip(axes.flat, panels):
+            ax.hist(x[np.isfinite(x)], bins=40)
+            ax.set_title(name, fontsize=8)
+            ax.set_xlabel(unit, fontsize=8)
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis("off")
+        fig.tight_layout()
+        p = out_dir / f"{stem}_distributions.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        figs.append(("Distribution of every measured metric (hardware: median of repeats)", p.name))
+    if "reference_timings" in t.logs():
+        log = t.log("reference_timings")
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for arch in sorted(set(log["arch"])):
+            k = log["arch"] == arch
+            ax.plot((log["unix_time"][k] - log["unix_time"].min()) / 60, log["median_ms"][k], marker="o", label=arch)
+        ax.set(xlabel="minutes since the first reference timing", ylabel="median latency (ms)", yscale="log",
+               title="drift: reference architectures re-timed during profiling")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out_dir / f"{stem}_drift.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        figs.append(("Drift of the reference architectures", p.name))
+    return figs
+
+
+def write_data_card(table: str | Path, out_md: str | Path, title: str | None = None) -> Path:
+    """Write the data card of ``table`` to ``out_md`` (plots beside it); returns the path."""
+    t = Table(table)
+    out_md = Path(out_md)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    stem = out_md.stem
+    a = t.attrs
+    lines = [f"# {title or f'Data card: {Path(table).name}'}", "",
+             f"Generated by `benchmark.datacard` from `{Path(table).name}` (sha256 `{t.sha256()[:16]}…`). "
+             f"Space `{t.space.name}`, {len(t)} architectures, schema {a.get('schema_version', 1)}, "
+             f"created {a.get('created', '?')}.", ""]
+    if "perplexity" in t.metrics():
+        ppl = t.metric("perplexity")
+        lines += [f"**Perplexity**: {int(np.isfinite(ppl).sum())} of {len(t)} rows, inherited supernet weights "
+                  f"(`supernet_sha256` {str(a.get('supernet_sha256', '?'))[:16]}…) on {a.get('eval_tokens', '?')} "
+                  f"held-out test tokens; range {_fmt(np.nanmin(ppl))}–{_fmt(np.nanmax(ppl))}, median "
+                  f"{_fmt(np.nanmedian(ppl))}.", ""]
+    lines += ["## Devices", "", "| device | source | settings | rows with values | what |", "| --- | --- | --- | --- | --- |"]
+    for dev, meta in t.devices().items():
+        p = meta["provenance"]
+        n = max((int(np.isfinite(t.hardware(dev, s, m)).any(1).sum()) for s in t.settings(dev)
+                 for m in t.hardware_metrics(dev, s)), default=0)
+        what = (f"{p.get('cpu_model')}, {p.get('torch_threads')} thread(s), torch {p.get('torch_version')}"
+                + (f", GPU {p.get('gpu_name')} (driver {p.get('driver_version')})" if p.get("gpu_name") else "")
+                if meta["source"] == "measured" else f"{p.get('spec_name', dev)}; roofline model")
+        lines.append(f"| `{dev}` | {meta['source']} | {len(t.settings(dev))} | {n} | {what} |")
+    lines += ["", "## Profiling time", ""]
+    for dev, meta in t.devices().items():
+        if meta["source"] == "measured":
+            pt = _profiling_time(t, dev)
+            if pt:
+                lines.append(f"- `{dev}`: {pt['rows']} rows between {_when(pt['start'])} and {_when(pt['end'])}; "
+                             f"{pt['busy_s'] / 3600:.2f} h of profiling, median {pt['s_per_row']:.1f} s per "
+                             f"architecture (all settings, warm-up and repeats; perplexity when measured in the same pass).")
+    noise = noise_table(t)
+    if noise:
+        lines += ["", "## Noise of the measured devices", "",
+                  "Coefficient of variation (std/mean) of the stored repeats of each architecture.", "",
+                  "| device | setting | metric | rows | median value | median CV | p90 CV |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| `{r['device']}` | `{r['setting']}` | {r['metric']} | {r['rows']} | {_fmt(r['median'])} | "
+                  f"{r['cv_median']:.1%} | {r['cv_p90']:.1%} |" for r in noise]
+    if "reference_timings" in t.logs():
+        log = t.log("reference_timings")
+        lines += ["", "## Drift", "", "The largest and smallest architectures are re-timed at the first setting at "
+                  "the start of every run and every 50 rows.", "", "| reference | timings | min ms | max ms | max/min |",
+                  "| --- | --- | --- | --- | --- |"]
+        for arch in sorted(set(log["arch"])):
+            x = log["median_ms"][log["arch"] == arch]
+            lines.append(f"| `{arch}` | {len(x)} | {_fmt(x.min())} | {_fmt(x.max())} | {x.max() / x.min():.2f} |")
+    modeled = {d: m for d, m in t.devices().items() if m["source"] == "modeled"}
+    if modeled:
+        cal = {}
+        for d, m in modeled.items():
+            c = m["provenance"].get("calibration")
+            cal[m.get("kind")] = c
+        lines += ["", "## Modeled devices", "", f"{len(modeled)} devices, every value `modeled` (roofline latency, "
+                  "utilisation power model for energy): " + ", ".join(f"`{d}`" for d in modeled) + ".", ""]
+        for kind, c in cal.items():
+            if isinstance(c, dict):
+                lines.append(f"- {kind.upper()} parameters fitted on measured `{c['measured_device']}` (spec "
+                             f"`{c['spec']}`). Two-fold cross-validated error on it:")
+                lines += [f"  - `{s}`: MAPE {v['mape']:.1%}, RMS log error {v['rmse_log']:.2f}, Kendall τ "
+                          f"{v['kendall_tau']:.2f}, Spearman ρ {v['spearman_rho']:.2f} ({v['n']} architectures)"
+                          for s, v in c["two_fold_cv"].items()]
+            else:
+                lines.append(f"- {kind.upper()}: {c}.")
+    figs = _plots(t, out_md.parent, stem)
+    if figs:
+        lines += ["", "## Plots", ""] + [f"{cap}:\n\n![{cap}]({name})\n" for cap, name in figs]
+    out_md.write_text("\n".join(lines) + "\n")
+    return out_md
