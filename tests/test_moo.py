@@ -278,3 +278,17 @@ def test_run_suite_parallel_matches_serial(release, tmp_path):
         for s in ra[alg]:
             assert ra[alg][s]["ids"] == rb[alg][s]["ids"]
             assert np.array_equal(ra[alg][s]["objectives"], rb[alg][s]["objectives"])
+
+
+@pytest.mark.slow
+def test_run_suite_on_local_ray_matches_serial(release, tmp_path):
+    pytest.importorskip("ray")
+    suite = get_suite("ppl-params").override(budget=12)
+    a, b = tmp_path / "serial.h5", tmp_path / "ray.h5"
+    run_suite(suite, ["random", "nsga2"], a, release=str(release), seeds=1, workers=1, progress=False)
+    run_suite(suite, ["random", "nsga2"], b, release=str(release), seeds=1, workers=2, progress=False,
+              ray_address="local")
+    ra, rb = load_results(a)["ppl-params"]["runs"], load_results(b)["ppl-params"]["runs"]
+    assert sorted(rb) == ["nsga2", "random"]
+    for alg in ra:
+        assert ra[alg][0]["ids"] == rb[alg][0]["ids"]

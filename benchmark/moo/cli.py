@@ -33,17 +33,13 @@ def _run(args) -> int:
     from benchmark.moo.algorithms import ALGORITHMS
     from benchmark.moo.runner import run_suite
 
-    if args.ray:
-        print("hwlm moo: --ray is not implemented (runs are independent: run subsets of --algorithms on several "
-              "machines into separate results files)", file=sys.stderr)
-        return 2
     bad = [a for a in args.algorithms if a not in ALGORITHMS]
     if bad:
         print(f"hwlm moo: invalid algorithm: {bad[0]!r}; allowed: {sorted(ALGORITHMS)}", file=sys.stderr)
         return 2
     suite = _suite(args)
     run_suite(suite, args.algorithms, args.out, release=args.release, seeds=args.seeds,
-              devices=_devices(args.device), workers=args.workers, progress=not args.quiet)
+              devices=_devices(args.device), workers=args.workers, progress=not args.quiet, ray_address=args.ray)
     print(f"results: {args.out}")
     return 0
 
@@ -59,6 +55,14 @@ def _report(args) -> int:
 
 
 def _demo(args) -> int:
+    from benchmark.paths import data_dir
+
+    release = Path(args.release) if args.release else data_dir()
+    if args.candidates is None and not (release / "surrogates" / "t" / "index.json").exists():
+        # without surrogates only profiled architectures can be evaluated: the tabular setting
+        print(f"hwlm moo: {release} has no surrogates for space t: searching the table's architectures "
+              f"(--candidates table --mode table)")
+        args.candidates, args.mode = "table", args.mode or "table"
     args.out_dir = Path(args.out_dir)
     args.out = str(args.out_dir / "results.h5")
     args.suites, args.noise = None, False
@@ -106,7 +110,9 @@ def _common(s, suite_default=None, budget_help="evaluations per run (default: th
     s.add_argument("--device", action="append", metavar="ROLE=ID",
                    help="use device ID for a suite's device role, e.g. cpu:measured=cpu-epyc-2t (repeatable)")
     s.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU count; 1 = in process)")
-    s.add_argument("--ray", default=None, metavar="ADDRESS", help="not implemented (see docs/moo.md)")
+    s.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the jobs as Ray tasks on the cluster at ADDRESS ('local': start one here); "
+                        "needs the moo-ray extra and the release at the same path on every node")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -18,8 +18,10 @@ Results file (HDF5, ``format = "hwlm-bench moo results"``, ``version = 1``)::
     /<suite>/<algorithm>/<seed>/   attrs: wall_s, query_s, n_queries, finished (ISO time), algorithm
         ids (n,) str · objectives (n, m) · normalised (n, m) · clock_s (n,) · hypervolume (n,)
 
-Ray (``--ray``) is not implemented: runs are independent, so several machines can each run a
-subset of algorithms into their own file; a merge is not provided either.
+Ray (``ray_address`` / ``--ray ADDRESS``, optional extra ``moo-ray``): the same jobs become Ray
+tasks (one CPU each) on the cluster at ADDRESS (``"local"`` starts a local Ray instance); results
+come back to this process, which alone writes the results file. Every node must see the release
+directory at the same path.
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ def _run_job(suite_dict: dict, release: str | None, algorithm: str, seed: int) -
 
 def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, release: str | None = None,
               seeds: int | None = None, devices: Mapping[str, str] | None = None, workers: int | None = None,
-              progress: bool = True, evaluator: Any = None) -> dict[str, Any]:
+              progress: bool = True, evaluator: Any = None, ray_address: str | None = None) -> dict[str, Any]:
     """Run ``algorithms`` × seeds ``0..seeds-1`` of ``suite`` into the results file ``out`` (resuming it)."""
     bad = [a for a in algorithms if a not in ALGORITHMS]
     if bad:
@@ -265,7 +267,11 @@ def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, relea
             bar.update(1)
 
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    if workers <= 1 or len(jobs) <= 1 or evaluator is not None:
+    if ray_address is not None and jobs:
+        if evaluator is not None:
+            raise ProblemError("invalid ray_address with an in-process evaluator; allowed: one or the other")
+        _run_ray(ray_address, jobs, sd, release, done, workers)
+    elif workers <= 1 or len(jobs) <= 1 or evaluator is not None:
         for a, s in jobs:
             if evaluator is not None:
                 problem = resolved.problem(evaluator)
@@ -286,3 +292,27 @@ def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, relea
     if bar is not None:
         bar.close()
     return content
+
+
+def _run_ray(address: str, jobs, sd: dict, release: str | None, done, workers: int) -> None:
+    """Run ``jobs`` as Ray tasks; ``done(a, s, result)`` is called here as each finishes."""
+    try:
+        import ray
+    except ImportError:
+        raise ProblemError("invalid --ray: the 'ray' package is not installed (pip install -e .[moo-ray])") from None
+    local = address == "local"
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if local else address, num_cpus=workers if local else None, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(num_cpus=1)(_run_job)
+        pending = {task.remote(sd, release, a, s): (a, s) for a, s in jobs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                a, s = pending.pop(ref)
+                done(a, s, ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
