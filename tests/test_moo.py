@@ -8,8 +8,6 @@ Algorithm-level tests also run on a small analytic evaluator (exact params vs ex
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -121,11 +119,22 @@ def test_problem_counts_clock_and_caches():
     p = analytic_problem()
     archs = p.space.sample(0, n=5)
     F = p.evaluate(archs)
-    assert F.shape == (5, 2) and p.n_evals == 5 and p.clock_s > 0
+    assert F.shape == (5, 2) and p.n_evals == 5
+    assert p.clock_s == pytest.approx(5 * 2.0)  # only the 2 s overhead: no perplexity, no hardware objective
     calls, clock = p.evaluator.calls, p.clock_s
     F2 = p.evaluate(archs[:2])  # re-evaluation: counted, free, same values, no query
     assert np.array_equal(F2, F[:2]) and p.n_evals == 7 and p.clock_s == clock and p.evaluator.calls == calls
     assert np.allclose(p.normalise(F)[:, 0], np.log(F[:, 0] / 3e5) / np.log(5e6 / 3e5))
+
+
+def test_simulated_clock_matches_the_stated_model(bench):
+    s, p = suite_problem(bench, candidates="table", mode="table")
+    a = p.table_architectures[:3]
+    p.evaluate(a)
+    lat = np.nanmedian(bench.table.hardware("cpu-test", "prefill-b1-s256-fp32", "latency_ms"), axis=1)[:3]
+    flops_per_token = np.asarray(costs.flops_prefill(a, batch=1, seq_len=256), dtype=float) / 256
+    expected = 2.0 + 65536 * flops_per_token / 2e10 + (3 + 10) * lat / 1e3
+    assert p.clock_s == pytest.approx(expected.sum())
 
 
 # ---------------------------------------------------------------------------- algorithms

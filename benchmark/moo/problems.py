@@ -26,7 +26,8 @@ Evaluation cost (the simulated clock)
     have cost, in seconds:
 
     * ``overhead_s`` (default 2 s): extracting the sub-network from the supernet and building it;
-    * perplexity: ``eval_tokens × FLOPs-per-token / cpu_flops`` — the held-out split
+    * perplexity (when perplexity or token accuracy is an objective):
+      ``eval_tokens × FLOPs-per-token / cpu_flops`` — the held-out split
       (``eval_tokens`` default 65,536) through the model at ``cpu_flops`` (default 2e10 FLOP/s,
       a stated effective fp32 throughput of two CPU cores), with FLOPs per token the exact
       prefill FLOPs at the space's context (:func:`benchmark.costs.flops_prefill`) / context;
@@ -43,8 +44,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -415,8 +416,10 @@ class Problem:
 
         cm = self.cost_model
         ctx = self.space.block_size
-        fl = np.asarray(costs.flops_prefill(list(archs), batch=1, seq_len=ctx), dtype=float) / ctx
-        total = cm.overhead_s + cm.eval_tokens * fl / cm.cpu_flops
+        total = np.full(len(archs), cm.overhead_s)
+        if any(o.metric in ("perplexity", "token_accuracy") for o in self.objectives):
+            fl = np.asarray(costs.flops_prefill(list(archs), batch=1, seq_len=ctx), dtype=float) / ctx
+            total = total + cm.eval_tokens * fl / cm.cpu_flops
         for (device, setting), lat in latency_ms.items():
             per_call = np.nan_to_num(lat, nan=0.0)
             if str(setting).startswith("decode"):

@@ -115,7 +115,7 @@ def write_report(results: str | Path, out: str | Path) -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plots: list[Path] = []
-    md = [f"# MOO benchmark report", "", f"Results: `{results}`", ""]
+    md = ["# MOO benchmark report", "", f"Results: `{results}`", ""]
     for sname, s in content.items():
         suite, labels, runs = s["suite"], s["labels"], s["runs"]
         ref = np.asarray(suite["reference_point"], dtype=float)

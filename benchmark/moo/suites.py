@@ -12,9 +12,9 @@ when their resolved suites agree.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from benchmark.moo.problems import CANDIDATES, MODES, METRICS, Objective, Problem, ProblemError, resolve_device
 
