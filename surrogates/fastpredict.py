@@ -55,8 +55,10 @@ class TreeEnsemble:
         self.feat, self.thr, self.default_left = np.concatenate(feat), np.concatenate(thr), np.concatenate(dleft)
         self.is_leaf = self.left == np.arange(off)
         self.children = np.stack([self.left, self.right], 1)  # [node, 0] left, [node, 1] right
+        self._flat_children = self.children.reshape(-1)  # [2 * node + (x >= split)]
         self.roots = np.asarray(roots, np.int64)
         self.tree_target = info
+        self._target_trees = [np.flatnonzero(info == k) for k in range(self.n_targets)]
         self.depth = self._depth()
 
     def _depth(self) -> int:
@@ -73,14 +75,14 @@ class TreeEnsemble:
         x = np.asarray(X, np.float32)
         n = len(x)
         if n == 1 and not np.isnan(x).any():  # one row (single queries): 1-D arrays, fewer operations
-            x0, node = x[0], self.roots
+            x0, node, ch, feat, thr = x[0], self.roots, self._flat_children, self.feat, self.thr
             for _ in range(self.depth):
-                node = self.children[node, (x0[self.feat[node]] >= self.thr[node]).astype(np.intp)]
-            values = self.thr[node]
+                node = ch[2 * node + (x0[feat[node]] >= thr[node])]
+            values = thr[node]
             if self.n_targets == 1:
                 return np.cumsum(np.concatenate([self.base[:1], values]), dtype=np.float32)[-1:]
-            return np.array([[np.cumsum(np.concatenate([self.base[k:k + 1], values[self.tree_target == k]]),
-                                        dtype=np.float32)[-1] for k in range(self.n_targets)]], np.float32)
+            return np.array([[np.cumsum(np.concatenate([self.base[k:k + 1], values[idx]]), dtype=np.float32)[-1]
+                              for k, idx in enumerate(self._target_trees)]], np.float32)
         node = np.broadcast_to(self.roots, (n, len(self.roots)))
         rows = np.arange(n)[:, None]
         if np.isnan(x).any():
@@ -97,6 +99,6 @@ class TreeEnsemble:
             return np.cumsum(acc, axis=1, dtype=np.float32)[:, -1]  # sequential, in tree order, as XGBoost adds
         out = np.empty((n, self.n_targets), np.float32)
         for k in range(self.n_targets):
-            acc = np.concatenate([np.full((n, 1), self.base[k], np.float32), values[:, self.tree_target == k]], 1)
+            acc = np.concatenate([np.full((n, 1), self.base[k], np.float32), values[:, self._target_trees[k]]], 1)
             out[:, k] = np.cumsum(acc, axis=1, dtype=np.float32)[:, -1]
         return out
