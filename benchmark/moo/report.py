@@ -88,8 +88,10 @@ def _save(fig, path: Path, plots: list) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
     plt.close(fig)
+    tmp.replace(path)  # atomic: a reader never sees a half-written plot
     plots.append(path)
 
 
