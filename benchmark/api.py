@@ -71,7 +71,7 @@ def _setting_key(name: str) -> tuple:
 
 
 # ---------------------------------------------------------------------------- results
-@dataclass
+@dataclass(eq=False)  # Mapping's equality: same metrics and values
 class QueryResult(Mapping):
     """Values of one architecture: a mapping metric -> float, plus units, sources and intervals."""
 
