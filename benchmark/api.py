@@ -451,8 +451,9 @@ class Benchmark:
         return rows
 
     # ------------------------------------------------------------------ evaluation
-    def _exact(self, spec: _Spec, rows: np.ndarray, enc: np.ndarray, checked=None) -> np.ndarray:
-        """``checked()``: the validated cost batch of the rows not in the table (built once per evaluation)."""
+    def _exact(self, spec: _Spec, rows: np.ndarray, enc: np.ndarray, checked=None, X=None) -> np.ndarray:
+        """``checked()``: the validated cost batch of the rows not in the table (built once per evaluation);
+        ``X``: their surrogate features at ``X_setting`` if already computed (they hold the same exact values)."""
         tab = rows >= 0
         out = np.empty(len(rows), np.float64)
         if tab.any():
@@ -463,7 +464,12 @@ class Benchmark:
                 self._exact_cache[k] = full
             out[tab] = full[rows[tab]]
         if not tab.all():
-            out[~tab] = self._exact_values(spec, checked() if checked is not None else enc[~tab])
+            if X is not None and (spec.metric != "flops" or spec.setting == X[0]):
+                # features() computed exactly these with benchmark.costs: reuse them
+                col = {"params": -2, "params_no_embedding": -1, "flops": 0}[spec.metric]
+                out[~tab] = X[1][:, self._n_base_features + col]
+            else:
+                out[~tab] = self._exact_values(spec, checked() if checked is not None else enc[~tab])
         return out
 
     def _exact_values(self, spec: _Spec, enc: np.ndarray) -> np.ndarray:
@@ -549,10 +555,13 @@ class Benchmark:
 
         if not trusted and not intab.all():
             checked()  # validate user-given encodings up front, whatever the metrics
-        for sp in specs:
+        # exact metrics last: for rows not in the table they reuse the surrogate features if computed
+        for sp in sorted(specs, key=lambda x: x.kind == "exact"):
             m = sp.metric
             if sp.kind == "exact":
-                values[m], sources[m] = self._exact(sp, rows, enc, checked), "exact"
+                Xf = feats.get((hw_setting, (~intab).tobytes())) if hw_setting is not None else None
+                values[m] = self._exact(sp, rows, enc, checked, None if Xf is None else (hw_setting, Xf))
+                sources[m] = "exact"
                 continue
             if sp.kind == "missing":
                 values[m], sources[m], missing[m] = np.full(n, np.nan), "missing", sp.reason
@@ -615,6 +624,7 @@ class Benchmark:
             values[m], sources[m] = v, src
             if lo is not None:
                 intervals[m] = (lo, hi)
+        values = {sp.metric: values[sp.metric] for sp in specs}  # the plan's order
         return {"values": values, "sources": sources, "target_sources": target_sources, "intervals": intervals,
                 "missing": missing, "repeats": reps, "in_table": intab}
 

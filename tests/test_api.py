@@ -11,7 +11,7 @@ import pytest
 from benchmark import Benchmark, QueryError, costs
 from benchmark.api import HWGPTBenchCompat
 from benchmark.spaces import get_space
-from hwtable import CPU, DECODE, ENERGY_REASON, GPU, GPU_SETTING, PREFILL, shared_release
+from hwtable import CPU, DECODE, DECODE_TOKENS, ENERGY_REASON, GPU, GPU_SETTING, PREFILL, shared_release
 from surrogates.fit import model_stem
 
 T = get_space("t")
@@ -113,6 +113,9 @@ def test_auto_switches_to_the_surrogate_for_unprofiled_architectures(b, rel):
     assert 0 < lo < hi and np.isfinite(r["latency_ms"])
     g = b.query(a, metrics=["latency_ms"], device=GPU)
     assert g.sources["latency_ms"] == "surrogate" and g.target_sources["latency_ms"] == "modeled"
+    d = b.query(a, device=CPU, setting=DECODE)  # exact FLOPs per generated token, the table's decode_tokens
+    assert d["flops"] == np.mean([costs.flops_decode(a, 1, 128 + j) for j in range(DECODE_TOKENS)])
+    assert d["params_no_embedding"] == costs.params(a, embeddings=False)
 
 
 def test_surrogate_mode_predicts_close_to_the_table(b, rel, raw):
