@@ -509,6 +509,9 @@ class Benchmark:
     def surrogate(self, metric: str, device: str | None = None, setting: str | None = None):
         """The loaded :class:`surrogates.fit.Surrogate` (cached); QueryError if there is none."""
         entry = self._models.get((metric, device, setting))
+        if entry is None and (metric, device, setting) in self._missing:
+            raise _fail("surrogate", model_key((metric, device, setting)),
+                        f"none was fitted: {self._missing[(metric, device, setting)]['reason']}")
         if entry is None:
             have = sorted(model_key(k) for k in self._models)
             raise _fail("surrogate", model_key((metric, device, setting)),

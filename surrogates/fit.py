@@ -475,10 +475,12 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
     bar = tqdm(all_targets, desc=f"fit surrogates {space}", unit="model", disable=not progress, dynamic_ncols=True)
     for tg in bar:
         bar.set_postfix_str(tg.stem)
-        finite = np.isfinite(tg.y)
-        if not finite.any():
+        n_train_values = int(np.isfinite(tg.y[train]).sum())
+        if n_train_values < 2 * CV_FOLDS:
+            reason = (tg.missing_reason or "no value in the table (all NaN)") if not np.isfinite(tg.y).any() else \
+                f"too few values to fit ({n_train_values} training architectures; at least {2 * CV_FOLDS} needed)"
             index["missing"].append({"metric": tg.metric, "device": tg.device, "setting": tg.setting, "unit": tg.unit,
-                                     "reason": tg.missing_reason or "no value in the table (all NaN)"})
+                                     "reason": reason})
             continue
         s = fit_target(space, enc, tg, train, table_sha256=sha, split_seed=seed, seed=seed, nthread=nthread,
                        candidates=candidates, base_meta=base)
