@@ -227,3 +227,18 @@ def test_numpy_tree_walk_is_bit_identical_to_the_booster(sdir):
         assert np.array_equal(s.predict_features(X[7:8]), s.predict_features(X)[7:8])
         if s.noisy:
             assert np.array_equal(s.quantiles_features(X[7:8]), s.quantiles_features(X)[7:8])
+
+
+def test_hypervolume_ratio_is_one_for_a_perfect_surrogate_and_less_otherwise():
+    from surrogates.quality import hypervolume_ratio, quality
+
+    rng = np.random.default_rng(0)
+    t = rng.random((60, 2))
+    assert hypervolume_ratio(t, t) == pytest.approx(1.0)
+    assert hypervolume_ratio(t, t * 3 + 1) == pytest.approx(1.0)  # only the ranking of predictions matters
+    worse = hypervolume_ratio(t, -t)  # picks the worst architectures
+    assert 0 <= worse < 0.5
+    q = quality(t[:, 0], t[:, 0] * 1.1, np.stack([t[:, 0] * 0.9, t[:, 0], t[:, 0] * 1.2], 1),
+                np.stack([t[:, 0], t[:, 0] * 2], 1))
+    assert q["kendall_tau"] == pytest.approx(1.0) and q["mape"] == pytest.approx(10.0)
+    assert q["coverage_90"] == pytest.approx(0.5)  # every first repeat inside, every second outside
