@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     r = fit_table(table, out, seed=args.seed, test_fraction=args.test_fraction, nthread=args.threads,
                   model_format=args.format, report=args.report)
     print(f"{len(r.index['models'])} surrogates in {r.directory}; {len(r.index['missing'])} targets not fitted "
-          f"(no values); quality report: {r.report} and {r.directory / 'REPORT.md'}")
+          f"(no or too few values; reasons in the report); quality report: {r.report} and {r.directory / 'REPORT.md'}")
     return 0
 
 

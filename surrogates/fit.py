@@ -536,7 +536,7 @@ def _fit_cmd(args) -> int:
                   model_format=args.format, progress=not args.quiet, report=args.report)
     print(f"{len(r.index['models'])} surrogates written to {r.directory} (index.json, quality report "
           f"{r.directory / 'REPORT.md'}{', ' + str(r.report) if r.report else ''}); "
-          f"{len(r.index['missing'])} targets missing (all NaN)")
+          f"{len(r.index['missing'])} targets not fitted (no or too few values; reasons in the report)")
     return 0
 
 

@@ -45,7 +45,7 @@ def render_report(index: dict) -> str:
             f"| {_fmt(q.get('mape'), 1)} | {_fmt(q.get('coverage_90'))} | {_fmt(par.get('hv_ratio'))} "
             f"| {', '.join(par.get('objectives', [])) or '–'} |")
     if index.get("missing"):
-        lines += ["", "## Not fitted (no values in the table)", "", "| metric | device | setting | reason |",
+        lines += ["", "## Not fitted (no or too few values in the table)", "", "| metric | device | setting | reason |",
                   "| --- | --- | --- | --- |"]
         for m in index["missing"]:
             lines.append(f"| {m['metric']} | {m.get('device') or '–'} | {m.get('setting') or '–'} | {m['reason']} |")
