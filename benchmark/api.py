@@ -177,6 +177,7 @@ class Benchmark:
         self._row: dict[str, int] = {}
         self._hash_keys = None
         self._dt_cache: dict[str, int] = {}
+        self._id_parser = None
         self._n_base_features = len(feature_names(self.space))
         if self.table is not None:
             self._row = {a: i for i, a in enumerate(self.table.ids.tolist())}
@@ -417,6 +418,11 @@ class Benchmark:
                 rows[i] = r
                 enc[i] = tab[r]
                 continue
+            if isinstance(a, str):
+                row = self._parse_id(a)
+                if row is not None:  # a valid canonical id of this space that is not in the table
+                    enc[i] = row
+                    continue
             try:
                 v = self.space.validate(a)
             except ArchitectureError as e:
@@ -424,6 +430,43 @@ class Benchmark:
             rows[i] = get(v.id, -1)
             enc[i] = v.encoding()
         return rows, enc
+
+    def _parse_id(self, aid: str) -> list[int] | None:
+        """Encoding of a canonical id of this space without building an Architecture (fast path of
+        query_batch); None when ``aid`` is not one (the caller then lets ``space.validate`` word the error).
+        Every token is looked up among the canonical spellings of the choices, so anything accepted
+        here is valid and canonical."""
+        p = self._id_parser
+        if p is None:
+            sp = self.space
+            tokens = lambda choices: {str(c): i for i, c in enumerate(choices)}  # noqa: E731
+            p = self._id_parser = (tokens(sp.n_layer_choices), tokens(sp.embed_dim_choices),
+                                   tokens(sp.mlp_ratio_choices), tokens(sp.n_head_choices),
+                                   {str(b): i for i, b in enumerate(sp.bias_choices)},
+                                   all(len(str(c)) == 1 for c in sp.mlp_ratio_choices + sp.n_head_choices))
+        layer_t, embed_t, mlp_t, head_t, bias_t, single = p
+        parts = aid.split("-")
+        if len(parts) != 7 or parts[0] != "gpt" or parts[1] != self.space.name:
+            return None
+        li, ei, bi = layer_t.get(parts[2]), embed_t.get(parts[3]), bias_t.get(parts[6])
+        if li is None or ei is None or bi is None:
+            return None
+        n = self.space.n_layer_choices[li]
+        if single:
+            mlps, heads = parts[4], parts[5]
+            if len(mlps) != n or len(heads) != n:
+                return None
+            try:
+                m = [mlp_t[c] for c in mlps]
+                h = [head_t[c] for c in heads]
+            except KeyError:
+                return None
+        else:  # multi-digit choices (s/m/l heads): greedy, the choices are prefix-free as digit strings
+            m, h = _tokens(parts[4], mlp_t), _tokens(parts[5], head_t)
+            if m is None or h is None or len(m) != n or len(h) != n:
+                return None
+        pad = [-1] * (self.space.max_layers - n)
+        return [ei, li] + m + pad + h + pad + [bi]
 
     def _rows_of_encodings(self, enc: np.ndarray) -> np.ndarray:
         """Table rows of encodings by a 64-bit hash, verified row by row (no Python object per row)."""
@@ -764,6 +807,21 @@ class Benchmark:
         df = df.sort_values(list(cols)[0], kind="stable")
         df.attrs.update({"units": units, "sources": sources, "objectives": [tuple(o) for o in objectives]})
         return df
+
+
+def _tokens(s: str, table: dict[str, int]) -> list[int] | None:
+    out, pos = [], 0
+    lengths = sorted({len(t) for t in table}, reverse=True)
+    while pos < len(s):
+        for k in lengths:
+            i = table.get(s[pos:pos + k])
+            if i is not None:
+                out.append(i)
+                pos += k
+                break
+        else:
+            return None
+    return out
 
 
 def model_key(k: tuple) -> str:
