@@ -564,9 +564,22 @@ class Benchmark:
         if s is None:
             from surrogates.fit import Surrogate
 
+            if not self._surrogates:
+                self._check_surrogate_table()
+
             s = Surrogate.load(self.surrogate_path, entry["stem"])
             self._surrogates[entry["stem"]] = s
         return s
+
+    def _check_surrogate_table(self) -> None:
+        """Warn (once) when the surrogates were fitted on another table than the release's."""
+        fitted_on = (self._index or {}).get("table_sha256")
+        if self.table is not None and fitted_on and fitted_on != self.table.sha256():
+            import warnings
+
+            warnings.warn(f"surrogates in {self.surrogate_path} were fitted on table sha256 {fitted_on[:12]}…, "
+                          f"not on {self.table.path} (sha256 {self.table.sha256()[:12]}…); refit them with "
+                          f"`hwlm fit --table {self.table.path} --out {self.path}`", stacklevel=4)
 
     def _evaluate(self, rows: np.ndarray, enc: np.ndarray, specs, mode: str, noise: bool, seed,
                   ids=None, want_repeats: bool = False, trusted: bool = False) -> dict:

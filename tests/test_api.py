@@ -240,6 +240,15 @@ def test_missing_surrogate_is_a_query_error(rel, tmp_path):
         Benchmark("t", tmp_path / "nothing")
 
 
+def test_surrogates_of_another_table_warn(rel, tmp_path):
+    shutil.copytree(rel["path"] / "surrogates", tmp_path / "surrogates")
+    from hwtable import build_table
+
+    build_table(tmp_path / "table_t.h5", n_table=30, n_extra=0, seed=5)  # a different table
+    with pytest.warns(UserWarning, match="fitted on table sha256"):
+        Benchmark("t", tmp_path).query(rel["extra"][0], metrics=["perplexity"])
+
+
 def test_release_without_table_serves_surrogates(rel, tmp_path):
     shutil.copytree(rel["path"] / "surrogates", tmp_path / "surrogates")
     bs = Benchmark("t", tmp_path)
