@@ -16,7 +16,7 @@ import json
 
 import numpy as np
 
-__all__ = ["TreeEnsemble"]
+__all__ = ["TreeEnsemble", "FusedEnsembles"]
 
 
 def _floats(s: str) -> np.ndarray:
@@ -101,4 +101,42 @@ class TreeEnsemble:
         for k in range(self.n_targets):
             acc = np.concatenate([np.full((n, 1), self.base[k], np.float32), values[:, self._target_trees[k]]], 1)
             out[:, k] = np.cumsum(acc, axis=1, dtype=np.float32)[:, -1]
+        return out
+
+
+class FusedEnsembles:
+    """Several ensembles walked together for one row (one single query consults several models):
+    one pass over all their trees, then each ensemble's sums exactly as :meth:`TreeEnsemble.predict`
+    does them — the same numbers, with a fraction of the numpy calls."""
+
+    def __init__(self, ensembles: list[TreeEnsemble]):
+        self.parts = []
+        ch, feat, thr, roots = [], [], [], []
+        nodes = trees = 0
+        for e in ensembles:
+            ch.append(e._flat_children + nodes)  # child ids shifted by the node offset
+            feat.append(e.feat)
+            thr.append(e.thr)
+            roots.append(e.roots + nodes)
+            self.parts.append((e.base, [idx + trees for idx in e._target_trees], e.n_targets))
+            nodes += len(e.thr)
+            trees += len(e.roots)
+        self.children = np.concatenate(ch)
+        self.feat, self.thr, self.roots = np.concatenate(feat), np.concatenate(thr), np.concatenate(roots)
+        self.depth = max(e.depth for e in ensembles)
+
+    def predict_one(self, X: np.ndarray) -> list[np.ndarray] | None:
+        """Per ensemble, what its ``predict(X)`` returns for a one-row ``X``; None if a feature is NaN."""
+        x0 = np.asarray(X, np.float32)[0]
+        if np.isnan(x0).any():
+            return None
+        node, ch, feat, thr = self.roots, self.children, self.feat, self.thr
+        for _ in range(self.depth):
+            node = ch[2 * node + (x0[feat[node]] >= thr[node])]
+        values = thr[node]
+        out = []
+        for base, idxs, k in self.parts:
+            sums = [np.cumsum(np.concatenate([base[j:j + 1], values[idx]]), dtype=np.float32)[-1]
+                    for j, idx in enumerate(idxs)]
+            out.append(np.array(sums[:1], np.float32) if k == 1 else np.array([sums], np.float32))
         return out

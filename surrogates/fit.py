@@ -188,29 +188,36 @@ class Surrogate:
     def features(self, enc: np.ndarray) -> np.ndarray:
         return features(self.space, enc, self.setting, self.decode_tokens)
 
+    def tree_ensemble(self, role: str) -> TreeEnsemble | None:
+        """The numpy walk of the ``"mean"`` or ``"quantile"`` booster (cached); None if unsupported."""
+        fast = self._fast.get(role)
+        if fast is None:
+            booster = self.mean_booster if role == "mean" else self.quantile_booster
+            try:
+                fast = self._fast[role] = TreeEnsemble(booster)
+            except ValueError:
+                fast = self._fast[role] = False
+        return fast or None
+
     def _raw(self, role: str, X: np.ndarray) -> np.ndarray:
         """The booster's output; a few rows go through the bit-identical numpy walk (much less overhead)."""
-        booster = self.mean_booster if role == "mean" else self.quantile_booster
         if len(X) <= FAST_ROWS:
-            fast = self._fast.get(role)
-            if fast is None:
-                try:
-                    fast = self._fast[role] = TreeEnsemble(booster)
-                except ValueError:
-                    fast = self._fast[role] = False
-            if fast is not False:
+            fast = self.tree_ensemble(role)
+            if fast is not None:
                 return fast.predict(X)
-        return booster.inplace_predict(X)
+        return (self.mean_booster if role == "mean" else self.quantile_booster).inplace_predict(X)
 
-    def predict_features(self, X: np.ndarray) -> np.ndarray:
-        """Point predictions (original units) from a feature matrix."""
-        return _inverse(self.transform, np.asarray(self._raw("mean", X), np.float64).reshape(-1))
+    def predict_features(self, X: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
+        """Point predictions (original units) from a feature matrix (or from the mean booster's ``raw`` output)."""
+        raw = self._raw("mean", X) if raw is None else raw
+        return _inverse(self.transform, np.asarray(raw, np.float64).reshape(-1))
 
-    def quantiles_features(self, X: np.ndarray) -> np.ndarray:
+    def quantiles_features(self, X: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
         """(N, 3) predicted 5/50/95 % quantiles (original units, sorted per row); noisy metrics only."""
         if self.quantile_booster is None:
             raise SurrogateError(f"surrogate {self.stem}: no quantile model (the metric was stored with one repeat)")
-        q = np.asarray(self._raw("quantile", X), np.float64).reshape(len(X), len(QUANTILES))
+        raw = self._raw("quantile", X) if raw is None else raw
+        q = np.asarray(raw, np.float64).reshape(len(X), len(QUANTILES))
         return _inverse(self.transform, np.sort(q, axis=1))
 
     def predict(self, enc: np.ndarray) -> np.ndarray:

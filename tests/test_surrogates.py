@@ -242,3 +242,16 @@ def test_hypervolume_ratio_is_one_for_a_perfect_surrogate_and_less_otherwise():
                 np.stack([t[:, 0], t[:, 0] * 2], 1))
     assert q["kendall_tau"] == pytest.approx(1.0) and q["mape"] == pytest.approx(10.0)
     assert q["coverage_90"] == pytest.approx(0.5)  # every first repeat inside, every second outside
+
+
+def test_fused_walk_of_several_models_equals_each_model(sdir):
+    from surrogates.fastpredict import FusedEnsembles
+
+    ss = [Surrogate.load(sdir, st) for st in ("perplexity", STEM, model_stem("memory_mb", CPU, PREFILL))]
+    ens = [s.tree_ensemble(role) for s in ss for role in (("mean", "quantile") if s.noisy else ("mean",))]
+    X = ss[1].features(T.encode_many(T.sample(12, n=20)))  # a setting's features extend the base ones
+    fused = FusedEnsembles(ens)
+    for i in range(len(X)):
+        for e, out in zip(ens, fused.predict_one(X[i:i + 1])):
+            one = e.predict(X[i:i + 1])
+            assert np.array_equal(out, one) and out.shape == one.shape
