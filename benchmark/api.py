@@ -139,13 +139,25 @@ class _Spec:
 class Benchmark:
     """Query a release of one search space (see the module docstring)."""
 
-    def __init__(self, space: str | SearchSpace = "t", path: str | Path | None = None):
+    def __init__(self, space: str | SearchSpace = "t", path: str | Path | None = None, revision: str | None = None,
+                 repo_id: str | None = None):
+        """``path``: a release directory (default: the embedded release, ``data/``). ``revision``:
+        a Hub release instead (e.g. ``"v1"``), downloaded once with :func:`benchmark.hub.download`
+        (sha256-verified, cached, offline afterwards) from ``repo_id`` (default: ``HWLM_HUB_REPO``
+        or the project's repository)."""
         from benchmark.paths import data_dir
 
         try:
             self.space: SearchSpace = get_space(space)
         except ArchitectureError as e:
             raise QueryError(str(e)) from None
+        if revision is not None and path is not None:
+            raise QueryError(f"invalid arguments: path={str(path)!r} and revision={revision!r}; allowed: one of "
+                             f"them (a local release directory, or a Hub release to download)")
+        if revision is not None:
+            from benchmark.hub import download
+
+            path = download(self.space.name, revision, repo_id=repo_id)
         self.path = Path(path) if path is not None else data_dir()
         name = self.space.name
         tpath = self.path / f"table_{name}.h5"

@@ -469,3 +469,29 @@ def test_cli_help(command, words, capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert all(w in out for w in words)
+
+
+def test_benchmark_opens_a_hub_release_by_revision(server, tmp_path, monkeypatch):
+    """``Benchmark(space, revision=...)`` downloads, verifies and queries a Hub release."""
+    from benchmark import Benchmark
+    from benchmark.api import QueryError
+    from benchmark.spaces import get_space
+    from benchmark.table import TableWriter
+
+    rel = tmp_path / "rel"
+    rel.mkdir()
+    archs = get_space("t").sample(0, 5)
+    with TableWriter(rel / "table_t.h5", "t") as w:
+        w.declare_metric("perplexity", unit="1", source="measured")
+        for i, a in enumerate(archs):
+            w.append(a, metrics={"perplexity": 50.0 + i})
+    write_manifest(rel, "t", created=CREATED)
+    seed(server, rel, "v1")
+    monkeypatch.setenv("HWLM_HUB_ENDPOINT", server.url)
+    monkeypatch.setenv("HWLM_CACHE_DIR", str(tmp_path / "cache"))
+    b = Benchmark("t", revision="v1", repo_id=REPO)
+    assert b.path.is_relative_to((tmp_path / "cache").resolve())
+    r = b.query(archs[2], metrics=["perplexity"], mode="table")
+    assert r["perplexity"] == 52.0 and r.sources["perplexity"] == "measured"
+    with pytest.raises(QueryError, match="revision"):
+        Benchmark("t", path=rel, revision="v1")

@@ -1,0 +1,74 @@
+"""The embedded `t` release in data/: its table, surrogates and supernet answer every query.
+
+These tests read the real released files (nothing synthetic); they are skipped only in a
+checkout that has no release yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.paths import data_dir
+
+pytestmark = pytest.mark.skipif(not (data_dir() / "table_t.h5").exists(), reason="no embedded table in data/")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    from benchmark import Benchmark
+
+    return Benchmark("t")
+
+
+def test_release_is_consistent(bench):
+    from benchmark.release import verify_release
+    from benchmark.table import Table
+
+    verify_release(data_dir(), space="t")
+    t = Table(data_dir() / "table_t.h5")
+    from benchmark.release import sha256_file
+
+    assert t.attrs["supernet_sha256"] == sha256_file(data_dir() / "supernet_t.safetensors")
+    assert t.attrs["tokenizer_sha256"] == sha256_file(data_dir() / "tokenizer.json")
+    assert t.attrs["eval_tokens"] >= 65536
+    measured = [d for d, m in t.devices().items() if m["source"] == "measured"]
+    assert measured and all(m["source"] in ("measured", "modeled") for m in t.devices().values())
+
+
+def test_every_metric_of_every_device_for_profiled_and_unprofiled_archs(bench):
+    profiled = bench.table.architectures()[0]
+    rng = np.random.default_rng(0)
+    unprofiled = next(a for a in bench.space.sample(rng, 200) if a not in bench.table)
+    for dev, info in bench.devices().items():
+        for setting in info["settings"]:
+            for arch, mode in ((profiled, "table"), (unprofiled, "surrogate")):
+                r = bench.query(arch, device=dev, setting=setting, mode=mode)
+                for m in r:
+                    if r.sources[m] == "missing":
+                        assert np.isnan(r[m]) and r.missing[m]
+                        continue
+                    assert np.isfinite(r[m]) and r[m] > 0, (dev, setting, m, r[m])
+                    if m in ("params", "params_no_embedding", "flops"):
+                        assert r.sources[m] == "exact"
+                    elif mode == "table":
+                        assert r.sources[m] == ("measured" if m in ("perplexity", "token_accuracy")
+                                                else info["source"])
+                    else:
+                        assert r.sources[m] == "surrogate"
+
+
+def test_inherited_perplexity_is_reproducible_from_the_release(bench):
+    """A table perplexity is what the released supernet gives on the released test split."""
+    from benchmark.profiling.perplexity import measure_perplexity
+    from benchmark.supernet.corpus import load_split
+    from benchmark.supernet.elastic import load_supernet
+
+    t = bench.table
+    ppl = t.metric("perplexity")
+    i = int(np.flatnonzero(np.isfinite(ppl))[0])
+    arch = t.architectures()[i]
+    net = load_supernet(data_dir() / "supernet_t.safetensors", "t")
+    r = measure_perplexity(net, arch, np.asarray(load_split("test", data_dir())),
+                           max_tokens=int(t.attrs["eval_tokens"]))
+    assert r.perplexity == pytest.approx(ppl[i], rel=1e-5)
