@@ -184,3 +184,22 @@ def test_perplexity_pass_after_hardware_pass(tmp_path, ckpt, tiny_corpus):
     save_supernet(Supernet("t", vocab_size=300).init_weights(1), other)
     with pytest.raises(TableError, match="supernet_sha256"):
         add_perplexity(out, other, tiny_corpus, eval_tokens=256, progress=False)
+
+
+@pytest.mark.slow
+def test_shards_as_ray_tasks_on_a_local_instance(tmp_path, ckpt, tiny_corpus, monkeypatch):
+    """``profile_ray`` runs the shards on a local Ray instance and merges them: the same rows as
+    one serial run, each shard a resumable table of its own."""
+    pytest.importorskip("ray")
+    from benchmark.profiling.runner import profile_ray, shard_path
+
+    monkeypatch.setenv("HWLM_LOCK_DIR", str(tmp_path / "locks"))
+    out = profile_ray("local", "t", tmp_path / "t.h5", 2, n=3, seed=0, checkpoint=str(ckpt),
+                      data_dir=str(tiny_corpus), memory=False, energy=False, **{k: v for k, v in FAST.items()
+                                                                                 if k != "progress"})
+    t = Table(out)
+    assert sorted(t.ids) == sorted(a.id for a in select_architectures("t", n=3, seed=0))
+    for i in range(2):
+        shard = Table(shard_path(tmp_path / "t.h5", i, 2))
+        assert sorted(shard.ids) == sorted(a.id for a in select_architectures("t", n=3, seed=0, shard=(i, 2)))
+    assert np.isfinite(t.metric("perplexity")).all()

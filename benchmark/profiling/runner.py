@@ -35,9 +35,9 @@ One measurement per device at a time: :func:`~benchmark.profiling.latency.measur
 hardware measurements of one architecture, and holds the CPU lock while computing perplexity
 (which runs on the CPU), so several runners on one machine serialise their timings.
 
-Not implemented: Ray (``--ray``) and local worker processes for perplexity — profiling runs in
-one process; run several shards (``--shard i/n``) on different machines and merge them with
-``hwlm table merge``.
+Parallel: ``profile_ray`` runs shards as Ray tasks (one task per machine at a time, through a
+custom resource) and merges them. Perplexity runs in the profiling process (one per machine);
+local worker processes for it are not implemented.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import numpy as np
 from benchmark.table import Setting, Table, TableError, TableWriter
 
 __all__ = ["DEFAULT_SETTINGS", "default_settings", "profile", "select_architectures", "profile_order",
-           "parse_shard", "add_profile_parser", "add_table_parser"]
+           "parse_shard", "add_profile_parser", "add_table_parser", "add_perplexity", "profile_ray", "shard_path"]
 
 DECODE_TOKENS = 16
 
@@ -402,14 +402,67 @@ def _shard_arg(s: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+RAY_RESOURCE = "hwlm_profile_slot"  # one per machine: at most one profiling task times a device at once
+
+
+def shard_path(out, i: int, n: int) -> Path:
+    """Where shard ``i`` of ``n`` of the table ``out`` is written by :func:`profile_ray`."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.shard-{i}-of-{n}{out.suffix}")
+
+
+def profile_ray(address: str, space: str, out, n_shards: int, **kwargs) -> Path:
+    """Profile ``n_shards`` shards (``shard=(i, n_shards)``) as Ray tasks, then merge them into ``out``.
+
+    ``address``: a Ray cluster address, or ``"local"`` for a Ray instance started here. Each task
+    asks for one unit of the custom resource ``hwlm_profile_slot``: start every node of a cluster
+    with ``ray start ... --resources '{"hwlm_profile_slot": 1}'`` so that one task at a time times a
+    machine (the local instance gets one slot). Shards are written beside ``out``
+    (:func:`shard_path`) — on a cluster, ``out`` must be on storage every node sees — and each
+    resumes like a plain ``profile`` run, so rerunning after a failure redoes only what is missing.
+    Devices of different machines stay apart: merging refuses shards whose device provenance
+    disagrees (give each machine its own ``device_id``).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("invalid --ray: the 'ray' package is not installed (pip install -e .[moo-ray])") from None
+    if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
+        raise ValueError(f"invalid n_shards: {n_shards!r}; allowed: an integer >= 1")
+    from benchmark.table import merge_tables
+
+    if "shard" in kwargs:
+        raise ValueError("invalid shard with Ray: the shards are i/n_shards for i < n_shards")
+    started = not ray.is_initialized()
+    if started:
+        local = address == "local"
+        ray.init(address=None if local else address, include_dashboard=False, log_to_driver=False,
+                 **({"num_cpus": 1, "resources": {RAY_RESOURCE: 1}} if local else {}))
+    try:
+        task = ray.remote(num_cpus=1, resources={RAY_RESOURCE: 1}, max_retries=0)(profile)
+        refs = [task.remote(space, shard_path(out, i, n_shards), shard=(i, n_shards), **{**kwargs, "progress": False})
+                for i in range(n_shards)]
+        shards = ray.get(refs)
+    finally:
+        if started:
+            ray.shutdown()
+    return merge_tables(shards, out)
+
+
+def _profile_args(args) -> dict:
+    return dict(device=args.device, n=args.n, archs=args.archs, seed=args.seed, settings=args.settings,
+                dtype=args.dtype, warmup=args.warmup, repeats=args.repeats, device_id=args.device_id,
+                checkpoint=args.checkpoint, data_dir=args.data_dir, eval_tokens=args.eval_tokens,
+                perplexity=not args.no_perplexity, latency=not args.no_latency, memory=not args.no_memory,
+                energy=not args.no_energy, include_extremes=not args.no_extremes,
+                reference_every=args.reference_every, threads=args.threads)
+
+
 def _profile_cmd(args) -> int:
-    out = profile(args.space, args.out, device=args.device, n=args.n, archs=args.archs, seed=args.seed,
-                  settings=args.settings, dtype=args.dtype, shard=args.shard, warmup=args.warmup,
-                  repeats=args.repeats, device_id=args.device_id, checkpoint=args.checkpoint,
-                  data_dir=args.data_dir, eval_tokens=args.eval_tokens, perplexity=not args.no_perplexity,
-                  latency=not args.no_latency, memory=not args.no_memory, energy=not args.no_energy,
-                  include_extremes=not args.no_extremes, reference_every=args.reference_every, threads=args.threads,
-                  progress=not args.quiet)
+    if args.ray:
+        out = profile_ray(args.ray, args.space, args.out, args.ray_shards, **_profile_args(args))
+    else:
+        out = profile(args.space, args.out, shard=args.shard, progress=not args.quiet, **_profile_args(args))
     print(out)
     return 0
 
@@ -420,7 +473,7 @@ def add_profile_parser(sub) -> None:
         description="Measure perplexity (inherited supernet weights, test split), exact params/FLOPs, and "
                     "latency, peak memory and energy per setting on this device; one row per architecture, "
                     "written atomically, so a rerun resumes. Shards (--shard i/n) merge with 'hwlm table merge'. "
-                    "Ray / multi-process profiling is not implemented.")
+                    "With --ray, shards run as Ray tasks and are merged into --out.")
     s.add_argument("--space", default="t", help="search space (t, s, m, l); default t")
     s.add_argument("--out", required=True, help="shard table to write or resume (HDF5)")
     s.add_argument("--device", default="cpu", help="torch device to measure on: cpu, cuda, cuda:1 (default cpu)")
@@ -437,6 +490,10 @@ def add_profile_parser(sub) -> None:
                    help="dtype of the default settings (default fp32 on CPU, fp16 on GPU)")
     s.add_argument("--shard", type=_shard_arg, default=(0, 1), metavar="i/n",
                    help="profile every n-th architecture starting at i (0 <= i < n); default 0/1")
+    s.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run --ray-shards shards as Ray tasks (a cluster address, or 'local') and merge them into "
+                        "--out; needs the moo-ray extra and nodes started with one 'hwlm_profile_slot' resource")
+    s.add_argument("--ray-shards", type=int, default=2, help="number of shards with --ray (default 2)")
     s.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
     s.add_argument("--repeats", type=int, default=10, help="timed repeats stored per setting (default 10)")
     s.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
