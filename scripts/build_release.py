@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="t")
     ap.add_argument("--out", default=None, help="release directory (default: the embedded release, data/)")
     ap.add_argument("--threads", type=int, default=2, help="XGBoost threads for fitting (default 2)")
+    ap.add_argument("--notes", default=None, help="markdown file with measurement conditions for the data card")
     ap.add_argument("--no-surrogates", action="store_true", help="skip fitting (table, card and manifest only)")
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else data_dir()
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     r = add_modeled_devices(table)
     print(f"[2/5] {len(r['devices'])} modeled devices added")
     card = write_data_card(table, REPO_ROOT / "docs" / f"data_card_{a.space}.md",
-                           title=f"Data card: the `{a.space}` table")
+                           title=f"Data card: the `{a.space}` table",
+                           notes=Path(a.notes).read_text() if a.notes else "")
     print(f"[3/5] data card: {card}")
     if not a.no_surrogates:
         from surrogates.fit import fit_table
