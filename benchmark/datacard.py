@@ -62,6 +62,8 @@ def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmark.plotting import save_figure
+
     figs = []
     panels = [(m, t.metric(m), t.metrics()[m]["unit"]) for m in ("perplexity", "token_accuracy", "params")
               if m in t.metrics() and np.isfinite(t.metric(m)).any()]
@@ -69,10 +71,10 @@ def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
         if meta["source"] != "measured":
             continue
         for s in t.settings(dev):
-            for m in t.hardware_metrics(dev, s):
-                x = np.nanmedian(t.hardware(dev, s, m), 1) if np.isfinite(t.hardware(dev, s, m)).any() else None
-                if x is not None:
-                    panels.append((f"{m}\n{dev} {s}", x, t.hardware_metrics(dev, s)[m]["unit"]))
+            for m, meta in t.hardware_metrics(dev, s).items():
+                values = t.hardware(dev, s, m)
+                if np.isfinite(values).any():
+                    panels.append((f"{m}\n{dev} {s}", np.nanmedian(values, 1), meta["unit"]))
     if panels:
         cols = 3
         rows = -(-len(panels) // cols)
@@ -83,10 +85,7 @@ def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
             ax.set_xlabel(unit, fontsize=8)
         for ax in list(axes.flat)[len(panels):]:
             ax.axis("off")
-        fig.tight_layout()
-        p = out_dir / f"{stem}_distributions.png"
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
+        p = save_figure(fig, out_dir / f"{stem}_distributions.png", dpi=100)
         figs.append(("Distribution of every measured metric (hardware: median of repeats)", p.name))
     if "reference_timings" in t.logs():
         log = t.log("reference_timings")
@@ -97,10 +96,7 @@ def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
         ax.set(xlabel="minutes since the first reference timing", ylabel="median latency (ms)", yscale="log",
                title="drift: reference architectures re-timed during profiling")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / f"{stem}_drift.png"
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
+        p = save_figure(fig, out_dir / f"{stem}_drift.png", dpi=100)
         figs.append(("Drift of the reference architectures", p.name))
     return figs
 

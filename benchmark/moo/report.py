@@ -85,14 +85,9 @@ def _plot_band(ax, x, Y, label):
 
 
 def _save(fig, path: Path, plots: list) -> None:
-    import matplotlib.pyplot as plt
+    from benchmark.plotting import save_figure
 
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)  # atomic: a reader never sees a half-written plot
-    plots.append(path)
+    plots.append(save_figure(fig, path))
 
 
 def _staircase(ax, P, ref, **kw):

@@ -366,6 +366,8 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
 
     from benchmark.profiling.latency import device_lock
 
+    if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+        raise ValueError(f"invalid flush_every: {flush_every!r}; allowed: an integer >= 1")
     t = Table(table)
     sp = t.space
     todo = t.architectures()
@@ -374,7 +376,8 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
         todo = [a for a, m in zip(todo, missing) if m]
     net, tokens, attrs = _perplexity_inputs(sp.name, checkpoint, data_dir)
     done = 0
-    with TableWriter(table, sp.name, attrs=attrs, flush_every=flush_every) as w:
+    # flushed here, per row, not per fill: a row is two fills
+    with TableWriter(table, sp.name, attrs=attrs, flush_every=None) as w:
         _declare_perplexity(w)
         for arch in tqdm(todo, desc=f"perplexity {Path(table).name}", unit="arch", disable=not progress):
             with device_lock("cpu"):
@@ -383,6 +386,8 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
             w.fill_metric("token_accuracy", {arch.id: r.token_accuracy})
             w.fill_metric("perplexity", {arch.id: r.perplexity})
             done += 1
+            if done % flush_every == 0:
+                w.flush()
     if progress:
         print(f"perplexity of {done} rows written to {table}", file=sys.stderr)
     return done

@@ -111,6 +111,8 @@ def plot_study(result: dict, out_png: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmark.plotting import save_figure
+
     rows = result["archs"]
     x = [r["standalone_ppl"] for r in rows]
     y = [r["supernet_ppl"] for r in rows]
@@ -121,10 +123,5 @@ def plot_study(result: dict, out_png: str | Path) -> Path:
     ax.set(xscale="log", yscale="log", xlabel="standalone test perplexity",
            ylabel="supernet (inherited weights) test perplexity",
            title=f"Kendall τ = {result['kendall_tau']:.3f}, Spearman ρ = {result['spearman_rho']:.3f}")
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 

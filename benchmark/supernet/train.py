@@ -247,6 +247,8 @@ def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmark.plotting import save_figure
+
     entries = read_log(log_path)
     steps = np.array([e["step"] for e in entries])
     watched = ("arch",) if "arch" in entries[0]["loss"] else ("largest", "smallest")
@@ -263,12 +265,7 @@ def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
         a2.plot([e["step"] for e in val], [e["val"][name]["perplexity"] for e in val], marker="o", label=name)
     a2.set(xlabel="step", ylabel="validation perplexity", yscale="log", title="validation")
     a2.legend()
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def load_run(run_dir: str | Path) -> tuple[Supernet, dict]:
