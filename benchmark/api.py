@@ -13,7 +13,8 @@ columns load on first use and are cached, XGBoost boosters load on first use and
 
 Modes: ``"auto"`` (default) returns the table's value when the architecture was profiled
 (the median of the stored repeats for hardware metrics) and the surrogate's prediction (with
-its 90 % interval) otherwise; ``"table"`` refuses architectures or cells the table lacks;
+its 90 % interval: the quantile model's 5-95 % spread, centred on the point prediction)
+otherwise; ``"table"`` refuses architectures or cells the table lacks;
 ``"surrogate"`` always predicts. Exact metrics (``params``, ``params_no_embedding``,
 ``flops``) are always computed exactly with :mod:`benchmark.costs`.
 
@@ -25,7 +26,8 @@ no energy counter on the device; the value is NaN and the reason is in ``missing
 Noise: the default is deterministic (medians / point predictions). ``noise=True`` draws, with
 ``numpy.random.default_rng(seed)``, one of the stored repeats (table) or a value from the
 predicted quantile distribution (surrogate: piecewise-linear quantile function through the
-5/50/95 % predictions, in the model's transformed space, tails extended linearly). Metrics
+5/50/95 % predictions centred on the point prediction, in the model's transformed space, tails
+extended linearly). Metrics
 stored with one value (perplexity, memory, modeled devices) and exact metrics are never noised.
 
 Errors: every bad input raises :class:`QueryError` (a ``ValueError``) naming the field, the
@@ -491,8 +493,9 @@ class Benchmark:
             tab = np.asarray(self.table.encodings, np.int64)
             keys = (tab + 2) @ w  # wraps modulo 2**64
             order = np.argsort(keys, kind="stable")
-            self._hash_keys = (w, keys[order], order)
-        w, skeys, order = self._hash_keys
+            skeys = keys[order]
+            self._hash_keys = (w, skeys, order, bool((skeys[1:] == skeys[:-1]).any()))
+        w, skeys, order, collisions = self._hash_keys
         keys = (enc.astype(np.int64) + 2) @ w
         pos = np.minimum(np.searchsorted(skeys, keys), len(skeys) - 1)
         rows = order[pos].astype(np.int64)
@@ -501,7 +504,7 @@ class Benchmark:
         hit[hit] &= (tab[rows[hit]] == enc[hit]).all(1)
         rows[~hit] = -1
         # an exact-match check above; a 64-bit key collision could only hide a row, so look those up by id
-        if (~hit).any() and len(self._row) and np.unique(skeys).size != skeys.size:  # pragma: no cover
+        if collisions and (~hit).any():  # pragma: no cover
             for i in np.flatnonzero(~hit):
                 rows[i] = self._row.get(self.space.decode(enc[i]).id, -1)
         return rows
@@ -584,43 +587,54 @@ class Benchmark:
             self._surrogates[entry["stem"]] = s
         return s
 
-    def _fused_one(self, rows, intab, specs, mode, hw_setting, feats, checked) -> dict:
-        """Raw outputs {(stem, role): array} of every model a one-row evaluation will consult, from
-        one fused numpy walk; {} when fewer than two models are needed or anything is unusual (the
-        per-metric path then does the work and raises the proper errors)."""
-        if mode == "table":
-            return {}
-        todo = []
+    def _fused_walk(self, rows, intab, specs, mode, hw_setting, feats, checked, quantiles: bool = True) -> tuple:
+        """``(mask, {(stem, role): raw output})``: the outputs of the models that a few-row
+        evaluation consults for the same rows (``mask``: the rows lacking a table value), from one
+        fused numpy walk over all their trees; ``(None, {})`` when fewer than two models share
+        those rows or anything is unusual (the per-metric path then does the work and raises the
+        proper errors). A model whose rows differ (a NaN cell) is left to the per-metric path."""
+        from surrogates.fit import FAST_ROWS
+
+        n = len(rows)
+        if mode == "table" or n > FAST_ROWS:
+            return None, {}
+        todo, mask = [], None
         for sp in specs:
             if sp.kind != "value":
                 continue
             col = self._column(sp.metric, sp.device, sp.setting) if self.table is not None else None
-            if mode != "surrogate" and col is not None and intab[0] and np.isfinite(col.median[rows[0]]):
-                continue  # a table value
+            need = np.ones(n, bool)
+            if mode != "surrogate" and col is not None:
+                need = ~(intab & np.isfinite(col.median[np.where(intab, rows, 0)]))  # as _evaluate does
+            if not need.any():
+                continue  # table values only
+            if mask is None:
+                mask = need
+            elif not np.array_equal(mask, need):
+                continue
             if (sp.metric, sp.device, sp.setting) not in self._models:
-                return {}
+                return None, {}
             s = self.surrogate(sp.metric, sp.device, sp.setting)
-            for role in (("mean", "quantile") if s.noisy else ("mean",)):
+            for role in (("mean", "quantile") if s.noisy and quantiles else ("mean",)):
                 e = s.tree_ensemble(role)
                 if e is None:
-                    return {}
+                    return None, {}
                 todo.append(((s.stem, role), e))
         if len(todo) < 2:
-            return {}
+            return None, {}
         key = tuple(k for k, _ in todo)
         fused = self._fused.get(key)
         if fused is None:
             from surrogates.fastpredict import FusedEnsembles
 
             fused = self._fused[key] = FusedEnsembles([e for _, e in todo])
-        need = np.ones(1, bool)
-        fk = (hw_setting, need.tobytes())  # the key the per-metric path uses for these features
+        fk = (hw_setting, mask.tobytes())  # the key the per-metric path uses for these features
         X = feats.get(fk)
         if X is None:
-            X = feats[fk] = features(self.space, checked(need), hw_setting,
+            X = feats[fk] = features(self.space, checked(mask), hw_setting,
                                      self._decode_tokens(hw_setting) if hw_setting is not None else 0)
-        outs = fused.predict_one(X)
-        return {} if outs is None else dict(zip(key, outs))
+        outs = fused.predict(X)
+        return (None, {}) if outs is None else (mask, dict(zip(key, outs)))
 
     def _check_surrogate_table(self) -> None:
         """Warn (once) when the surrogates were fitted on another table than the release's."""
@@ -633,12 +647,18 @@ class Benchmark:
                           f"`hwlm fit --table {self.table.path} --out {self.path}`", stacklevel=4)
 
     def _evaluate(self, rows: np.ndarray, enc: np.ndarray, specs, mode: str, noise: bool, seed,
-                  ids=None, want_repeats: bool = False, trusted: bool = False) -> dict:
-        """``trusted``: every encoding not in the table comes from a validated Architecture."""
+                  ids=None, want_repeats: bool = False, trusted: bool = False, intervals: bool = True) -> dict:
+        """``trusted``: every encoding not in the table comes from a validated Architecture.
+        ``intervals=False``: no 5-95 % intervals; surrogate quantile models then run only to draw
+        noise (they cost as much as the mean model, and a NAS loop rarely needs them)."""
         if mode not in MODES:
             raise _fail("mode", mode, list(MODES))
         if not isinstance(noise, (bool, np.bool_)):
             raise _fail("noise", noise, "True or False")
+        if not isinstance(intervals, (bool, np.bool_)):
+            raise _fail("intervals", intervals, "True or False")
+        want_intervals = bool(intervals)
+        quantiles = want_intervals or bool(noise)
         rng = np.random.default_rng(seed) if noise else None
         n = len(rows)
         intab = rows >= 0
@@ -665,8 +685,9 @@ class Benchmark:
 
         if not trusted and not intab.all():
             checked()  # validate user-given encodings up front, whatever the metrics
-        # one row (a single query): walk all the models it needs at once (same numbers, less overhead)
-        pre = self._fused_one(rows, intab, specs, mode, hw_setting, feats, checked) if n == 1 else {}
+        # a few rows (single queries, NAS batches): walk all the models they need at once (same
+        # numbers, fewer numpy calls)
+        pre_mask, pre = self._fused_walk(rows, intab, specs, mode, hw_setting, feats, checked, quantiles)
         # exact metrics last: for rows not in the table they reuse the surrogate features if computed
         for sp in sorted(specs, key=lambda x: x.kind == "exact"):
             m = sp.metric
@@ -701,7 +722,7 @@ class Benchmark:
             if use.any():
                 ru = rows[use]
                 v[use] = col.median[ru]
-                if col.lo is not None:
+                if col.lo is not None and want_intervals:
                     lo, hi = np.full(n, np.nan), np.full(n, np.nan)
                     lo[use], hi[use] = col.lo[ru], col.hi[ru]
                 if noise and col.repeats is not None:
@@ -723,13 +744,15 @@ class Benchmark:
                         raise QueryError(str(e)) from None
                 if s.setting is None and st_f is not None:
                     X = X[:, :self._n_base_features]
-                v[need] = s.predict_features(X, pre.get((s.stem, "mean")))
+                raw = pre if pre_mask is not None and np.array_equal(need, pre_mask) else {}
+                v[need] = s.predict_features(X, raw.get((s.stem, "mean")))
                 target_sources[m] = s.meta.get("target_source", "measured")
-                if s.noisy:
-                    q = s.quantiles_features(X, pre.get((s.stem, "quantile")))
-                    if lo is None:
-                        lo, hi = np.full(n, np.nan), np.full(n, np.nan)
-                    lo[need], hi[need] = q[:, 0], q[:, 2]
+                if s.noisy and quantiles:
+                    q = s.quantiles_features(X, raw.get((s.stem, "quantile")), point=v[need])
+                    if want_intervals:
+                        if lo is None:
+                            lo, hi = np.full(n, np.nan), np.full(n, np.nan)
+                        lo[need], hi[need] = q[:, 0], q[:, 2]
                     if noise:
                         v[need] = _draw_quantiles(q, s.transform, rng)
                 src = "surrogate" if not use.any() else np.where(use, col.source, "surrogate")
@@ -743,7 +766,7 @@ class Benchmark:
     # ------------------------------------------------------------------ public queries
     def query(self, arch: Any, metrics: Any = None, device: str | None = None, setting: str | None = None,
               mode: str = "auto", noise: bool = False, seed: int | None = None,
-              repeats: bool = False) -> QueryResult:
+              repeats: bool = False, intervals: bool = True) -> QueryResult:
         """Values of one architecture (Architecture, id, HW-GPT-Bench dict or encoding).
 
         ``metrics``: None (every metric available at the device/setting, plus the device-independent
@@ -753,12 +776,15 @@ class Benchmark:
         without a device, the first setting the release knows. ``mode``: auto | table | surrogate.
         ``noise``: draw instead of the deterministic median/prediction (seeded by ``seed``).
         ``repeats=True``: also return the stored repeats (table values) in ``result.repeats``.
+        ``intervals=False``: leave ``result.intervals`` empty and skip the surrogates' quantile
+        models (about half the prediction cost for noisy metrics; values are unchanged).
         """
         specs, device, st = self._plan(metrics, device, setting)
         row, enc, aid = self._one(arch)
         rows = np.array([row], np.int64)
         enc2 = (self.table.encodings[row:row + 1] if row >= 0 else enc[None, :])
-        r = self._evaluate(rows, enc2, specs, mode, noise, seed, ids=[aid], want_repeats=repeats, trusted=True)
+        r = self._evaluate(rows, enc2, specs, mode, noise, seed, ids=[aid], want_repeats=repeats, trusted=True,
+                           intervals=intervals)
         units = {sp.metric: sp.unit for sp in specs}
         return QueryResult(
             arch=aid, device=device, setting=st, mode=mode,
@@ -771,7 +797,8 @@ class Benchmark:
             missing=r["missing"], in_table=bool(row >= 0))
 
     def query_batch(self, archs: Any, metrics: Any = None, device: str | None = None, setting: str | None = None,
-                    mode: str = "auto", noise: bool = False, seed: int | None = None, as_frame: bool = True):
+                    mode: str = "auto", noise: bool = False, seed: int | None = None, as_frame: bool = True,
+                    intervals: bool = True):
         """Vectorised :meth:`query` over many architectures (same arguments and semantics).
 
         ``archs``: an ``(N, encoding_length)`` integer encoding array (fastest: no Python object per
@@ -783,7 +810,8 @@ class Benchmark:
         (column -> reason), ``in_table`` (bool array), ``device``, ``setting``, ``mode``.
         ``as_frame=False`` returns ``{column: np.ndarray}`` plus the same information under the
         keys ``"units"``, ``"source"``, ``"row_sources"``, ``"target_sources"``, ``"intervals"``,
-        ``"missing"``, ``"in_table"``.
+        ``"missing"``, ``"in_table"``. ``intervals=False`` (what a NAS loop wants): no intervals,
+        and the surrogates' quantile models run only when ``noise=True`` needs them.
         """
         specs, device, st = self._plan(metrics, device, setting)
         rows, enc = self._many(archs)
@@ -796,7 +824,7 @@ class Benchmark:
                 ids[i] = self.space.decode(enc[i]).id
             except ArchitectureError as e:
                 raise QueryError(f"architecture {i} of {len(rows)}: {e}") from None
-        r = self._evaluate(rows, enc, specs, mode, noise, seed, ids=ids, trusted=trusted)
+        r = self._evaluate(rows, enc, specs, mode, noise, seed, ids=ids, trusted=trusted, intervals=intervals)
         units = {sp.metric: sp.unit for sp in specs}
         sources, row_sources = {}, {}
         for m, s in r["sources"].items():

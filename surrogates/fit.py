@@ -212,13 +212,22 @@ class Surrogate:
         raw = self._raw("mean", X) if raw is None else raw
         return _inverse(self.transform, np.asarray(raw, np.float64).reshape(-1))
 
-    def quantiles_features(self, X: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
-        """(N, 3) predicted 5/50/95 % quantiles (original units, sorted per row); noisy metrics only."""
+    def quantiles_features(self, X: np.ndarray, raw: np.ndarray | None = None,
+                           point: np.ndarray | None = None) -> np.ndarray:
+        """(N, 3) predicted 5/50/95 % quantiles (original units, sorted per row); noisy metrics only.
+
+        ``point``: the mean model's predictions (original units). The quantiles are then shifted,
+        in the transformed space, so that their median is the point: the location comes from the
+        mean model (fitted on per-architecture medians, the better estimate), the spread from the
+        quantile model (fitted on the repeats). Two independently fitted models otherwise disagree
+        now and then by more than the noise, and a point outside its own interval is nonsense."""
         if self.quantile_booster is None:
             raise SurrogateError(f"surrogate {self.stem}: no quantile model (the metric was stored with one repeat)")
         raw = self._raw("quantile", X) if raw is None else raw
-        q = np.asarray(raw, np.float64).reshape(len(X), len(QUANTILES))
-        return _inverse(self.transform, np.sort(q, axis=1))
+        q = np.sort(np.asarray(raw, np.float64).reshape(len(X), len(QUANTILES)), axis=1)
+        if point is not None:
+            q = q - q[:, [1]] + _forward(self.transform, np.asarray(point, np.float64).reshape(-1, 1))
+        return _inverse(self.transform, q)
 
     def predict(self, enc: np.ndarray) -> np.ndarray:
         return self.predict_features(self.features(enc))
@@ -493,7 +502,7 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
                        candidates=candidates, base_meta=base)
         X_test = s.features(enc[test])
         pred = s.predict_features(X_test)
-        q = s.quantiles_features(X_test) if s.noisy else None
+        q = s.quantiles_features(X_test, point=pred) if s.noisy else None
         s.meta["quality"] = quality(tg.y[test], pred, q, tg.repeats[test] if tg.noisy else None)
         if tg.metric == "perplexity" and tg.device is None:
             ppl_true, ppl_pred = tg.y[test], pred

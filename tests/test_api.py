@@ -110,7 +110,7 @@ def test_auto_switches_to_the_surrogate_for_unprofiled_architectures(b, rel):
     assert r.target_sources["latency_ms"] == "measured"
     assert r.sources["params"] == r.sources["flops"] == "exact" and r["params"] == costs.params(a)
     lo, hi = r.intervals["latency_ms"]
-    assert 0 < lo < hi and np.isfinite(r["latency_ms"])
+    assert 0 < lo <= r["latency_ms"] <= hi and lo < hi  # the interval is centred on the point (its median)
     g = b.query(a, metrics=["latency_ms"], device=GPU)
     assert g.sources["latency_ms"] == "surrogate" and g.target_sources["latency_ms"] == "modeled"
     d = b.query(a, device=CPU, setting=DECODE)  # exact FLOPs per generated token, the table's decode_tokens
@@ -126,6 +126,27 @@ def test_surrogate_mode_predicts_close_to_the_table(b, rel, raw):
     med = np.median(raw["lat"][rows], axis=1)
     assert np.median(np.abs(df["latency_ms"].to_numpy() / med - 1)) < 0.1
     assert np.median(np.abs(df["perplexity"].to_numpy() / raw["ppl"][rows] - 1)) < 0.05
+
+
+def test_intervals_off_gives_the_same_values_without_intervals(b, rel):
+    """``intervals=False`` (what the MOO loop asks for) changes no value, only drops the intervals,
+    for table rows and surrogate rows, single and batched; noise still draws from the quantiles."""
+    archs = rel["archs"][:5] + rel["extra"][:5]
+    kw = dict(metrics=["latency_ms", "perplexity", "memory_mb"], device=CPU)
+    full = b.query_batch(archs, as_frame=False, **kw)
+    lean = b.query_batch(archs, as_frame=False, intervals=False, **kw)
+    for m in kw["metrics"]:
+        np.testing.assert_array_equal(lean[m], full[m])
+    assert lean["intervals"] == {} and "latency_ms" in full["intervals"]
+    lo, hi = full["intervals"]["latency_ms"]
+    assert (lo <= full["latency_ms"]).all() and (full["latency_ms"] <= hi).all()
+    for a in (rel["archs"][0], rel["extra"][0]):
+        one = b.query(a, intervals=False, **kw)
+        assert one.value == b.query(a, **kw).value and one.intervals == {}
+    noisy = dict(kw, noise=True, seed=4)
+    assert b.query(rel["extra"][0], intervals=False, **noisy).value == b.query(rel["extra"][0], **noisy).value
+    with pytest.raises(QueryError, match="intervals"):
+        b.query(archs[0], intervals="no", **kw)
 
 
 def test_table_mode_refuses_unprofiled_architectures(b, rel):

@@ -184,6 +184,19 @@ def test_perplexity_pass_after_hardware_pass(tmp_path, ckpt, tiny_corpus):
     save_supernet(Supernet("t", vocab_size=300).init_weights(1), other)
     with pytest.raises(TableError, match="supernet_sha256"):
         add_perplexity(out, other, tiny_corpus, eval_tokens=256, progress=False)
+    # a re-timed shard of the same architectures copies them instead of measuring again ...
+    again = profile("t", tmp_path / "again.h5", n=2, seed=0, checkpoint=ckpt, data_dir=tiny_corpus,
+                    perplexity=False, memory=False, energy=False, **FAST)
+    assert add_perplexity(again, ckpt, tiny_corpus, eval_tokens=256, progress=False, reuse=[one_pass]) == 0
+    c = Table(again)
+    for m in ("perplexity", "token_accuracy"):
+        np.testing.assert_array_equal(c.metric(m)[[c.row(i) for i in b.ids]], b.metric(m))
+    # ... but never from a table measured with other tokens or another checkpoint
+    fresh = profile("t", tmp_path / "fresh.h5", n=2, seed=0, checkpoint=ckpt, data_dir=tiny_corpus,
+                    perplexity=False, memory=False, energy=False, **FAST)
+    with pytest.raises(TableError, match="eval_tokens"):
+        add_perplexity(fresh, ckpt, tiny_corpus, eval_tokens=128, progress=False, reuse=[one_pass])
+    assert "perplexity" not in Table(fresh).metrics() or np.isnan(Table(fresh).metric("perplexity")).all()
 
 
 @pytest.mark.slow

@@ -290,6 +290,22 @@ def test_cpu_peak_bytes_sees_a_known_allocation():
     assert Me.cpu_peak_bytes(lambda: None)[0] == 0
 
 
+def test_cpu_peak_bytes_keeps_stderr_free_of_profiler_banners():
+    """kineto prints two USDT lines per profiler start/stop to fd 2 (thousands in a profiling log);
+    they are dropped, while anything else written to stderr meanwhile still gets through."""
+    code = textwrap.dedent("""
+        import os, torch
+        from benchmark.profiling.memory import cpu_peak_bytes
+        def f():
+            os.write(2, b"a real warning\\n")
+            return torch.ones(100) + 1
+        print(cpu_peak_bytes(f)[0] > 0)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "True"
+    assert "a real warning" in r.stderr and "USDT" not in r.stderr and "profiler_start" not in r.stderr
+
+
 def test_cpu_memory_peak_grows_with_batch_and_covers_weights():
     model = La.build_model(SMALL)
     m1 = Me.measure_memory(SMALL, "prefill-b1-s64-fp32", model=model)

@@ -42,6 +42,7 @@ Evaluation cost (the simulated clock)
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -211,6 +212,14 @@ class Problem:
 
             evaluator = Benchmark(space=space or "t", path=release)
         self.evaluator = evaluator
+        # a NAS loop uses values only: ask the query API not to compute 5-95 % intervals (the
+        # surrogates' quantile models) where it offers that switch (Benchmark does; plain evaluators
+        # with the bare query_batch signature need not)
+        try:
+            takes = "intervals" in inspect.signature(evaluator.query_batch).parameters
+        except (TypeError, ValueError):
+            takes = False
+        self._batch_options = {"intervals": False} if takes else {}
         self.space: SearchSpace = get_space(space if space is not None else evaluator.space)
         if space is not None and get_space(evaluator.space).name != self.space.name:
             raise _fail("space", self.space.name, f"{get_space(evaluator.space).name!r} (the evaluator's space)")
@@ -353,7 +362,8 @@ class Problem:
         t0 = time.perf_counter()
         enc = self.space.encode_many(archs)  # the query API's fastest input form
         df = self.evaluator.query_batch(enc, metrics=metrics, device=device, setting=setting, mode=self.mode,
-                                        noise=self.noise, seed=seed if self.noise else None, as_frame=False)
+                                        noise=self.noise, seed=seed if self.noise else None, as_frame=False,
+                                        **self._batch_options)
         self.query_s += time.perf_counter() - t0
         self._n_queries += 1
         return df
@@ -368,7 +378,8 @@ class Problem:
             for a in (sample, sample[-1:]):
                 try:
                     self.evaluator.query_batch(self.space.encode_many(a), metrics=metrics, device=group[0],
-                                               setting=group[1], mode=self.mode, as_frame=False)
+                                               setting=group[1], mode=self.mode, as_frame=False,
+                                               **self._batch_options)
                 except ValueError:  # table mode and an architecture that was not profiled
                     pass
 

@@ -45,6 +45,9 @@ CPU method (allocator events)
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -90,6 +93,34 @@ class MemoryResult:
                 "device": self.device, "setting": self.setting, "method": self.method, "source": self.source}
 
 
+_KINETO_BANNERS = (b"USDT:", b"STAGE:")
+
+
+@contextlib.contextmanager
+def _without_kineto_banners():
+    """Drop the ``USDT: ... profiler_start/stop`` lines that kineto's C++ code writes to file
+    descriptor 2 on every profiler start and stop (two per architecture and setting: they bury
+    the progress bar and fill logs). Everything else written to stderr meanwhile is passed on."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured or replaced sys.stderr
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().splitlines(keepends=True) if not ln.startswith(_KINETO_BANNERS)]
+            if kept:
+                os.write(fd, b"".join(kept))
+
+
 def cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
     """Run ``fn()`` once under the PyTorch profiler and return ``(peak, result)``: ``peak`` is the
     maximum over time of the bytes allocated through PyTorch's CPU allocator during the call and
@@ -97,9 +128,10 @@ def cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
     after the profiler stops, so the bytes it holds count as alive at the end)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False,
-                 with_stack=False) as prof:
-        result = fn()
+    with _without_kineto_banners():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False,
+                     with_stack=False) as prof:
+            result = fn()
     cpu = torch.autograd.DeviceType.CPU
     events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == cpu]

@@ -46,7 +46,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -356,12 +356,16 @@ def _perplexity_inputs(space: str, checkpoint, data_dir) -> tuple[Any, np.ndarra
 
 
 def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 65536, flush_every: int = 10,
-                   progress: bool = True) -> int:
+                   progress: bool = True, reuse: Sequence = ()) -> int:
     """Measure perplexity and token accuracy for every row of ``table`` that lacks them (a
     perplexity pass after a hardware-only ``profile(..., perplexity=False)``). Resumable: values
     are flushed every ``flush_every`` rows and rows already measured are skipped; the checkpoint
     and tokenizer must be those of earlier perplexities (sha256 in the root attributes).
-    Returns the number of rows measured now."""
+
+    ``reuse``: tables whose perplexities are copied instead of measured again (e.g. an earlier
+    shard of the same architectures whose timings were superseded). Perplexity does not depend
+    on the machine, but each must pin the same checkpoint, tokenizer and ``eval_tokens`` (checked;
+    a mismatch is a TableError). Returns the number of rows measured now (copies not counted)."""
     from tqdm.auto import tqdm
 
     from benchmark.profiling.latency import device_lock
@@ -375,10 +379,19 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
         missing = np.isnan(t.metric("perplexity"))
         todo = [a for a, m in zip(todo, missing) if m]
     net, tokens, attrs = _perplexity_inputs(sp.name, checkpoint, data_dir)
+    copies = _reusable_perplexities(reuse, {a.id for a in todo}, attrs, eval_tokens)
     done = 0
     # flushed here, per row, not per fill: a row is two fills
     with TableWriter(table, sp.name, attrs=attrs, flush_every=None) as w:
         _declare_perplexity(w)
+        if copies:
+            _set_eval_tokens(w, eval_tokens)
+            for name in ("token_accuracy", "perplexity"):
+                w.fill_metric(name, {aid: v[name] for aid, v in copies.items()})
+            w.flush()
+            todo = [a for a in todo if a.id not in copies]
+            if progress:
+                print(f"perplexity of {len(copies)} rows copied from {', '.join(map(str, reuse))}", file=sys.stderr)
         for arch in tqdm(todo, desc=f"perplexity {Path(table).name}", unit="arch", disable=not progress):
             with device_lock("cpu"):
                 r = measure_perplexity_for(net, arch, tokens, eval_tokens)
@@ -391,6 +404,26 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
     if progress:
         print(f"perplexity of {done} rows written to {table}", file=sys.stderr)
     return done
+
+
+def _reusable_perplexities(reuse: Sequence, wanted: set, attrs: Mapping[str, str], eval_tokens: int) -> dict:
+    """{architecture id: {"perplexity", "token_accuracy"}} from the ``reuse`` tables for ids in
+    ``wanted``, after checking that each table measured them the same way (first table wins)."""
+    out: dict[str, dict[str, float]] = {}
+    for path in reuse:
+        src = Table(path)
+        for key, want in (*attrs.items(), ("eval_tokens", eval_tokens)):
+            have = src.attrs.get(key)
+            if have is None or (int(have) != int(want) if key == "eval_tokens" else have != want):
+                raise TableError(f"cannot reuse perplexities of {path}: its {key} is {have!r}, this pass uses "
+                                 f"{want!r}; perplexities measured differently are never mixed")
+        if "perplexity" not in src.metrics():
+            continue
+        ppl, acc = src.metric("perplexity"), src.metric("token_accuracy")
+        for aid, p, a in zip(src.ids, ppl, acc):
+            if aid in wanted and aid not in out and np.isfinite(p) and np.isfinite(a):
+                out[aid] = {"perplexity": float(p), "token_accuracy": float(a)}
+    return out
 
 
 def measure_perplexity_for(net, arch, tokens, eval_tokens):
@@ -554,7 +587,11 @@ def add_table_parser(sub) -> None:
     pp.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
     pp.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
     pp.add_argument("--eval-tokens", type=int, default=65536, help="test tokens (default 65536)")
-    pp.set_defaults(func=lambda a: print(add_perplexity(a.table, a.checkpoint, a.data_dir, a.eval_tokens)) or 0)
+    pp.add_argument("--reuse", nargs="+", default=(), metavar="TABLE",
+                    help="copy perplexities of the same architectures from these tables (same checkpoint, "
+                         "tokenizer and --eval-tokens, checked) instead of measuring them again")
+    pp.set_defaults(func=lambda a: print(add_perplexity(a.table, a.checkpoint, a.data_dir, a.eval_tokens,
+                                                        reuse=a.reuse)) or 0)
     c = tsub.add_parser("card", help="write the data card of a table (markdown + plots)",
                         description="Rows and provenance per device, profiling time, noise (CV of repeats), drift "
                                     "of the reference architectures, modeled-device calibration error and metric "
