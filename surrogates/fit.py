@@ -11,7 +11,10 @@ What is fitted (:func:`fit_table`):
   and perplexity; identity otherwise);
 * for noisy metrics (stored with more than one repeat, e.g. ``latency_ms``, ``energy_mj``) a
   **quantile model** (``reg:quantileerror``, one multi-quantile booster for 5/50/95 %) on one
-  row per stored repeat, with the hyperparameters chosen for the mean model.
+  row per stored repeat, with the hyperparameters chosen for the mean model. A query's 90 %
+  interval is its 5–95 % spread centred on the mean model's point, widened by a split-conformal
+  offset computed out-of-fold on the training split (``interval_calibration`` in the sidecar),
+  so that it covers new repeats of unseen architectures, not only the measurement noise.
 
 Architectures are split once (seeded) into a training and a held-out set shared by all targets.
 Hyperparameters are chosen among a few candidates by 3-fold cross-validation on the training
@@ -219,14 +222,20 @@ class Surrogate:
         ``point``: the mean model's predictions (original units). The quantiles are then shifted,
         in the transformed space, so that their median is the point: the location comes from the
         mean model (fitted on per-architecture medians, the better estimate), the spread from the
-        quantile model (fitted on the repeats). Two independently fitted models otherwise disagree
-        now and then by more than the noise, and a point outside its own interval is nonsense."""
+        quantile model (fitted on the repeats), widened by the conformal calibration of the
+        sidecar (``interval_calibration``; :func:`_conformal_widening`). Two independently fitted
+        models otherwise disagree now and then by more than the noise, and a point outside its
+        own interval is nonsense."""
         if self.quantile_booster is None:
             raise SurrogateError(f"surrogate {self.stem}: no quantile model (the metric was stored with one repeat)")
         raw = self._raw("quantile", X) if raw is None else raw
         q = np.sort(np.asarray(raw, np.float64).reshape(len(X), len(QUANTILES)), axis=1)
         if point is not None:
             q = q - q[:, [1]] + _forward(self.transform, np.asarray(point, np.float64).reshape(-1, 1))
+            w = (self.meta.get("interval_calibration") or {}).get("widening")
+            if w:  # conformal calibration (fit time): covers the model's error too, not only the noise
+                q[:, 0] = np.minimum(q[:, 0] - w, q[:, 1])
+                q[:, 2] = np.maximum(q[:, 2] + w, q[:, 1])
         return _inverse(self.transform, q)
 
     def predict(self, enc: np.ndarray) -> np.ndarray:
@@ -418,12 +427,11 @@ def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndar
     p, rounds = _params(chosen, seed, nthread, "reg:squarederror")
     mean = xgb.train(p, xgb.DMatrix(X_all[tr], label=z), rounds)
     quantile = None
+    calibration = None
     if target.noisy:
         rep = target.repeats[tr]
-        rows, cols = np.nonzero(np.isfinite(rep))
-        qp, qrounds = _params(chosen, seed, nthread, "reg:quantileerror")
-        quantile = xgb.train(qp, xgb.DMatrix(X_all[tr][rows], label=_forward(target.transform, rep[rows, cols])),
-                             qrounds)
+        quantile = _fit_quantile(X_all[tr], _forward(target.transform, rep), chosen, seed, nthread)
+        calibration = _conformal_widening(X_all[tr], z, _forward(target.transform, rep), chosen, seed, nthread)
     meta = dict(base_meta or {})
     meta.update({"table_sha256": str(table_sha256), "split_seed": int(split_seed),
         "format": SIDECAR_FORMAT, "format_version": FORMAT_VERSION, "space": table_space,
@@ -438,9 +446,55 @@ def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndar
         "hyperparameters": {"chosen": chosen, "candidates": scores, "cv_folds": CV_FOLDS,
                             "selection": "lowest mean CV RMSE of the transformed target, training split only",
                             "quantile_model": "same hyperparameters as the mean model" if target.noisy else None},
+        "interval_calibration": calibration,
         "quality": {}, "files": {},
     })
     return Surrogate(meta, mean, quantile)
+
+
+def _fit_quantile(X: np.ndarray, zrep: np.ndarray, chosen: dict, seed: int, nthread: int):
+    """The 5/50/95 % booster on one row per finite repeat (``zrep``: transformed repeats, (N, R))."""
+    import xgboost as xgb
+
+    rows, cols = np.nonzero(np.isfinite(zrep))
+    qp, qrounds = _params(chosen, seed, nthread, "reg:quantileerror")
+    return xgb.train(qp, xgb.DMatrix(X[rows], label=zrep[rows, cols]), qrounds)
+
+
+def _conformal_widening(X: np.ndarray, z: np.ndarray, zrep: np.ndarray, chosen: dict, seed: int,
+                        nthread: int) -> dict:
+    """Split-conformal calibration of the 5-95 % interval (conformalised quantile regression,
+    Romano et al. 2019), out-of-fold on the training split only.
+
+    The interval a query reports is the quantile model's spread centred on the mean model's
+    point; it knows the measurement noise but not the model's own error on an unseen
+    architecture, so alone it covers too few new repeats. For each of ``CV_FOLDS`` folds both
+    models are refitted on the other folds and the fold's repeats are scored with
+    ``max(lo - z, z - hi)`` (transformed space); the ``ceil((n + 1) * 0.9) / n`` empirical quantile
+    of the scores is the ``widening`` subtracted from ``lo`` and added to ``hi`` (negative: the
+    interval narrows)."""
+    import xgboost as xgb
+
+    folds = np.array_split(np.random.default_rng(seed + 2).permutation(len(z)), min(CV_FOLDS, len(z)))
+    scores = []
+    p, rounds = _params(chosen, seed, nthread, "reg:squarederror")
+    for k in range(len(folds)):
+        val = folds[k]
+        trn = np.concatenate([folds[j] for j in range(len(folds)) if j != k])
+        point = xgb.train(p, xgb.DMatrix(X[trn], label=z[trn]), rounds).inplace_predict(X[val])
+        q = np.sort(np.asarray(_fit_quantile(X[trn], zrep[trn], chosen, seed, nthread).inplace_predict(X[val]),
+                               np.float64).reshape(len(val), len(QUANTILES)), axis=1)
+        lo = (q[:, 0] - q[:, 1] + point)[:, None]
+        hi = (q[:, 2] - q[:, 1] + point)[:, None]
+        r = zrep[val]
+        ok = np.isfinite(r)
+        scores.append(np.maximum(lo - r, r - hi)[ok])
+    e = np.sort(np.concatenate(scores))
+    n = len(e)
+    level = min(1.0, np.ceil((n + 1) * (QUANTILES[2] - QUANTILES[0])) / n)
+    return {"method": "split-conformal (CQR) on out-of-fold training repeats, transformed space",
+            "widening": float(np.quantile(e, level, method="higher")), "n_scores": int(n),
+            "folds": len(folds), "coverage_target": QUANTILES[2] - QUANTILES[0]}
 
 
 @dataclass

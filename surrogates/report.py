@@ -27,7 +27,8 @@ def render_report(index: dict) -> str:
         "",
         "R² is in the metric's units; τ = Kendall, ρ = Spearman; MAPE in %; coverage = share of held-out "
         "repeats inside the predicted 5–95 % interval (the quantile model's spread centred on the point "
-        "prediction; ideal 0.90, noisy metrics only); HV ratio = "
+        "prediction, widened by a split-conformal offset from the training split; ideal 0.90, noisy "
+        "metrics only); HV ratio = "
         "hypervolume of the true values of the architectures the surrogate puts on its front over that of "
         "the true front (≤ 1, objectives in the last column).",
         "",
