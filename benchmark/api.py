@@ -61,6 +61,10 @@ class QueryError(ValueError):
     """Invalid query: names the field, the value and what is available."""
 
 
+_ONE_ROW = np.ones(1, bool)
+_ONE_ROW.flags.writeable = False
+
+
 def _fail(field_: str, value: Any, allowed: Any) -> QueryError:
     return QueryError(f"invalid {field_}: {value!r}; allowed: {allowed}")
 
@@ -588,26 +592,20 @@ class Benchmark:
         return s
 
     def _fused_walk(self, rows, intab, specs, mode, hw_setting, feats, checked, quantiles: bool = True) -> tuple:
-        """``(mask, {(stem, role): raw output})``: the outputs of the models that a few-row
-        evaluation consults for the same rows (``mask``: the rows lacking a table value), from one
-        fused numpy walk over all their trees; ``(None, {})`` when fewer than two models share
-        those rows or anything is unusual (the per-metric path then does the work and raises the
-        proper errors). A model whose rows differ (a NaN cell) is left to the per-metric path."""
-        from surrogates.fit import FAST_ROWS
-
-        n = len(rows)
-        if mode == "table" or n > FAST_ROWS:
+        """``(mask, {(stem, role): raw output})`` for a one-row evaluation (a single query): the
+        outputs of every model it consults, from one fused numpy walk over all their trees
+        (``mask``: the rows they are for); ``(None, {})`` when fewer than two models are needed or
+        anything is unusual (the per-metric path then does the work and raises the proper errors)."""
+        if mode == "table" or len(rows) != 1:  # measured: fusing several rows' walks is no faster
             return None, {}
         todo, mask = [], None
         for sp in specs:
             if sp.kind != "value":
                 continue
             col = self._column(sp.metric, sp.device, sp.setting) if self.table is not None else None
-            need = np.ones(n, bool)
-            if mode != "surrogate" and col is not None:
-                need = ~(intab & np.isfinite(col.median[np.where(intab, rows, 0)]))  # as _evaluate does
-            if not need.any():
-                continue  # table values only
+            if mode != "surrogate" and col is not None and intab[0] and math.isfinite(col.median[rows[0]]):
+                continue  # a table value
+            need = _ONE_ROW
             if mask is None:
                 mask = need
             elif not np.array_equal(mask, need):
@@ -633,7 +631,7 @@ class Benchmark:
         if X is None:
             X = feats[fk] = features(self.space, checked(mask), hw_setting,
                                      self._decode_tokens(hw_setting) if hw_setting is not None else 0)
-        outs = fused.predict(X)
+        outs = fused.predict_one(X)
         return (None, {}) if outs is None else (mask, dict(zip(key, outs)))
 
     def _check_surrogate_table(self) -> None:
@@ -685,8 +683,7 @@ class Benchmark:
 
         if not trusted and not intab.all():
             checked()  # validate user-given encodings up front, whatever the metrics
-        # a few rows (single queries, NAS batches): walk all the models they need at once (same
-        # numbers, fewer numpy calls)
+        # one row (a single query): walk all the models it needs at once (same numbers, less overhead)
         pre_mask, pre = self._fused_walk(rows, intab, specs, mode, hw_setting, feats, checked, quantiles)
         # exact metrics last: for rows not in the table they reuse the surrogate features if computed
         for sp in sorted(specs, key=lambda x: x.kind == "exact"):

@@ -258,11 +258,3 @@ def test_fused_walk_of_several_models_equals_each_model(sdir):
         for e, out in zip(ens, fused.predict_one(X[i:i + 1])):
             one = e.predict(X[i:i + 1])
             assert np.array_equal(out, one) and out.shape == one.shape
-    for rows in (slice(0, 2), slice(3, 20)):  # several rows at once: each model's own output, bit for bit
-        for e, out in zip(ens, fused.predict(X[rows])):
-            many = e.predict(X[rows])
-            assert np.array_equal(out, many) and out.shape == many.shape
-            assert np.array_equal(out, e.predict(X)[rows])
-    nan = X[:3].copy()
-    nan[1, 0] = np.nan
-    assert fused.predict(nan) is None  # missing values: the separate walks handle them

@@ -123,5 +123,13 @@ def plot_study(result: dict, out_png: str | Path) -> Path:
     ax.set(xscale="log", yscale="log", xlabel="standalone test perplexity",
            ylabel="supernet (inherited weights) test perplexity",
            title=f"Kendall τ = {result['kendall_tau']:.3f}, Spearman ρ = {result['spearman_rho']:.3f}")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers; log-scale minor labels would overlap
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(np.unique(np.round(np.geomspace(min(x), max(x), 5), -1)))
+    ax.set_yticks(np.unique(np.round(np.geomspace(min(y), max(y), 5), -1)))
+    ax.grid(alpha=0.3)
     return save_figure(fig, out_png)
 
