@@ -194,8 +194,49 @@ def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> _Batch:
     return _Batch(sp, enc, scalar)
 
 
+_VALID: dict[SearchSpace, tuple[np.ndarray, int]] = {}
+
+
+def _validity(sp: SearchSpace) -> tuple[np.ndarray, int]:
+    """``(ok, width)``: ``ok[l + 1, c, v + 1]`` is True when value ``v`` may stand at encoding column
+    ``c`` of an architecture whose n_layer column holds ``l`` (all False for an invalid ``l``);
+    values range over ``PAD .. width - 2``."""
+    t = _VALID.get(sp)
+    if t is None:
+        lm, L = sp.max_layers, sp.encoding_length
+        width = max(sp.encoding_choices) + 2  # PAD (-1) .. largest index, plus one always-invalid value
+        ok = np.zeros((width, L, width), bool)
+        for li, n_layer in enumerate(sp.n_layer_choices):
+            for c, n in ((0, len(sp.embed_dim_choices)), (L - 1, len(sp.bias_choices))):
+                ok[li + 1, c, 1:n + 1] = True
+            ok[li + 1, 1, li + 1] = True
+            for start, n in ((2, len(sp.mlp_ratio_choices)), (2 + lm, len(sp.n_head_choices))):
+                for j in range(lm):
+                    if j < n_layer:
+                        ok[li + 1, start + j, 1:n + 1] = True
+                    else:
+                        ok[li + 1, start + j, 0] = True  # PAD exactly beyond n_layer
+        t = _VALID[sp] = (ok, width)
+    return t
+
+
+def _all_valid(sp: SearchSpace, enc: np.ndarray) -> bool:
+    """Whether every row of an ``(N, encoding_length)`` integer matrix is a valid encoding: one
+    lookup per value in :func:`_validity`'s table (a few numpy calls whatever the batch size)."""
+    ok, width = _validity(sp)
+    if len(enc) == 0:
+        return True
+    if enc.min() < PAD or enc.max() >= width - 1:
+        return False
+    e = enc.astype(np.intp) + 1
+    return bool(ok[e[:, 1:2], np.arange(sp.encoding_length), e].all())
+
+
 def _validate_encoding(sp: SearchSpace, enc: np.ndarray) -> None:
-    """Vectorised check; on failure, ``sp.decode`` of the first bad row words the error."""
+    """Vectorised check (:func:`_all_valid`); on failure, the per-column check below finds the
+    first bad row and ``sp.decode`` of it words the error."""
+    if _all_valid(sp, enc):
+        return
     lm, min_layer = sp.max_layers, min(sp.n_layer_choices)
     bad = np.zeros(len(enc), bool)
     for col, n in ((0, len(sp.embed_dim_choices)), (1, len(sp.n_layer_choices)), (-1, len(sp.bias_choices))):

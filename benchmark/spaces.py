@@ -197,10 +197,17 @@ class SearchSpace:
         return Architecture.from_id(arch_id, space=self.name)
 
     def encode_many(self, archs: Sequence["Architecture"]) -> np.ndarray:
-        out = np.full((len(archs), self.encoding_length), PAD, dtype=np.int8)
-        for i, a in enumerate(archs):
-            out[i] = self.validate(a).encoding()
-        return out
+        """``(N, encoding_length)`` int8 encodings (rows of :meth:`Architecture.encoding`), built as
+        one nested list with choice -> index dictionaries (no numpy call per architecture)."""
+        lm = self.max_layers
+        embed, layers, mlp, heads, bias = _choice_indices(self)
+        rows = []
+        for a in archs:
+            a = self.validate(a)
+            pad = (PAD,) * (lm - a.n_layer)
+            rows.append((embed[a.embed_dim], layers[a.n_layer], *[mlp[m] for m in a.mlp_ratio], *pad,
+                         *[heads[h] for h in a.n_head], *pad, bias[a.bias]))
+        return np.array(rows, dtype=np.int8).reshape(len(rows), self.encoding_length)
 
     def decode(self, encoding: Sequence[int] | np.ndarray) -> "Architecture":
         enc = np.asarray(encoding)
@@ -253,6 +260,18 @@ def _pick(field: str, index: Any, choices: Sequence) -> Any:
     if not 0 <= i < len(choices):
         raise _fail(field, i, f"0..{len(choices) - 1} (choices {list(choices)})")
     return choices[i]
+
+
+_CHOICE_INDICES: dict[str, tuple[dict, ...]] = {}
+
+
+def _choice_indices(sp: SearchSpace) -> tuple[dict, ...]:
+    """Per field, choice -> its index in the encoding (embed_dim, n_layer, mlp_ratio, n_head, bias)."""
+    t = _CHOICE_INDICES.get(sp.name)
+    if t is None:
+        t = _CHOICE_INDICES[sp.name] = tuple({c: i for i, c in enumerate(ch)} for ch in (
+            sp.embed_dim_choices, sp.n_layer_choices, sp.mlp_ratio_choices, sp.n_head_choices, sp.bias_choices))
+    return t
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:

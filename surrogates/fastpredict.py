@@ -1,11 +1,13 @@
-"""Evaluate an XGBoost tree ensemble with numpy, for the few-row predictions of single queries.
+"""Evaluate an XGBoost tree ensemble with numpy, for single queries and the small batches of NAS loops.
 
 ``Booster.inplace_predict`` costs a few hundred microseconds per call whatever the number of rows
 (argument serialisation, ctypes), which dominates a single query that consults several models.
 :class:`TreeEnsemble` reads the booster's own JSON dump and walks all trees at once with numpy,
 reproducing XGBoost's arithmetic: features compared in float32 (``x < split`` goes left, a
 missing value follows ``default_left``), leaf values added to the base score in tree order in
-float32. ``tests/test_surrogates.py`` checks that it returns the booster's predictions bit for bit.
+float32. Without missing features the walk runs on a compact heap layout of the trees
+(:meth:`TreeEnsemble._heap_layout`). ``tests/test_surrogates.py`` checks that it returns the
+booster's predictions bit for bit.
 Only numerical splits of ``gbtree`` models are supported; anything else raises ``ValueError``
 and the caller keeps using the booster.
 """
@@ -17,6 +19,8 @@ import json
 import numpy as np
 
 __all__ = ["TreeEnsemble", "FusedEnsembles"]
+
+_HEAP_MAX_DEPTH = 10  # deeper trees keep the pointer walk (a complete tree of depth d has 2**(d+1) - 1 nodes)
 
 
 def _floats(s: str) -> np.ndarray:
@@ -60,6 +64,7 @@ class TreeEnsemble:
         self.tree_target = info
         self._target_trees = [np.flatnonzero(info == k) for k in range(self.n_targets)]
         self.depth = self._depth()
+        self._heap = None  # the walk's compact layout (:meth:`_heap_layout`), built on first use
 
     def _depth(self) -> int:
         """Number of splits on the longest root-to-leaf path (the steps :meth:`predict` takes)."""
@@ -70,35 +75,72 @@ class TreeEnsemble:
             frontier = child[~self.is_leaf[child]]
         return d
 
+    def _heap_layout(self) -> tuple | None:
+        """Every tree as a complete binary tree of ``depth`` levels in heap order (node ``h``'s
+        children at ``2h + 1``, ``2h + 2``; a leaf above the last level is repeated below itself,
+        so either way leads to it): per position only the split feature (int8 where it fits) and
+        the float32 threshold, the leaf values at the last level. No child pointers and a third of
+        the bytes, so the walk's working set stays in cache between the queries of a NAS loop.
+        None for deep trees (the heap grows as 2**depth)."""
+        if self._heap is None:
+            D, T = self.depth, len(self.roots)
+            if not 1 <= D <= _HEAP_MAX_DEPTH:
+                self._heap = False
+                return None
+            H = 2 ** (D + 1) - 1
+            node = np.empty((T, H), np.int64)  # the original node at each heap position
+            node[:, 0] = self.roots
+            for d in range(D):  # level by level: a leaf points to itself on both sides
+                pos = np.arange(2 ** d - 1, 2 ** (d + 1) - 1)
+                node[:, 2 * pos + 1] = self.left[node[:, pos]]
+                node[:, 2 * pos + 2] = self.right[node[:, pos]]
+            fdt = np.int8 if self.feat.max(initial=0) < 128 else np.int32
+            feat = self.feat[node].astype(fdt).reshape(-1)  # 0 at leaves (never decides: both ways lead there)
+            thr = self.thr[node].reshape(-1)  # split thresholds; leaf values at the last level
+            off = np.arange(T, dtype=np.int64) * H  # each tree's root
+            self._heap = (D, feat, thr, off + 1, 1 - off, feat[off].astype(np.intp), thr[off])
+        return self._heap or None
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """(N,) for one target, (N, n_targets) otherwise; float32 like the booster."""
         x = np.asarray(X, np.float32)
         n = len(x)
-        if n == 1 and not np.isnan(x).any():  # one row (single queries): 1-D arrays, fewer operations
-            x0, node, ch, feat, thr = x[0], self.roots, self._flat_children, self.feat, self.thr
+        heap = None if np.isnan(x).any() else self._heap_layout()
+        if heap is not None:  # the usual case: no missing feature
+            # global heap index G = tree offset + h; a child is 2G + (1 - offset) + (x >= split)
+            D, feat, thr, first, step, root_feat, root_thr = heap
+            if n == 1:  # one row (single queries): 1-D arrays, fewer operations
+                x0 = x[0]
+                G = first + (x0[root_feat] >= root_thr)
+                for _ in range(D - 1):
+                    c = x0[feat[G]] >= thr[G]
+                    G += G
+                    G += step
+                    G += c
+            else:
+                G = first + (x[:, root_feat] >= root_thr)
+                xf, base = x.reshape(-1), np.arange(0, n * x.shape[1], x.shape[1])[:, None]
+                for _ in range(D - 1):
+                    c = xf[base + feat[G]] >= thr[G]
+                    G += G
+                    G += step
+                    G += c
+            leaves = thr
+        else:  # a missing feature follows default_left (or single-leaf / very deep trees)
+            G = np.broadcast_to(self.roots, (n, len(self.roots)))
+            rows = np.arange(n)[:, None]
             for _ in range(self.depth):
-                node = ch[2 * node + (x0[feat[node]] >= thr[node])]
-            values = thr[node]
-            if self.n_targets == 1:
-                return np.cumsum(np.concatenate([self.base[:1], values]), dtype=np.float32)[-1:]
-            return np.array([[np.cumsum(np.concatenate([self.base[k:k + 1], values[idx]]), dtype=np.float32)[-1]
-                              for k, idx in enumerate(self._target_trees)]], np.float32)
-        node = np.broadcast_to(self.roots, (n, len(self.roots)))
-        rows = np.arange(n)[:, None]
-        if np.isnan(x).any():
-            for _ in range(self.depth):
-                v = x[rows, self.feat[node]]
-                go_left = np.where(np.isnan(v), self.default_left[node], v < self.thr[node])
-                node = self.children[node, (~go_left).astype(np.intp)]
-        else:  # the usual case: no missing feature; flat indices (fewer, cheaper numpy calls)
-            xf, base, ch, feat, thr = x.reshape(-1), rows * x.shape[1], self._flat_children, self.feat, self.thr
-            node = np.array(node)
-            for _ in range(self.depth):
-                node = ch[2 * node + (xf[base + feat[node]] >= thr[node])]
-        values = self.thr[node]  # (N, trees) leaf values, float32
+                v = x[rows, self.feat[G]]
+                go_left = np.where(np.isnan(v), self.default_left[G], v < self.thr[G])
+                G = self.children[G, (~go_left).astype(np.intp)]
+            leaves = self.thr
+        G = G.reshape(n, len(self.roots))
         if self.n_targets == 1:
-            acc = np.concatenate([np.full((n, 1), self.base[0], np.float32), values], axis=1)
+            acc = np.empty((n, len(self.roots) + 1), np.float32)
+            acc[:, 0] = self.base[0]
+            np.take(leaves, G, out=acc[:, 1:])  # (N, trees) leaf values, float32, after the base score
             return np.cumsum(acc, axis=1, dtype=np.float32)[:, -1]  # sequential, in tree order, as XGBoost adds
+        values = leaves[G]  # (N, trees) leaf values, float32
         out = np.empty((n, self.n_targets), np.float32)
         for k in range(self.n_targets):
             acc = np.concatenate([np.full((n, 1), self.base[k], np.float32), values[:, self._target_trees[k]]], 1)

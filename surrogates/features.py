@@ -74,6 +74,19 @@ def _lookups(sp: SearchSpace) -> tuple[np.ndarray, ...]:
     return t
 
 
+_SETTINGS: dict = {}
+
+
+def _setting(setting: str | Setting) -> Setting:
+    """``Setting.parse``, remembered per name (features are built once per query)."""
+    s = _SETTINGS.get(setting) if isinstance(setting, str) else None
+    if s is None:
+        s = Setting.parse(setting)
+        if isinstance(setting, str):
+            _SETTINGS[setting] = s
+    return s
+
+
 def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting | None = None,
              decode_tokens: int = DEFAULT_DECODE_TOKENS) -> np.ndarray:
     """``(N, F)`` float64 features of an ``(N, encoding_length)`` integer encoding matrix."""
@@ -85,20 +98,24 @@ def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting |
         if enc.ndim == 1:
             enc = enc[None, :]
         batch = costs._resolve(enc, sp)  # validates every row, once
-    params = costs.params(batch)
-    params_ne = costs.params(batch, embeddings=False)
+    s = _setting(setting) if setting is not None else None
+    params_ne = costs._params(batch, False)
+    params = params_ne + sp.vocab_size * batch.embed  # exactly costs.params: the embedding is its last term
     lm = sp.max_layers
     t_embed, t_layer, t_bias, t_mlp, t_heads = _lookups(sp)
-    embed, n_layer, bias = t_embed[enc[:, 0]], t_layer[enc[:, 1]], t_bias[enc[:, -1]]
+    embed = t_embed[enc[:, 0]]
     mlp = t_mlp[enc[:, 2:2 + lm]]  # PAD (-1) reads the trailing 0
     heads = t_heads[enc[:, 2 + lm:2 + 2 * lm]]
-    total_heads = heads.sum(1)
-    cols = [embed[:, None], n_layer[:, None], bias[:, None], heads, mlp,
-            np.stack([total_heads, total_heads * sp.head_size, mlp.sum(1), mlp.sum(1) * embed,
-                      heads.max(1), mlp.max(1), params.astype(np.float64), params_ne.astype(np.float64)], 1)]
-    if setting is not None:
-        s = Setting.parse(setting)
+    total_heads, total_mlp = heads.sum(1), mlp.sum(1)
+    X = np.empty((len(enc), 3 + 2 * lm + 8 + (2 if s is not None else 0)))
+    X[:, 0], X[:, 1], X[:, 2] = embed, t_layer[enc[:, 1]], t_bias[enc[:, -1]]
+    X[:, 3:3 + lm], X[:, 3 + lm:3 + 2 * lm] = heads, mlp
+    k = 3 + 2 * lm
+    X[:, k], X[:, k + 1], X[:, k + 2], X[:, k + 3] = total_heads, total_heads * sp.head_size, total_mlp, \
+        total_mlp * embed
+    X[:, k + 4], X[:, k + 5], X[:, k + 6], X[:, k + 7] = heads.max(1), mlp.max(1), params, params_ne
+    if s is not None:
         context = s.seq_len + (int(decode_tokens) - 1) / 2 if s.mode == "decode" else s.seq_len
-        cols.append(np.stack([exact_flops(sp, batch, s, decode_tokens),
-                              s.batch * context * total_heads * sp.head_size], 1))
-    return np.concatenate(cols, axis=1)
+        X[:, k + 8] = exact_flops(sp, batch, s, decode_tokens)
+        X[:, k + 9] = s.batch * context * total_heads * sp.head_size
+    return X

@@ -149,6 +149,54 @@ def test_intervals_off_gives_the_same_values_without_intervals(b, rel):
         b.query(archs[0], intervals="no", **kw)
 
 
+def _assert_same_output(got: dict, want: dict) -> None:
+    assert list(got) == list(want)
+    for k, w in want.items():
+        g = got[k]
+        if isinstance(w, np.ndarray):
+            assert g.dtype == w.dtype, k
+            np.testing.assert_array_equal(g, w, err_msg=k)
+        elif k in ("row_sources", "intervals"):
+            assert g.keys() == w.keys(), k
+            for m in w:
+                np.testing.assert_array_equal(np.asarray(g[m]), np.asarray(w[m]), err_msg=f"{k}[{m}]")
+        else:
+            assert g == w, k
+
+
+def test_lean_batch_path_returns_what_the_general_path_returns(b, rel, monkeypatch):
+    """The NAS loop's call (an encoding matrix, ``as_frame=False, intervals=False``) takes a lean
+    path with less fixed cost per call; it returns exactly what the general path returns, and leaves
+    to the general path what it does not handle (rows partly in the table, metrics=None, errors)."""
+    tab, new = T.encode_many(rel["archs"][:7]), T.encode_many(rel["extra"][:7])
+    mixed = np.concatenate([tab[:3], new[:4]])
+    calls = []
+    general = b._evaluate
+    monkeypatch.setattr(b, "_evaluate", lambda *a, **k: calls.append(1) or general(*a, **k))
+    cases = [(["latency_ms", "perplexity"], CPU, None), (["perplexity", "params", "flops", "latency_ms"], CPU, DECODE),
+             (["energy_mj", "memory_mb", "params_no_embedding"], CPU, None), (["latency_ms", "flops"], GPU, None),
+             (["perplexity", "params"], None, None), (["flops", "token_accuracy"], None, GPU_SETTING),
+             (None, CPU, None)]
+    for metrics, device, setting in cases:
+        for enc in (tab, new, new[:1], new.astype(np.int64), mixed):
+            for mode in ("auto", "surrogate"):
+                kw = dict(metrics=metrics, device=device, setting=setting, mode=mode, as_frame=False, intervals=False)
+                monkeypatch.setattr(b, "_lean_path", False)
+                want = b.query_batch(enc, **kw)
+                monkeypatch.setattr(b, "_lean_path", True)
+                calls.clear()
+                got = b.query_batch(enc, **kw)
+                _assert_same_output(got, want)
+                lean = metrics is not None and enc is not mixed
+                assert calls == ([] if lean else [1]), (metrics, mode, len(enc))
+    assert (b.query_batch(new, metrics=["perplexity"], as_frame=False, intervals=False)["perplexity"]
+            == b.query_batch(list(rel["extra"][:7]), metrics=["perplexity"])["perplexity"].to_numpy()).all()
+    bad = new.copy()
+    bad[1, 0] = 9  # not an embed_dim index: the general path words the error
+    with pytest.raises(QueryError, match="row 1 of 7.*embed_dim"):
+        b.query_batch(bad, metrics=["perplexity"], as_frame=False, intervals=False)
+
+
 def test_table_mode_refuses_unprofiled_architectures(b, rel):
     a = rel["extra"][1]
     with pytest.raises(QueryError, match=f"{a.id}.*mode='auto' or 'surrogate'"):

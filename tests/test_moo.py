@@ -127,6 +127,30 @@ def test_problem_counts_clock_and_caches():
     assert np.allclose(p.normalise(F)[:, 0], np.log(F[:, 0] / 3e5) / np.log(5e6 / 3e5))
 
 
+def test_clock_advances_per_evaluation_in_order():
+    p = analytic_problem()
+    a = p.space.sample(1, n=4)
+    p.evaluate(a[:2])
+    clock = p.clock_s
+    p.evaluate([a[2], a[0], a[3], a[2]])  # a[0] evaluated before, a[2] twice in the batch: free
+    assert p.last_clock.tolist() == [clock + 2.0, clock + 2.0, clock + 4.0, clock + 4.0]
+    assert p.clock_s == clock + 4.0
+
+
+def test_random_search_batch_size_changes_no_recorded_value(bench):
+    """Random search asks the whole remaining budget at once (one query per objective group); any
+    batch size proposes the same architectures and records the same values and clock."""
+    s, p = suite_problem(bench)
+    runs = {k: run_problem(p, A.get_algorithm("random", batch=k), 2, 40, s.reference_point) for k in (None, 1, 7, 40)}
+    ref = runs[None]
+    assert ref.n_queries == 1 and runs[1].n_queries == 40
+    for r in runs.values():
+        assert r.ids == ref.ids and np.array_equal(r.objectives, ref.objectives)
+        assert np.array_equal(r.clock_s, ref.clock_s) and np.array_equal(r.hypervolume, ref.hypervolume)
+    with pytest.raises(ValueError, match="batch"):
+        A.get_algorithm("random", batch=0)
+
+
 def test_simulated_clock_matches_the_stated_model(bench):
     s, p = suite_problem(bench, candidates="table", mode="table")
     a = p.table_architectures[:3]

@@ -232,6 +232,42 @@ def test_numpy_tree_walk_is_bit_identical_to_the_booster(sdir):
             assert np.array_equal(s.quantiles_features(X[7:8]), s.quantiles_features(X)[7:8])
 
 
+def test_heap_walk_is_bit_identical_for_one_row_many_rows_and_missing_features(sdir):
+    from surrogates.fastpredict import TreeEnsemble
+
+    X = Surrogate.load(sdir, STEM).features(T.encode_many(T.sample(13, n=40)))
+    X[5, 4] = np.nan  # a missing value follows default_left: the pointer walk, not the heap
+    for stem in ("perplexity", STEM):
+        s = Surrogate.load(sdir, stem)
+        Xs = X[:, :len(s.meta["feature_names"])]
+        for booster in (s.mean_booster, s.quantile_booster):
+            if booster is None:
+                continue
+            e = TreeEnsemble(booster)
+            assert e._heap_layout() is not None
+            for rows in (Xs[:1], Xs[1:2], Xs[:5], Xs[4:6], Xs):
+                want = booster.inplace_predict(rows)
+                got = e.predict(rows)
+                assert got.dtype == np.float32 and np.array_equal(got.reshape(want.shape), want)
+
+
+def test_fast_encoding_check_accepts_exactly_the_valid_encodings():
+    for name in ("t", "s"):
+        sp = get_space(name)
+        enc = sp.encode_many(sp.sample(5, n=300))
+        assert costs._all_valid(sp, enc) and costs._all_valid(sp, enc[:0])
+        rng = np.random.default_rng(2)
+        for k in range(600):
+            e = enc[k % 300].copy()
+            e[rng.integers(sp.encoding_length)] = rng.integers(-2, 6)
+            try:
+                sp.decode(e)
+                valid = True
+            except ArchitectureError:
+                valid = False
+            assert costs._all_valid(sp, e[None, :]) == valid, e
+
+
 def test_hypervolume_ratio_is_one_for_a_perfect_surrogate_and_less_otherwise():
     from surrogates.quality import hypervolume_ratio, quality
 

@@ -89,16 +89,28 @@ def _nondominated_mask(F: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- own algorithms
 class RandomSearch(Algorithm):
-    """Uniform random sampling over the problem's domain, ``batch`` at a time (the batch size does
-    not change what is sampled, only how many evaluations share one query)."""
+    """Uniform random sampling over the problem's domain, ``batch`` at a time; ``batch=None``
+    (default): the whole remaining budget in one ask, so that all evaluations share one query per
+    objective group. Samples are drawn one after another from the run's generator, so the batch
+    size does not change what is sampled (nor, with the runner's per-evaluation clock, any recorded
+    value of a noise-free suite); it only changes how many evaluations share a query."""
 
     name = "random"
 
-    def __init__(self, batch: int = 50):
-        self.batch = int(batch)
+    def __init__(self, batch: int | None = None):
+        self.batch = None if batch is None else int(batch)
+        if self.batch is not None and self.batch < 1:
+            raise ValueError(f"invalid batch: {batch!r}; allowed: an integer >= 1 or None (the remaining budget)")
+
+    def setup(self, problem, seed, budget):
+        super().setup(problem, seed, budget)
+        self.asked = 0
 
     def ask(self):
-        return self.problem.sample(self.rng, self.batch)
+        n = max(1, self.budget - self.asked)
+        n = n if self.batch is None else min(n, self.batch)
+        self.asked += n
+        return self.problem.sample(self.rng, n)
 
 
 class LocalSearch(Algorithm):

@@ -187,8 +187,10 @@ class Problem:
     """Objectives over a search space, evaluated through ``evaluator.query_batch``.
 
     ``evaluate(archs)`` returns the (n, m) objective values (raw units, minimised) and advances
-    ``clock_s`` (simulated seconds) and ``n_evals``; ``normalise(F)`` maps them to the suite's
-    normalised space. ``query_s`` accumulates wall time spent inside the evaluator.
+    ``clock_s`` (simulated seconds) and ``n_evals``; ``last_clock`` holds the clock after each of
+    its evaluations (one after another, so it does not depend on how evaluations are batched);
+    ``normalise(F)`` maps them to the suite's normalised space. ``query_s`` accumulates wall time
+    spent inside the evaluator (and encoding its input), ``query_cpu_s`` the same in thread CPU time.
     """
 
     def __init__(self, objectives: Sequence[Objective], evaluator: Any = None, *, space: str | SearchSpace | None = None,
@@ -255,7 +257,8 @@ class Problem:
         self._table_enc: np.ndarray | None = None
         self.n_evals = 0
         self.clock_s = 0.0
-        self.query_s = 0.0
+        self.last_clock = np.empty(0)
+        self.query_s = self.query_cpu_s = 0.0
         self._n_queries = 0
         if candidates == "table":
             self._load_table_candidates()
@@ -272,7 +275,8 @@ class Problem:
     def reset(self, noise_seed: int | None = None) -> None:
         """Forget evaluations and the clock (one problem object can serve several runs)."""
         self._cache.clear()
-        self.n_evals, self.clock_s, self.query_s, self._n_queries = 0, 0.0, 0.0, 0
+        self.n_evals, self.clock_s, self.query_s, self.query_cpu_s, self._n_queries = 0, 0.0, 0.0, 0.0, 0
+        self.last_clock = np.empty(0)
         if noise_seed is not None:
             self.noise_seed = int(noise_seed)
 
@@ -356,15 +360,26 @@ class Problem:
         return m
 
     # ------------------------------------------------------------------ evaluation
-    def _query(self, archs: list[Architecture], group: tuple, metrics: list[str], seed: int | None) -> Mapping:
+    def _count_query_time(self, since: tuple[float, float]) -> None:
+        """Add the wall and thread-CPU time since ``since = (perf_counter(), thread_time())``."""
+        self.query_s += time.perf_counter() - since[0]
+        self.query_cpu_s += time.thread_time() - since[1]
+
+    def _encode(self, archs: list[Architecture]) -> np.ndarray:
+        """The query API's fastest input form, an integer encoding matrix (timed as query time)."""
+        t0 = (time.perf_counter(), time.thread_time())
+        enc = self.space.encode_many(archs)
+        self._count_query_time(t0)
+        return enc
+
+    def _query(self, enc: np.ndarray, group: tuple, metrics: list[str], seed: int | None) -> Mapping:
         """One ``query_batch`` call (``as_frame=False``: a dict of arrays, cheaper than a DataFrame)."""
         device, setting = group
-        t0 = time.perf_counter()
-        enc = self.space.encode_many(archs)  # the query API's fastest input form
+        t0 = (time.perf_counter(), time.thread_time())
         df = self.evaluator.query_batch(enc, metrics=metrics, device=device, setting=setting, mode=self.mode,
                                         noise=self.noise, seed=seed if self.noise else None, as_frame=False,
                                         **self._batch_options)
-        self.query_s += time.perf_counter() - t0
+        self._count_query_time(t0)
         self._n_queries += 1
         return df
 
@@ -386,11 +401,13 @@ class Problem:
     def evaluate(self, archs: Sequence[Architecture]) -> np.ndarray:
         """Objective values (n, m), minimised, raw units. Advances ``n_evals`` and ``clock_s``."""
         archs = [self.space.validate(a) for a in archs]
+        ids = [a.id for a in archs]
         F = np.empty((len(archs), self.n_obj))
-        new = []
-        for a in archs:
-            if a.id not in self._cache and a.id not in {b.id for b in new}:
-                new.append(a)
+        fresh: dict[str, Architecture] = {}  # id -> architecture, first occurrence, in order
+        for a, i in zip(archs, ids):
+            if i not in self._cache and i not in fresh:
+                fresh[i] = a
+        new = list(fresh.values())
         if new:
             # noise: one seed per batch, derived from the run's noise seed and the evaluation count
             seed = None
@@ -398,8 +415,9 @@ class Problem:
                 seed = int(np.random.SeedSequence([self.noise_seed, self.n_evals]).generate_state(1)[0])
             cols: dict[tuple, np.ndarray] = {}
             latency: dict[tuple, np.ndarray] = {}
+            enc = self._encode(new)
             for group, metrics in self._groups.items():
-                df = self._query(new, group, metrics, seed)
+                df = self._query(enc, group, metrics, seed)
                 for m in metrics:
                     cols[(m, group)] = np.asarray(df[m], dtype=float)
                 if "latency_ms" in metrics and group[0] is not None:
@@ -413,23 +431,33 @@ class Problem:
                     raise ProblemError(f"objective {o.label} is missing (NaN) for architecture {new[i].id}; "
                                        f"choose another metric/device/setting or mode (mode={self.mode!r})")
                 values[:, j] = v
-            self.clock_s += float(self.simulated_cost(new, latency).sum())
-            for a, v in zip(new, values):
-                self._cache[a.id] = v
-        for i, a in enumerate(archs):
-            F[i] = self._cache[a.id]
+            cost = dict(zip(fresh, self.simulated_cost(enc, latency).tolist()))
+            for i, v in zip(fresh, values):
+                self._cache[i] = v
+        # the clock after each evaluation, in order: a first evaluation adds its cost, a repeated one nothing
+        clock = self.clock_s
+        self.last_clock = np.empty(len(archs))
+        for k, i in enumerate(ids):
+            F[k] = self._cache[i]
+            if new:
+                clock += cost.pop(i, 0.0)
+            self.last_clock[k] = clock
+        self.clock_s = clock
         self.n_evals += len(archs)
         return F
 
-    def simulated_cost(self, archs: Sequence[Architecture], latency_ms: Mapping[tuple, np.ndarray]) -> np.ndarray:
-        """Simulated seconds to profile each architecture (module docstring), given queried latencies."""
+    def simulated_cost(self, archs: Sequence[Architecture] | np.ndarray,
+                       latency_ms: Mapping[tuple, np.ndarray]) -> np.ndarray:
+        """Simulated seconds to profile each architecture (module docstring), given queried latencies;
+        ``archs``: Architectures or their ``(N, encoding_length)`` encoding matrix."""
         from benchmark import costs
 
         cm = self.cost_model
         ctx = self.space.block_size
         total = np.full(len(archs), cm.overhead_s)
         if any(o.metric in ("perplexity", "token_accuracy") for o in self.objectives):
-            fl = np.asarray(costs.flops_prefill(list(archs), batch=1, seq_len=ctx), dtype=float) / ctx
+            a = archs if isinstance(archs, np.ndarray) else list(archs)
+            fl = np.asarray(costs.flops_prefill(a, batch=1, seq_len=ctx, space=self.space), dtype=float) / ctx
             total = total + cm.eval_tokens * fl / cm.cpu_flops
         for (device, setting), lat in latency_ms.items():
             per_call = np.nan_to_num(lat, nan=0.0)

@@ -62,6 +62,8 @@ class RunResult:
     query_s: float
     n_queries: int
     finished: str = ""
+    cpu_s: float = 0.0  # the loop's thread CPU time (not in results files: for loop benchmarks on shared cores)
+    query_cpu_s: float = 0.0  # of which inside the benchmark's queries
 
     def to_arrays(self) -> dict:
         return {"ids": np.array(self.ids, dtype=object), "objectives": self.objectives, "normalised": self.normalised,
@@ -79,7 +81,7 @@ def run_problem(problem: Problem, algorithm: str | Any, seed: int, budget: int, 
     alg = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
     problem.reset(noise_seed=int(seed))
     problem.warmup()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     alg.setup(problem, int(seed), budget)
     ids: list[str] = []
     F_all, clock = [], []
@@ -97,12 +99,9 @@ def run_problem(problem: Problem, algorithm: str | Any, seed: int, budget: int, 
                 raise RuntimeError(f"algorithm {alg.name!r} proposed nothing 100 times in a row")
             continue
         archs = archs[:budget - len(ids)]
-        before = problem.clock_s
         F = problem.evaluate(archs)
-        # the batch's simulated time is spread over its evaluations in order
         n = len(archs)
-        step = (problem.clock_s - before) / n
-        clock += [before + step * (i + 1) for i in range(n)]
+        clock += problem.last_clock.tolist()  # the simulated clock after each evaluation, in order
         ids += [a.id for a in archs]
         F_all.append(F)
         alg.tell(archs, problem.normalise(F))
@@ -110,12 +109,13 @@ def run_problem(problem: Problem, algorithm: str | Any, seed: int, budget: int, 
             bar.update(n)
     if bar is not None:
         bar.close()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     F = np.vstack(F_all)
     Fn = problem.normalise(F)
     hv = hypervolume_curve(Fn, reference_point)
     return RunResult(alg.name, int(seed), ids, F, Fn, np.asarray(clock), hv, wall, problem.query_s,
-                     problem._n_queries, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                     problem._n_queries, datetime.now(timezone.utc).isoformat(timespec="seconds"), cpu,
+                     problem.query_cpu_s)
 
 
 # ---------------------------------------------------------------------------- results file
