@@ -18,10 +18,19 @@ otherwise; ``"table"`` refuses architectures or cells the table lacks;
 ``"surrogate"`` always predicts. Exact metrics (``params``, ``params_no_embedding``,
 ``flops``) are always computed exactly with :mod:`benchmark.costs`.
 
-Sources: every value carries one of ``measured``, ``modeled`` (a modeled device's value from
-the table), ``surrogate`` (a prediction; ``target_sources`` says whether the model was trained
-on measured or modeled data), ``exact``, or ``missing`` (not measured for a stated reason, e.g.
-no energy counter on the device; the value is NaN and the reason is in ``missing``).
+Sources: every value carries one of ``measured``, ``modeled`` (a modeled device's latency or
+energy: the table's value for a profiled architecture, otherwise the device's roofline model
+evaluated directly — see below), ``surrogate`` (a prediction; ``target_sources`` says whether the
+model was trained on measured or modeled data), ``exact``, or ``missing`` (not measured for a
+stated reason, e.g. no energy counter on the device; the value is NaN and the reason is in
+``missing``).
+
+Modeled devices: their ``latency_ms`` / ``energy_mj`` are a deterministic function of the
+architecture (:mod:`benchmark.profiling.roofline`), so for architectures the table lacks — and in
+``mode="surrogate"`` for all — the API evaluates that model with the parameters and spec sheet
+stored in the release (the device's provenance; :class:`~benchmark.profiling.roofline.EncodedRoofline`,
+vectorised over encodings) instead of a surrogate: source ``modeled``, interval ``None``, never
+noised. It takes precedence over surrogates of modeled devices that older releases still hold.
 
 Noise: the default is deterministic (medians / point predictions). ``noise=True`` draws, with
 ``numpy.random.default_rng(seed)``, one of the stored repeats (table) or a value from the
@@ -61,6 +70,7 @@ class QueryError(ValueError):
     """Invalid query: names the field, the value and what is available."""
 
 
+_ROOFLINE_OUTPUT = {"latency_ms": 0, "energy_mj": 1}  # EncodedRoofline.evaluate's outputs
 _ONE_ROW = np.ones(1, bool)
 _ONE_ROW.flags.writeable = False
 
@@ -89,7 +99,8 @@ class QueryResult(Mapping):
     units: dict[str, str]
     sources: dict[str, str]
     target_sources: dict[str, str] = field(default_factory=dict)  # surrogate metrics: trained on measured/modeled
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 5-95 % (repeats or prediction)
+    intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # 5-95 % (repeats or
+    # prediction); None: a deterministic model's value (a modeled device's roofline), no interval by design
     repeats: dict[str, np.ndarray] = field(default_factory=dict)  # stored repeats (repeats=True)
     missing: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
     in_table: bool = False
@@ -139,6 +150,7 @@ class _Spec:
     setting: str | None
     unit: str
     reason: str | None = None
+    roofline: bool = False  # a modeled device's latency/energy: answered by the roofline model (EncodedRoofline)
 
 
 # ---------------------------------------------------------------------------- benchmark
@@ -200,6 +212,7 @@ class Benchmark:
         self._id_parser = None
         self._fused: dict = {}
         self._lean_plans: dict = {}
+        self._rooflines: dict = {}  # (device, setting) -> EncodedRoofline or None
         self._n_base_features = len(feature_names(self.space))
         if self.table is not None:
             self._row = {a: i for i, a in enumerate(self.table.ids.tolist())}
@@ -225,6 +238,10 @@ class Benchmark:
             for (m, d, st), e in list(self._models.items()) + list(self._missing.items()):
                 if d is not None and (d, st, m) not in hw:
                     hw[(d, st, m)] = {"unit": e.get("unit", _DEFAULT_UNITS.get(m, "")), "repeats": None}
+            for d, e in (self._index.get("roofline") or {}).items():  # modeled devices: no surrogate, the model
+                for st, units in e.get("metrics", {}).items():
+                    for m, unit in units.items():
+                        hw.setdefault((d, st, m), {"unit": unit, "repeats": 1})
         self._devices, self._hw = devs, hw
         metrics: dict[str, dict] = {}
         table_metrics = t.metrics() if t is not None else {}
@@ -351,6 +368,8 @@ class Benchmark:
         return plan
 
     def _value_spec(self, metric: str, device: str | None, setting: str | None, unit: str) -> _Spec:
+        if device is not None and self._roofline(device, setting, metric) is not None:
+            return _Spec(metric, "value", device, setting, unit, None, True)
         col = self._column(metric, device, setting)
         if col is not None:
             reason = col.missing_reason
@@ -358,6 +377,42 @@ class Benchmark:
             miss = self._missing.get((metric, device, setting))
             reason = miss["reason"] if miss is not None else None
         return _Spec(metric, "missing" if reason else "value", device, setting, unit, reason)
+
+    # ------------------------------------------------------------------ modeled devices
+    def _roofline(self, device: str, setting: str | None, metric: str | None = None):
+        """The roofline model (:class:`benchmark.profiling.roofline.EncodedRoofline`, cached) that
+        produced a modeled device's ``latency_ms`` / ``energy_mj`` at ``setting``, rebuilt from the
+        parameters and spec sheet stored in the release (the table's device provenance, else the
+        surrogate index's ``roofline`` entry) — not from the registry; None for measured devices,
+        other metrics, or a modeled device whose provenance lacks them."""
+        from benchmark.profiling.modeled import ROOFLINE_METRICS
+
+        if metric is not None and metric not in ROOFLINE_METRICS:
+            return None
+        key = (device, setting)
+        if key in self._rooflines:
+            return self._rooflines[key]
+        ev = None
+        dev = self._devices.get(device)
+        if dev is not None and dev["source"] == "modeled" and setting in dev["settings"]:
+            from benchmark.profiling.modeled import roofline_from_provenance
+            from benchmark.profiling.roofline import EncodedRoofline
+            from surrogates.features import DEFAULT_DECODE_TOKENS
+
+            t = self.table
+            if t is not None and device in t.devices():
+                prov = t.devices()[device]["provenance"]
+                decode_tokens = t.setting_attrs(device, setting).get("decode_tokens", DEFAULT_DECODE_TOKENS)
+            else:
+                entry = ((self._index or {}).get("roofline") or {}).get(device) or {}
+                prov = entry.get("provenance") or {}
+                decode_tokens = (entry.get("decode_tokens") or {}).get(setting, DEFAULT_DECODE_TOKENS)
+            model = roofline_from_provenance(device, dev["kind"], prov)
+            if model is not None:
+                spec, params, _ = model
+                ev = EncodedRoofline(self.space, setting, spec, params, int(decode_tokens))
+        self._rooflines[key] = ev
+        return ev
 
     # ------------------------------------------------------------------ table columns
     def _column(self, metric: str, device: str | None, setting: str | None) -> _Column | None:
@@ -603,7 +658,7 @@ class Benchmark:
             return None, {}
         todo, mask = [], None
         for sp in specs:
-            if sp.kind != "value":
+            if sp.kind != "value" or sp.roofline:  # the roofline model needs no trees
                 continue
             col = self._column(sp.metric, sp.device, sp.setting) if self.table is not None else None
             if mode != "surrogate" and col is not None and intab[0] and math.isfinite(col.median[rows[0]]):
@@ -665,6 +720,7 @@ class Benchmark:
         intab = rows >= 0
         values, sources, target_sources, intervals, missing, reps = {}, {}, {}, {}, {}, {}
         feats: dict = {}
+        roof: dict = {}  # (device, setting, rows) -> (latency_ms, energy_mj) of the roofline model
         hw_setting = next((sp.setting for sp in specs if sp.device is not None), None)
         batches: dict = {}
 
@@ -730,7 +786,13 @@ class Benchmark:
                 if want_repeats and col.repeats is not None:
                     reps[m] = col.repeats[ru]
             need = ~use
-            if need.any():
+            if need.any() and sp.roofline:  # a modeled device: its model, exactly (deterministic, no interval)
+                rk = (sp.device, sp.setting, need.tobytes())
+                if rk not in roof:
+                    roof[rk] = self._roofline(sp.device, sp.setting).evaluate(checked(need)._enc)
+                v[need] = roof[rk][_ROOFLINE_OUTPUT[m]]
+                src = "modeled"
+            elif need.any():
                 s = self.surrogate(m, sp.device, sp.setting)
                 # device-independent features are a prefix of any setting's: compute once per query
                 st_f = s.setting if s.setting is not None else hw_setting
@@ -759,6 +821,8 @@ class Benchmark:
             values[m], sources[m] = v, src
             if lo is not None:
                 intervals[m] = (lo, hi)
+            elif sp.roofline and want_intervals:
+                intervals[m] = None  # the roofline model is deterministic: no interval, by design
         values = {sp.metric: values[sp.metric] for sp in specs}  # the plan's order
         return {"values": values, "sources": sources, "target_sources": target_sources, "intervals": intervals,
                 "missing": missing, "repeats": reps, "in_table": intab}
@@ -791,8 +855,8 @@ class Benchmark:
             value={m: float(v[0]) for m, v in r["values"].items()}, units=units,
             sources={m: (s if isinstance(s, str) else str(s[0])) for m, s in r["sources"].items()},
             target_sources=r["target_sources"],
-            intervals={m: (float(lo[0]), float(hi[0])) for m, (lo, hi) in r["intervals"].items()
-                       if math.isfinite(lo[0])},
+            intervals={m: (None if iv is None else (float(iv[0][0]), float(iv[1][0])))
+                       for m, iv in r["intervals"].items() if iv is None or math.isfinite(iv[0][0])},
             repeats={m: x[0][np.isfinite(x[0])] for m, x in r["repeats"].items()},
             missing=r["missing"], in_table=bool(row >= 0))
 
@@ -891,7 +955,7 @@ class Benchmark:
             return None
         n = len(rows)
         values, sources, target_sources, missing = {}, {}, {}, {}
-        batch = X = None
+        batch = X = roof = None
         for sp in specs:
             m = sp.metric
             if sp.kind == "missing":
@@ -903,6 +967,11 @@ class Benchmark:
                     if not np.isfinite(v).all():
                         return None
                     values[m], sources[m] = v, col.source
+                    continue
+                if sp.roofline:  # a modeled device: its model (one plan, one device and setting)
+                    if roof is None:
+                        roof = self._roofline(sp.device, sp.setting).evaluate(enc)
+                    values[m], sources[m] = roof[_ROOFLINE_OUTPUT[m]], "modeled"
                     continue
                 if (m, sp.device, sp.setting) not in self._models:
                     return None
@@ -1049,7 +1118,8 @@ class HWGPTBenchCompat:
 
     HW-GPT-Bench's metric names (``latencies``, ``energies``, ``float16_memory``, ``accuracy``, ...)
     and ours are both accepted. Hardware values are at each device's default setting; values come
-    from ``Benchmark.query`` in mode ``auto`` (table when profiled, else surrogate).
+    from ``Benchmark.query`` in mode ``auto`` (table when profiled, else surrogate; a modeled device: its
+    roofline model).
     """
 
     def __init__(self, space: str = "t", path: str | Path | None = None, seed: int = 0,

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         from surrogates.fit import fit_table
 
         f = fit_table(table, out, nthread=a.threads, report=REPO_ROOT / "docs" / "surrogates.md")
-        print(f"[4/5] {len(f.index['models'])} surrogates in {f.directory}; report {f.report}")
+        print(f"[4/5] {len(f.index['models'])} surrogates in {f.directory}; report {f.report}; "
+              f"{len(f.index['roofline'])} modeled devices evaluated by their roofline model directly (no surrogate)")
     m = write_manifest(out, a.space)
     print(f"[5/5] {out / 'MANIFEST.json'}: {len(m['files'])} files")
     return 0

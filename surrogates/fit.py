@@ -6,6 +6,12 @@ What is fitted (:func:`fit_table`):
   ``token_accuracy``; ``params*``/``flops_*`` are computed exactly and never modelled) and per
   ``(device, setting, metric)`` of ``/hardware``; a target whose values are all NaN (e.g. energy
   on a CPU without counters) is not fitted but recorded as missing with its ``missing_reason``;
+* **not** the ``latency_ms`` / ``energy_mj`` of a *modeled* device whose provenance holds the
+  roofline model's parameters and spec sheet (every device ``hwlm table add-modeled`` writes):
+  the query API evaluates that model directly, exactly, for any architecture
+  (:class:`benchmark.profiling.roofline.EncodedRoofline`), so a surrogate of it would only add
+  error. ``index.json`` lists such devices under ``roofline`` (with the provenance the model needs,
+  so a release without its table still answers them) and the report says so;
 * a **mean model** (``reg:squarederror``) on one row per architecture, the target being the
   median of the stored repeats, after a target transform (``log`` for latency, energy, memory
   and perplexity; identity otherwise);
@@ -26,7 +32,8 @@ Files (:class:`Surrogate`): ``<stem>.json`` (mean booster, XGBoost's own JSON or
 sidecar: feature names, target transform, quantiles, xgboost version, sha256 of the training
 table and of every model file, split seed, hyperparameters, quality. ``stem`` is
 ``<metric>@<device>@<setting>`` or ``<metric>`` for device-independent metrics. A directory
-``index.json`` lists the models, the missing targets and the devices. Everything is written to
+``index.json`` lists the models, the missing targets, the devices and the modeled devices
+answered by the roofline model. Everything is written to
 a temporary name and renamed into place. Loading checks the sidecar and the file hashes and
 raises :class:`SurrogateError` (a ``ValueError``) naming the file, the field, the value and what
 is allowed.
@@ -50,7 +57,7 @@ from surrogates.features import DEFAULT_DECODE_TOKENS, feature_names, features
 
 __all__ = ["SIDECAR_FORMAT", "INDEX_FORMAT", "FORMAT_VERSION", "QUANTILES", "LOG_METRICS", "CANDIDATES",
            "SurrogateError", "Target", "Surrogate", "targets", "split_rows", "model_stem", "fit_target",
-           "fit_table", "read_index", "surrogate_dir", "add_fit_parser"]
+           "fit_table", "read_index", "roofline_devices", "surrogate_dir", "add_fit_parser"]
 
 SIDECAR_FORMAT = "hwlm-bench surrogate"
 INDEX_FORMAT = "hwlm-bench surrogates index"
@@ -149,6 +156,28 @@ def targets(table: Table) -> list[Target]:
                 noisy = rep.shape[1] > 1
                 out.append(Target(m, dev, st, hmeta.get("unit", ""), dmeta["source"], _nanmedian(rep),
                                   rep if noisy else None, dmeta["source"], kind, dt, hmeta.get("missing_reason")))
+    return out
+
+
+def roofline_devices(table: Table) -> dict[str, dict]:
+    """The modeled devices of ``table`` whose ``latency_ms`` / ``energy_mj`` the query API evaluates
+    with the roofline model directly: ``{device: {"provenance": ..., "metrics": {setting: {metric:
+    unit}}, "decode_tokens": {setting: k}}}`` (the ``roofline`` entry of ``index.json``)."""
+    from benchmark.profiling.modeled import ROOFLINE_METRICS, roofline_from_provenance
+
+    out = {}
+    for dev, dmeta in table.devices().items():
+        kind = dmeta.get("kind") or dmeta.get("provenance", {}).get("kind")
+        if dmeta["source"] != "modeled" or roofline_from_provenance(dev, kind, dmeta["provenance"]) is None:
+            continue
+        metrics, dtok = {}, {}
+        for st in table.settings(dev):
+            metrics[st] = {m: hm.get("unit", "") for m, hm in sorted(table.hardware_metrics(dev, st).items())
+                           if m in ROOFLINE_METRICS}
+            attrs = table.setting_attrs(dev, st)
+            if "decode_tokens" in attrs:
+                dtok[st] = int(attrs["decode_tokens"])
+        out[dev] = {"provenance": dict(dmeta["provenance"]), "metrics": metrics, "decode_tokens": dtok}
     return out
 
 
@@ -529,12 +558,14 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
     base = {"table_sha256": sha, "table_path": str(Path(t.path).name), "table_rows": len(t), "split_seed": int(seed),
             "test_fraction": float(test_fraction), "n_test_architectures": int(len(test)),
             "test_ids_sha256": _sha256_text("\n".join(sorted(ids[test].tolist())))}
-    all_targets = targets(t)
+    roofline = roofline_devices(t)
+    all_targets = [tg for tg in targets(t) if tg.metric not in roofline.get(tg.device, {}).get("metrics", {}).get(
+        tg.setting, {})]  # a modeled device's own model answers exactly: no surrogate of it
     # perplexity first: its held-out predictions are the other axis of every Pareto-fidelity check
     all_targets.sort(key=lambda tg: (tg.metric != "perplexity", tg.device is not None))
     index = {"format": INDEX_FORMAT, "format_version": FORMAT_VERSION, "space": space, "table_sha256": sha,
              "split_seed": int(seed), "test_fraction": float(test_fraction), "models": [], "missing": [],
-             "devices": {}, "metrics": {}}
+             "devices": {}, "metrics": {}, "roofline": roofline}
     for dev, dmeta in t.devices().items():
         index["devices"][dev] = {"source": dmeta["source"],
                                  "kind": dmeta.get("kind") or dmeta.get("provenance", {}).get("kind"),
@@ -608,14 +639,17 @@ def _fit_cmd(args) -> int:
                   model_format=args.format, progress=not args.quiet, report=args.report)
     print(f"{len(r.index['models'])} surrogates written to {r.directory} (index.json, quality report "
           f"{r.directory / 'REPORT.md'}{', ' + str(r.report) if r.report else ''}); "
-          f"{len(r.index['missing'])} targets not fitted (no or too few values; reasons in the report)")
+          f"{len(r.index['missing'])} targets not fitted (no or too few values; reasons in the report); "
+          f"{len(r.index['roofline'])} modeled devices evaluated by the roofline model directly (no surrogate)")
     return 0
 
 
 def add_fit_parser(sub) -> None:
     s = sub.add_parser("fit", help="fit XGBoost surrogates on a table",
                        description="Fit mean and quantile XGBoost surrogates for every metric/device/setting of a "
-                                   "table into OUT/surrogates/<space>/ with JSON sidecars and a quality report.")
+                                   "table into OUT/surrogates/<space>/ with JSON sidecars and a quality report. "
+                                   "Modeled devices' latency and energy get none: the query API evaluates their "
+                                   "roofline model directly (listed under 'roofline' in index.json).")
     s.add_argument("--table", required=True, help="the table file, e.g. data/table_t.h5")
     s.add_argument("--out", default=None, help="release directory (default: the embedded release, data/)")
     s.add_argument("--seed", type=int, default=0, help="seed of the held-out split, CV folds and XGBoost (default 0)")

@@ -46,6 +46,21 @@ def render_report(index: dict) -> str:
             f"| {_fmt(q.get('r2'))} | {_fmt(q.get('kendall_tau'))} | {_fmt(q.get('spearman_rho'))} "
             f"| {_fmt(q.get('mape'), 1)} | {_fmt(q.get('coverage_90'))} | {_fmt(par.get('hv_ratio'))} "
             f"| {', '.join(par.get('objectives', [])) or '–'} |")
+    if index.get("roofline"):
+        lines += ["", "## Modeled devices: evaluated by the roofline model directly", "",
+                  "These devices' `latency_ms` and `energy_mj` are outputs of the roofline and power model "
+                  "(`benchmark/profiling/roofline.py`), a deterministic function of the architecture. No "
+                  "surrogate is fitted for them: the query API evaluates the model itself, with the parameters "
+                  "and spec sheet stored in the release, for profiled and unprofiled architectures alike "
+                  "(source `modeled`, exact, no interval).", "",
+                  "| device | settings | metrics | eff_compute / eff_memory / overhead µs / idle fraction |",
+                  "| --- | --- | --- | --- |"]
+        for dev, e in sorted(index["roofline"].items()):
+            p = e.get("provenance", {}).get("roofline_params", {})
+            metrics = sorted({m for units in e.get("metrics", {}).values() for m in units})
+            par = (f"{p['eff_compute']:.3g} / {p['eff_memory']:.3g} / {p['overhead_s'] * 1e6:.3g} / "
+                   f"{p['idle_fraction']:.3g}") if p else "–"
+            lines.append(f"| {dev} | {', '.join(sorted(e.get('metrics', {})))} | {', '.join(metrics)} | {par} |")
     if index.get("missing"):
         lines += ["", "## Not fitted (no or too few values in the table)", "", "| metric | device | setting | reason |",
                   "| --- | --- | --- | --- |"]

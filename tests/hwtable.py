@@ -11,8 +11,11 @@ learns it (rank correlation, interval coverage). Nothing here was measured on an
   ``decode-b1-s128-fp32``: ``latency_ms`` (5 repeats) = (0.2 + flops / 2e8 ms (prefill) or
   flops / 2e6 ms (decode)) * lognormal(0, 0.05) per repeat; ``memory_mb`` (1 repeat) = weight MB + 1.5 + normal(0, 0.01); ``energy_mj`` declared
   with 5 repeats and **all NaN** with a ``missing_reason`` (no energy counter);
-* device ``gpu-model`` (source ``modeled``, gpu), setting ``prefill-b1-s256-fp16``:
-  ``latency_ms`` (1 value) = 0.05 + flops / 5e10 ms and ``energy_mj`` (1 value) = 30 * latency.
+* device ``gpu-model`` (source ``modeled``, gpu), setting ``prefill-b1-s256-fp16``: ``latency_ms``
+  and ``energy_mj`` (1 value each) from the roofline model (``benchmark.profiling.roofline.predict``)
+  with the H100 SXM5 spec sheet and the uncalibrated GPU defaults, stored with the provenance
+  ``hwlm table add-modeled`` writes (``benchmark.profiling.modeled.modeled_provenance``), so the
+  query API can evaluate the model itself for unprofiled architectures.
 
 The first ``n_table`` architectures of ``space.sample(seed, n_table + n_extra)`` go into the table;
 the remaining ``n_extra`` are returned as unprofiled architectures.
@@ -25,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import costs
+from benchmark.profiling.devices import get_device
+from benchmark.profiling.modeled import modeled_provenance
+from benchmark.profiling.roofline import DEFAULT_PARAMS, predict
 from benchmark.spaces import get_space
 from benchmark.table import Setting, TableWriter
 from surrogates.features import exact_flops
@@ -57,7 +63,8 @@ def build_table(path: Path, n_table: int = 200, n_extra: int = 20, seed: int = 0
     scale = {PREFILL: 2e8, DECODE: 2e6}  # ms per FLOP: decode is memory-bound, far slower per FLOP
     lat = {s: (0.2 + fl[s][:, None] / scale[s]) * rng.lognormal(0, 0.05, (len(enc), REPEATS)) for s in scale}
     mem = {s: p * 4 / 2**20 + 1.5 + rng.normal(0, 0.01, len(enc)) for s in (PREFILL, DECODE)}
-    gpu_lat = 0.05 + fl[GPU_SETTING] / 5e10
+    gpu_spec, gpu_params = get_device("gpu-h100-sxm5-80gb"), DEFAULT_PARAMS["gpu"]
+    gpu = predict(table_archs, GPU_SETTING, gpu_spec, gpu_params)
     with TableWriter(path, "t", attrs={"synthetic": True}, flush_every=None) as w:
         w.declare_metric("params", unit="1", source="exact")
         w.declare_metric("params_no_embedding", unit="1", source="exact")
@@ -72,7 +79,8 @@ def build_table(path: Path, n_table: int = 200, n_extra: int = 20, seed: int = 0
             w.declare_hardware_metric(CPU, s, "latency_ms", unit="ms", repeats=REPEATS)
             w.declare_hardware_metric(CPU, s, "memory_mb", unit="MB", repeats=1)
             w.declare_hardware_metric(CPU, s, "energy_mj", unit="mJ", repeats=REPEATS, missing_reason=ENERGY_REASON)
-        w.declare_device(GPU, source="modeled", provenance={"model": "roofline (synthetic)"}, kind="gpu")
+        w.declare_device(GPU, source="modeled", kind="gpu", provenance=modeled_provenance(
+            gpu_spec, gpu_params, "uncalibrated defaults (synthetic test table)", "fp16"))
         w.declare_setting(GPU, GPU_SETTING)
         w.declare_hardware_metric(GPU, GPU_SETTING, "latency_ms", unit="ms", repeats=1)
         w.declare_hardware_metric(GPU, GPU_SETTING, "energy_mj", unit="mJ", repeats=1)
@@ -80,7 +88,7 @@ def build_table(path: Path, n_table: int = 200, n_extra: int = 20, seed: int = 0
             metrics = {"params": p[i], "params_no_embedding": pne[i], "perplexity": ppl[i], "token_accuracy": acc[i]}
             metrics.update({f"flops_{s}": fl[s][i] for s in fl})
             hw = {(CPU, s): {"latency_ms": lat[s][i], "memory_mb": [mem[s][i]]} for s in (PREFILL, DECODE)}
-            hw[(GPU, GPU_SETTING)] = {"latency_ms": [gpu_lat[i]], "energy_mj": [30 * gpu_lat[i]]}
+            hw[(GPU, GPU_SETTING)] = {"latency_ms": [gpu.latency_ms[i]], "energy_mj": [gpu.energy_mj[i]]}
             w.append(a, metrics=metrics, hardware=hw)
     return table_archs, extra
 

@@ -1,5 +1,6 @@
 """The query API against a real table and real surrogates (tests/hwtable.py: synthetic hardware values)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -111,8 +112,8 @@ def test_auto_switches_to_the_surrogate_for_unprofiled_architectures(b, rel):
     assert r.sources["params"] == r.sources["flops"] == "exact" and r["params"] == costs.params(a)
     lo, hi = r.intervals["latency_ms"]
     assert 0 < lo <= r["latency_ms"] <= hi and lo < hi  # the interval is centred on the point (its median)
-    g = b.query(a, metrics=["latency_ms"], device=GPU)
-    assert g.sources["latency_ms"] == "surrogate" and g.target_sources["latency_ms"] == "modeled"
+    g = b.query(a, metrics=["latency_ms"], device=GPU)  # a modeled device: its roofline model, exactly
+    assert g.sources["latency_ms"] == "modeled" and "latency_ms" not in g.target_sources
     d = b.query(a, device=CPU, setting=DECODE)  # exact FLOPs per generated token, the table's decode_tokens
     assert d["flops"] == np.mean([costs.flops_decode(a, 1, 128 + j) for j in range(DECODE_TOKENS)])
     assert d["params_no_embedding"] == costs.params(a, embeddings=False)
@@ -175,6 +176,7 @@ def test_lean_batch_path_returns_what_the_general_path_returns(b, rel, monkeypat
     monkeypatch.setattr(b, "_evaluate", lambda *a, **k: calls.append(1) or general(*a, **k))
     cases = [(["latency_ms", "perplexity"], CPU, None), (["perplexity", "params", "flops", "latency_ms"], CPU, DECODE),
              (["energy_mj", "memory_mb", "params_no_embedding"], CPU, None), (["latency_ms", "flops"], GPU, None),
+             (["energy_mj", "perplexity", "latency_ms"], GPU, None),
              (["perplexity", "params"], None, None), (["flops", "token_accuracy"], None, GPU_SETTING),
              (None, CPU, None)]
     for metrics, device, setting in cases:
@@ -195,6 +197,84 @@ def test_lean_batch_path_returns_what_the_general_path_returns(b, rel, monkeypat
     bad[1, 0] = 9  # not an embed_dim index: the general path words the error
     with pytest.raises(QueryError, match="row 1 of 7.*embed_dim"):
         b.query_batch(bad, metrics=["perplexity"], as_frame=False, intervals=False)
+
+
+def _roofline(archs):
+    """What hwtable stored for the modeled GPU: the roofline model with the H100 spec and GPU defaults."""
+    from benchmark.profiling.devices import get_device
+    from benchmark.profiling.roofline import DEFAULT_PARAMS, predict
+
+    return predict(archs, GPU_SETTING, get_device("gpu-h100-sxm5-80gb"), DEFAULT_PARAMS["gpu"])
+
+
+def test_modeled_device_is_answered_by_its_roofline_model(b, rel, raw):
+    """A modeled device's latency and energy are a deterministic function of the architecture: the
+    API evaluates that model (parameters and spec from the table's provenance) for any architecture,
+    source ``modeled``, no interval, never noised; on the table's rows it reproduces the stored values."""
+    tab = T.encode_many(rel["archs"])
+    rows = [raw["row"][a.id] for a in rel["archs"]]
+    with h5py.File(rel["path"] / "table_t.h5", "r") as f:
+        gpu_energy = f[f"hardware/{GPU}/{GPU_SETTING}/energy_mj"][()][rows, 0]
+    for mode in ("surrogate", "auto"):
+        out = b.query_batch(tab, metrics=["latency_ms", "energy_mj"], device=GPU, mode=mode, as_frame=False)
+        assert out["source"] == {"latency_ms": "modeled", "energy_mj": "modeled"} and out["intervals"] == {
+            "latency_ms": None, "energy_mj": None}
+        np.testing.assert_allclose(out["latency_ms"], raw["gpu_lat"][rows, 0], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(out["energy_mj"], gpu_energy, rtol=1e-12, atol=0)
+    extra = rel["extra"]
+    want = _roofline(extra)
+    df = b.query_batch(extra, metrics=["latency_ms", "energy_mj", "perplexity"], device=GPU)
+    assert df.attrs["sources"] == {"latency_ms": "modeled", "energy_mj": "modeled", "perplexity": "surrogate"}
+    assert "latency_ms" not in df.attrs["target_sources"] and not df.attrs["in_table"].any()
+    np.testing.assert_allclose(df["latency_ms"], want.latency_ms, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(df["energy_mj"], want.energy_mj, rtol=1e-12, atol=0)
+    mixed = rel["archs"][:3] + extra[:3]  # table rows keep the table's value; one source, "modeled"
+    m = b.query_batch(mixed, metrics=["latency_ms"], device=GPU)
+    assert m.attrs["sources"] == {"latency_ms": "modeled"} and m.attrs["in_table"].tolist() == [True] * 3 + [False] * 3
+    assert m["latency_ms"].tolist()[:3] == [raw["gpu_lat"][raw["row"][a.id], 0] for a in rel["archs"][:3]]
+    r = b.query(extra[0], device=GPU)
+    assert r.sources["latency_ms"] == r.sources["energy_mj"] == "modeled" and not r.in_table
+    assert r.intervals["latency_ms"] is None and r.as_dict()["energy_mj"]["interval"] is None
+    assert r["latency_ms"] == df["latency_ms"].iloc[0] and r["energy_mj"] == df["energy_mj"].iloc[0]
+    assert b.query(extra[0], device=GPU, mode="surrogate").value == r.value  # the model is the prediction
+    noisy = b.query(extra[0], device=GPU, noise=True, seed=3)  # deterministic: noise leaves it unchanged
+    assert noisy["latency_ms"] == r["latency_ms"] and noisy["energy_mj"] == r["energy_mj"]
+    with pytest.raises(QueryError, match=f"{extra[0].id}.*mode='auto' or 'surrogate'"):
+        b.query(extra[0], metrics=["latency_ms"], device=GPU, mode="table")
+    with pytest.raises(QueryError, match="none was fitted|surrogate"):  # nothing was fitted for it
+        b.surrogate("latency_ms", GPU, GPU_SETTING)
+
+
+def test_release_with_modeled_device_surrogates_uses_the_roofline(rel, tmp_path):
+    """An older release whose index still lists surrogates of a modeled device keeps working: the
+    roofline model takes precedence over them."""
+    from surrogates.fit import Surrogate, fit_target, split_rows, targets
+
+    shutil.copy(rel["path"] / "table_t.h5", tmp_path / "table_t.h5")
+    shutil.copytree(rel["path"] / "surrogates", tmp_path / "surrogates")
+    from benchmark.table import Table
+
+    table = Table(tmp_path / "table_t.h5")
+    tg = next(t for t in targets(table) if (t.metric, t.device, t.setting) == ("latency_ms", GPU, GPU_SETTING))
+    train, _ = split_rows(len(table), 0, 0.2)
+    from hwtable import TEST_CANDIDATES
+
+    s = fit_target("t", np.asarray(table.encodings), tg, train, table_sha256=table.sha256(), split_seed=0, seed=0,
+                   nthread=1, candidates=TEST_CANDIDATES[:1])
+    sdir = tmp_path / "surrogates" / "t"
+    s.save(sdir)
+    idx = json.loads((sdir / "index.json").read_text())
+    idx["models"].append({"metric": "latency_ms", "device": GPU, "setting": GPU_SETTING, "stem": s.stem, "unit": "ms",
+                          "target_source": "modeled", "noisy": False, "device_source": "modeled",
+                          "device_kind": "gpu", "decode_tokens": DECODE_TOKENS, "transform": "log"})
+    del idx["roofline"]  # as an index written before modeled devices were evaluated directly
+    (sdir / "index.json").write_text(json.dumps(idx))
+    bl = Benchmark("t", tmp_path)
+    assert isinstance(bl.surrogate("latency_ms", GPU, GPU_SETTING), Surrogate)  # still loadable
+    a = rel["extra"][0]
+    r = bl.query(a, metrics=["latency_ms"], device=GPU)
+    assert r.sources["latency_ms"] == "modeled" and r["latency_ms"] == pytest.approx(_roofline([a]).latency_ms[0],
+                                                                                      rel=1e-12)
 
 
 def test_table_mode_refuses_unprofiled_architectures(b, rel):
@@ -325,6 +405,9 @@ def test_release_without_table_serves_surrogates(rel, tmp_path):
     a = rel["archs"][0]
     r = bs.query(a, device=CPU)
     assert r.sources["latency_ms"] == "surrogate" and r.sources["energy_mj"] == "missing"
+    g = bs.query(rel["extra"][0], device=GPU)  # the modeled device's model, from the index's roofline entry
+    assert g.sources["latency_ms"] == g.sources["energy_mj"] == "modeled"
+    assert g["latency_ms"] == Benchmark("t", rel["path"]).query(rel["extra"][0], device=GPU)["latency_ms"]
     with pytest.raises(QueryError, match="has no table"):
         bs.query(a, metrics=["latency_ms"], device=CPU, mode="table")
     with pytest.raises(QueryError, match="no table"):

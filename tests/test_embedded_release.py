@@ -54,8 +54,34 @@ def test_every_metric_of_every_device_for_profiled_and_unprofiled_archs(bench):
                     elif mode == "table":
                         assert r.sources[m] == ("measured" if m in ("perplexity", "token_accuracy")
                                                 else info["source"])
+                    elif info["source"] == "modeled" and m in ("latency_ms", "energy_mj"):
+                        assert r.sources[m] == "modeled"  # the device's roofline model, evaluated directly
                     else:
                         assert r.sources[m] == "surrogate"
+
+
+def test_modeled_devices_are_their_roofline_model(bench):
+    """For every modeled device, setting and metric, the roofline model the API evaluates (with the
+    parameters and spec sheet in the device's provenance) reproduces the table's stored values on
+    the table's rows — the direct path is what profiling stored — and answers unprofiled
+    architectures with source ``modeled``."""
+    t = bench.table
+    enc = np.asarray(t.encodings)
+    rng = np.random.default_rng(1)
+    unprofiled = bench.space.encode_many([a for a in bench.space.sample(rng, 300) if a not in t][:50])
+    modeled = {d: i for d, i in bench.devices().items() if i["source"] == "modeled"}
+    assert modeled
+    for dev, info in modeled.items():
+        for setting in info["settings"]:
+            metrics = sorted(t.hardware_metrics(dev, setting))
+            assert set(metrics) == {"latency_ms", "energy_mj"}, (dev, setting)
+            got = bench.query_batch(enc, metrics=metrics, device=dev, setting=setting, mode="surrogate", as_frame=False)
+            new = bench.query_batch(unprofiled, metrics=metrics, device=dev, setting=setting, as_frame=False)
+            for m in metrics:
+                assert got["source"][m] == new["source"][m] == "modeled", (dev, setting, m)
+                np.testing.assert_allclose(got[m], t.hardware(dev, setting, m)[:, 0], rtol=1e-12, atol=0,
+                                           err_msg=f"{dev} {setting} {m}")
+                assert np.isfinite(new[m]).all() and (new[m] > 0).all()
 
 
 def test_inherited_perplexity_is_reproducible_from_the_release(bench):

@@ -52,6 +52,61 @@ def test_modeled_devices_cover_every_row(measured, tmp_path):
     np.testing.assert_array_equal(t.hardware(dev, SETTINGS[0], "latency_ms"), m.hardware(dev, SETTINGS[0], "latency_ms"))
 
 
+def test_query_api_evaluates_the_stored_roofline_model(measured, tmp_path):
+    """The query API answers a modeled device with its roofline model rebuilt from the provenance
+    (calibrated CPU parameters, decode_tokens from the setting): on the table's rows it reproduces
+    every stored value, and unprofiled architectures get source ``modeled`` (no surrogate exists)."""
+    from benchmark import Benchmark
+
+    path = tmp_path / "table_t.h5"
+    path.write_bytes(measured.read_bytes())
+    add_modeled_devices(path, devices=["gpu-h100-sxm5-80gb", "cpu-xeon-gold-6242"])
+    b = Benchmark("t", tmp_path)  # a release with a table only
+    t = b.table
+    enc = np.asarray(t.encodings)
+    new = b.space.encode_many([a for a in b.space.sample(7, n=40) if a not in t])
+    for dev in ("gpu-h100-sxm5-80gb", "cpu-xeon-gold-6242"):
+        for setting in t.settings(dev):
+            got = b.query_batch(enc, metrics=["latency_ms", "energy_mj"], device=dev, setting=setting,
+                                mode="surrogate", as_frame=False)
+            for m in ("latency_ms", "energy_mj"):
+                assert got["source"][m] == "modeled"
+                np.testing.assert_allclose(got[m], t.hardware(dev, setting, m)[:, 0], rtol=1e-12, atol=0)
+            r = b.query_batch(new, metrics=["latency_ms", "energy_mj"], device=dev, setting=setting, as_frame=False)
+            assert r["source"] == {"latency_ms": "modeled", "energy_mj": "modeled"}
+            prov = t.provenance(dev)
+            want = predict([b.space.decode(e) for e in new], setting, get_device(dev),
+                           RooflineParams(**prov["roofline_params"]),
+                           decode_tokens=t.setting_attrs(dev, setting).get("decode_tokens", 16))
+            np.testing.assert_allclose(r["latency_ms"], want.latency_ms, rtol=1e-12, atol=0)
+            np.testing.assert_allclose(r["energy_mj"], want.energy_mj, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("space", ["t", "s", "l"])
+def test_encoded_roofline_equals_predict(space):
+    """EncodedRoofline (per-layer lookup from integer encodings) and operator_table_encodings give
+    what predict / operator_table give on Architecture objects."""
+    from benchmark.profiling.roofline import EncodedRoofline, operator_table, operator_table_encodings
+    from benchmark.spaces import get_space
+
+    sp = get_space(space)
+    archs = sp.sample(3, n=60) + [sp.smallest(), sp.largest()]
+    enc = sp.encode_many(archs)
+    for setting, dev, params in (("prefill-b2-s64-fp16", "gpu-a100-sxm4-40gb", None),
+                                 ("decode-b4-s32-fp32", "cpu-epyc-7513", RooflineParams(0.3, 5.0, 2e-5, 0.4)),
+                                 ("prefill-b1-s16-fp32", "gpu-rtx2080", None)):
+        a = operator_table(archs, setting, decode_tokens=5)
+        e = operator_table_encodings(space, enc, setting, decode_tokens=5)
+        assert a.names == e.names and np.array_equal(a.flops, e.flops) and np.array_equal(a.bytes, e.bytes)
+        assert np.array_equal(a.live, e.live) and e.arch_ids == ()
+        want = predict(archs, setting, dev, params, decode_tokens=5)
+        lat, energy = EncodedRoofline(space, setting, dev, params, decode_tokens=5).evaluate(enc)
+        np.testing.assert_allclose(lat, want.latency_ms, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(energy, want.energy_mj, rtol=1e-12, atol=0)
+        one = EncodedRoofline(space, setting, dev, params, decode_tokens=5).evaluate(enc[4:5])
+        assert one[0][0] == lat[4] and one[1][0] == energy[4]  # the same sum whatever the batch
+
+
 def test_recompute_replaces_and_measured_devices_are_protected(measured, tmp_path):
     path = tmp_path / "t.h5"
     path.write_bytes(measured.read_bytes())

@@ -195,6 +195,23 @@ def test_algorithm_on_real_suite_surrogate_three_objectives(bench, name):
     assert any(i not in set(bench.table.ids.tolist()) for i in r.ids)  # the whole space, via surrogates
 
 
+def test_modeled_objective_is_the_roofline_model(bench):
+    """A modeled device's objective (energy on the modeled H100) is the roofline model itself for any
+    architecture, through the NAS loop's lean query path, in the problem's objective values."""
+    from benchmark.moo.synthetic import GPU_DEVICE, GPU_SETTING
+    from benchmark.profiling import roofline
+
+    s, p = suite_problem(bench, "ppl-energy-gpu")
+    archs = [a for a in p.sample(np.random.default_rng(11), 40) if a.id not in bench.table][:20]
+    want = roofline.predict(archs, GPU_SETTING, GPU_DEVICE, roofline.DEFAULT_PARAMS["gpu"]).energy_mj
+    out = bench.query_batch(p.space.encode_many(archs), metrics=["energy_mj", "latency_ms", "perplexity"],
+                            device=GPU_DEVICE, setting=GPU_SETTING, as_frame=False, intervals=False)
+    assert out["source"]["energy_mj"] == "modeled" and out["source"]["perplexity"] == "surrogate"
+    np.testing.assert_allclose(out["energy_mj"], want, rtol=1e-12, atol=0)
+    F = p.evaluate(archs)
+    np.testing.assert_array_equal(F[:, 1], out["energy_mj"])
+
+
 def test_noisy_suite_is_seeded(bench):
     s, p = suite_problem(bench, noise=True)
     r1 = run_problem(p, "random", 5, 20, s.reference_point)

@@ -80,8 +80,13 @@ def test_fit_writes_models_index_and_report(rel, sdir):
     idx = read_index(sdir)
     stems = {m["stem"] for m in idx["models"]}
     assert stems == {"perplexity", "token_accuracy",
-                     *(model_stem(m, CPU, s) for m in ("latency_ms", "memory_mb") for s in (PREFILL, DECODE)),
-                     *(model_stem(m, GPU, GPU_SETTING) for m in ("latency_ms", "energy_mj"))}
+                     *(model_stem(m, CPU, s) for m in ("latency_ms", "memory_mb") for s in (PREFILL, DECODE))}
+    # the modeled GPU is not fitted: the query API evaluates its roofline model directly
+    assert set(idx["roofline"]) == {GPU}
+    gpu = idx["roofline"][GPU]
+    assert gpu["metrics"] == {GPU_SETTING: {"energy_mj": "mJ", "latency_ms": "ms"}}
+    assert gpu["provenance"] == Table(rel["path"] / "table_t.h5").provenance(GPU)
+    assert not list(sdir.glob(f"*@{GPU}@*"))
     for stem in stems:
         assert (sdir / f"{stem}.json").is_file() and (sdir / f"{stem}.meta.json").is_file()
     # all-NaN energy on the CPU is not fitted; it is recorded missing with the table's reason
@@ -94,6 +99,7 @@ def test_fit_writes_models_index_and_report(rel, sdir):
     assert all((sdir / f"{s}.quantile.json").is_file() for s in noisy)
     report = (rel["path"] / "surrogates.md").read_text()
     assert "| latency_ms | cpu-test-2c | prefill-b1-s256-fp32 |" in report and ENERGY_REASON in report
+    assert "evaluated by the roofline model directly" in report and f"| {GPU} | {GPU_SETTING} |" in report
     assert (sdir / "REPORT.md").read_text() == report
     assert write_report(sdir, rel["path"] / "again.md").read_text() == report
     assert not list(sdir.glob(".*tmp*"))  # atomic writes leave no temporaries
@@ -113,9 +119,8 @@ def test_sidecar_records_provenance(rel, sdir):
     assert set(meta["files"]) == {"mean", "quantile"}
     cal = meta["interval_calibration"]  # conformal widening, out-of-fold on the training split
     assert cal["method"].startswith("split-conformal") and np.isfinite(cal["widening"]) and cal["n_scores"] > 0
-    gpu = json.loads((sdir / f"{model_stem('latency_ms', GPU, GPU_SETTING)}.meta.json").read_text())
-    assert gpu["target_source"] == "modeled" and gpu["device_source"] == "modeled"
-    assert gpu["interval_calibration"] is None  # one stored value: no interval
+    mem = json.loads((sdir / f"{model_stem('memory_mb', CPU, PREFILL)}.meta.json").read_text())
+    assert mem["interval_calibration"] is None  # one stored value: no interval
     acc = json.loads((sdir / "token_accuracy.meta.json").read_text())
     assert acc["target_transform"] == "identity" and acc["device"] is None
 
@@ -131,7 +136,7 @@ def test_surrogates_learn_the_synthetic_costs(rel, sdir):
         hv = v["pareto"]["hv_ratio"]
         assert 0.5 < hv <= 1.0 + 1e-12, stem
         assert v["coverage_90"] is None or stem.startswith("latency_ms@cpu")
-    assert q[model_stem("energy_mj", GPU, GPU_SETTING)]["pareto"]["objectives"] == ["perplexity", "energy_mj"]
+    assert q[model_stem("memory_mb", CPU, PREFILL)]["pareto"]["objectives"] == ["perplexity", "memory_mb"]
 
 
 def test_save_load_round_trip_gives_identical_predictions(rel, tmp_path):

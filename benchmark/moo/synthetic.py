@@ -16,7 +16,9 @@ without the real (slow to produce) table:
   ``energy_mj`` declared missing ("no energy counter on this CPU");
 * device ``gpu-h100-sxm5-80gb`` (modeled, gpu), setting ``prefill-b8-s256-fp16``: ``latency_ms``
   and ``energy_mj`` from the roofline model (:func:`benchmark.profiling.roofline.predict`, its
-  default parameters), ``memory_mb`` = 1.5 × fp16 weight bytes / 2**20 + 50, one value each.
+  default parameters; the provenance holds them as ``hwlm table add-modeled`` writes it, so the
+  query API evaluates the model itself for unprofiled architectures), ``memory_mb`` = 1.5 × fp16
+  weight bytes / 2**20 + 50 (synthetic; answered by a surrogate), one value each.
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ def write_synthetic_release(out: str | Path, n: int = 200, seed: int = 0, space:
     lat = {s.name: flops[s.name] / 2e10 * 1e3 + 0.05 * n_layer for s in settings}
     mem_cpu = 1.5 * np.asarray(costs.weight_bytes(archs, dtype="fp32"), dtype=float) / 2**20 + 5
     mem_gpu = 1.5 * np.asarray(costs.weight_bytes(archs, dtype="fp16"), dtype=float) / 2**20 + 50
-    gpu = roofline.predict(archs, GPU_SETTING, GPU_DEVICE)
+    from benchmark.profiling.devices import get_device
+    from benchmark.profiling.modeled import modeled_provenance
+
+    gpu_spec, gpu_params = get_device(GPU_DEVICE), roofline.DEFAULT_PARAMS["gpu"]
+    gpu = roofline.predict(archs, GPU_SETTING, gpu_spec, gpu_params)
     path = out / f"table_{space}.h5"
     if path.exists():
         path.unlink()
@@ -79,8 +85,8 @@ def write_synthetic_release(out: str | Path, n: int = 200, seed: int = 0, space:
             w.declare_hardware_metric(CPU_DEVICE, s, "memory_mb", unit="MB", repeats=1)
             w.declare_hardware_metric(CPU_DEVICE, s, "energy_mj", unit="mJ", repeats=REPEATS,
                                       missing_reason="no energy counter on this CPU")
-        w.declare_device(GPU_DEVICE, source="modeled", provenance={"model": "roofline (default parameters)"},
-                         kind="gpu")
+        w.declare_device(GPU_DEVICE, source="modeled", kind="gpu", provenance=modeled_provenance(
+            gpu_spec, gpu_params, "uncalibrated defaults (synthetic release)", "fp16"))
         w.declare_setting(GPU_DEVICE, GPU_SETTING)
         for m, unit in (("latency_ms", "ms"), ("energy_mj", "mJ"), ("memory_mb", "MB")):
             w.declare_hardware_metric(GPU_DEVICE, GPU_SETTING, m, unit=unit, repeats=1)

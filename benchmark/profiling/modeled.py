@@ -22,6 +22,11 @@ two or more measured devices of a class, a leave-one-device-out estimate is the 
 
 Modeled devices get their GPU settings in fp16 (bf16/fp32 where the device lacks fp16), CPU
 settings in fp32; memory is not modeled.
+
+The provenance of each modeled device (:func:`modeled_provenance`) holds the spec sheet, the
+calibrated parameters and the dtype, so that the query API can rebuild the exact model
+(:func:`roofline_from_provenance`) and evaluate it for architectures the table does not hold,
+independently of later registry changes.
 """
 
 from __future__ import annotations
@@ -32,11 +37,40 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.profiling.devices import DeviceSpec, get_device, list_devices, match_registry, with_threads
+from benchmark.profiling.devices import DeviceSpec, Figure, get_device, list_devices, match_registry, with_threads
 from benchmark.profiling.roofline import DEFAULT_PARAMS, RooflineParams, calibrate_many, predict
 from benchmark.table import Setting, Table, TableError, TableWriter
 
 MODEL_NAME = "benchmark.profiling.roofline: per-operator roofline latency + utilisation power model"
+#: the metrics the roofline model produces (memory is not modeled)
+ROOFLINE_METRICS = ("latency_ms", "energy_mj")
+
+
+def modeled_provenance(spec: DeviceSpec, params: RooflineParams, calibration: Any, dtype: str) -> dict[str, Any]:
+    """The provenance of a modeled device as :func:`add_modeled_devices` stores it: everything
+    :func:`roofline_from_provenance` needs to recompute its values (spec sheet figures, calibration
+    parameters, dtype), so that a release stays self-consistent whatever the registry says later."""
+    return {"model": MODEL_NAME, "spec": {k: dataclasses.asdict(f) for k, f in spec.figures.items()},
+            "spec_name": spec.name, "roofline_params": dataclasses.asdict(params), "calibration": calibration,
+            "dtype": dtype}
+
+
+def roofline_from_provenance(device: str, kind: str | None,
+                             provenance: dict[str, Any]) -> tuple[DeviceSpec, RooflineParams, str] | None:
+    """``(spec, params, dtype)`` of a modeled device rebuilt from its stored provenance
+    (:func:`modeled_provenance`) — not from the registry — or None when the provenance lacks them
+    (e.g. a modeled device written by other means)."""
+    try:
+        figures = {k: Figure(**provenance["spec"][k]) for k in ("fp32", "fp16", "bf16", "bandwidth", "memory", "tdp")}
+        fields = {f.name for f in dataclasses.fields(RooflineParams)}
+        params = RooflineParams(**{k: v for k, v in provenance["roofline_params"].items() if k in fields})
+        dtype = str(provenance["dtype"])
+        spec = DeviceSpec(device, str(provenance.get("spec_name", device)), kind or "gpu", "", **figures,
+                          notes="rebuilt from a modeled device's provenance")
+        spec.peak_flops(dtype)  # the stored dtype must be computable on the stored spec
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return spec, params, dtype
 
 
 def _measured_latency(t: Table, device: str) -> list[tuple[str, dict[str, np.ndarray]]]:
@@ -162,11 +196,8 @@ def add_modeled_devices(table_path: str | Path, devices: Sequence[str] | None = 
                     raise TableError(f"table {table_path}: {spec.id!r} is a measured device; a modeled device never "
                                      f"takes its name")
                 w.remove_modeled_device(spec.id)
-            prov = {"model": MODEL_NAME, "spec": {k: dataclasses.asdict(f) for k, f in spec.figures.items()},
-                    "spec_name": spec.name, "roofline_params": dataclasses.asdict(params),
-                    "calibration": info if info.get("measured_device") else
-                    f"uncalibrated defaults: no measured {kind.upper()} in this table",
-                    "dtype": dtype}
+            prov = modeled_provenance(spec, params, info if info.get("measured_device") else
+                                      f"uncalibrated defaults: no measured {kind.upper()} in this table", dtype)
             w.declare_device(spec.id, source="modeled", provenance=prov, kind=kind)
             for s in settings:
                 ms = dataclasses.replace(s, dtype=dtype)

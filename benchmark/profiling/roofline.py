@@ -60,13 +60,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from benchmark import costs
 from benchmark.costs import DTYPE_BYTES
 from benchmark.profiling.devices import DeviceSpec, get_device
-from benchmark.profiling.latency import DEFAULT_DECODE_TOKENS, RunSetting, resolve_setting
-from benchmark.spaces import Architecture
+from benchmark.profiling.settings import DEFAULT_DECODE_TOKENS, RunSetting, resolve_setting
+from benchmark.spaces import Architecture, SearchSpace, get_space
 
 __all__ = ["LAYER_OPS", "GLOBAL_OPS", "RooflineParams", "DEFAULT_PARAMS", "OperatorTable", "RooflineResult",
-           "operator_table", "predict", "calibrate", "calibrate_many", "calibrate_energy"]
+           "EncodedRoofline", "operator_table", "operator_table_encodings", "predict", "calibrate", "calibrate_many",
+           "calibrate_energy"]
 
 GLOBAL_OPS = ("embedding", "ln_f", "lm_head")
 LAYER_OPS = ("ln_1", "qkv", "rope", "kv_write", "attn_score", "attn_value", "attn_proj", "ln_2", "fc", "gelu",
@@ -168,18 +170,39 @@ def operator_table(archs: Architecture | Sequence[Architecture], setting: Any,
                    decode_tokens: int = DEFAULT_DECODE_TOKENS) -> OperatorTable:
     """Per-operator FLOPs and bytes moved (see the module docstring), vectorised over ``archs``."""
     archs = _archs(archs)
-    st: RunSetting = resolve_setting(setting)
     sp = archs[0].search_space
+    return operator_table_encodings(sp, sp.encode_many(archs), setting, decode_tokens,
+                                    arch_ids=tuple(a.id for a in archs))
+
+
+def operator_table_encodings(space: str | SearchSpace, enc: np.ndarray, setting: Any,
+                             decode_tokens: int = DEFAULT_DECODE_TOKENS,
+                             arch_ids: Sequence[str] | None = None) -> OperatorTable:
+    """:func:`operator_table` of an ``(N, encoding_length)`` integer encoding matrix of ``space``
+    (``SearchSpace.encode_many``; validated here), without building an Architecture per row.
+    ``arch_ids`` (optional) is carried into the result; otherwise ``arch_ids`` is empty."""
+    sp = get_space(space)
+    batch = costs._resolve(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
+    enc = batch._enc
+    lm = sp.max_layers
+    t = costs._tables(sp)  # per-layer tables: PAD (-1) reads the trailing 0
+    E = batch.embed.astype(float)[:, None]
+    H = t.heads[enc[:, 2 + lm:2 + 2 * lm]].astype(float)
+    R = t.mlp[enc[:, 2:2 + lm]].astype(float)
+    bias = batch.bias.astype(float)[:, None]
+    st = resolve_setting(setting)
+    names, flops, nbytes, live = _operator_arrays(sp, st, decode_tokens, E, H, R, bias)
+    return OperatorTable(names, flops, nbytes, live, tuple(arch_ids) if arch_ids is not None else (), st.name,
+                         st.dtype)
+
+
+def _operator_arrays(sp: SearchSpace, st: RunSetting, decode_tokens: int, E: np.ndarray, H: np.ndarray,
+                     R: np.ndarray, bias: np.ndarray) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """The operator formulas (module docstring): ``E`` and ``bias`` (N, 1), per-layer heads ``H`` and
+    MLP ratios ``R`` (N, max_layers, 0 beyond an architecture's depth) -> names, flops, bytes, live."""
     L, hs, V = sp.max_layers, sp.head_size, sp.vocab_size
     b = float(DTYPE_BYTES[st.dtype])
-    n = len(archs)
-    E = np.array([a.embed_dim for a in archs], float)[:, None]  # (N, 1)
-    H = np.zeros((n, L))
-    R = np.zeros((n, L))
-    for i, a in enumerate(archs):
-        H[i, :a.n_layer] = a.n_head
-        R[i, :a.n_layer] = a.mlp_ratio
-    bias = np.array([float(a.bias) for a in archs])[:, None]
+    n = len(E)
     live_layer = H > 0
     W = H * hs
     F = R * E  # MLP hidden width
@@ -228,8 +251,7 @@ def operator_table(archs: Architecture | Sequence[Architecture], setting: Any,
             add(f"L{i}.{op}", np.where(lv, f[:, i], 0.0), np.where(lv, m[:, i], 0.0), lv)
     add("ln_f", 8 * BT * E1, (2 * BT * E1 + 2 * E1) * b, True)
     add("lm_head", 2 * BT * E1 * V, (V * E1 + BT * E1 + BT * V) * b, True)
-    return OperatorTable(tuple(names), np.stack(flops, 1), np.stack(nbytes, 1), np.stack(live, 1),
-                         tuple(a.id for a in archs), st.name, st.dtype)
+    return tuple(names), np.stack(flops, 1), np.stack(nbytes, 1), np.stack(live, 1)
 
 
 # --------------------------------------------------------------------------- prediction
@@ -241,10 +263,25 @@ def _params(device: DeviceSpec, params: RooflineParams | None) -> RooflineParams
     return params if params is not None else DEFAULT_PARAMS[device.kind]
 
 
-def _op_times(table: OperatorTable, peak: float, bw: float, eff_c, eff_m, overhead):
-    """Per-op seconds (N, n_ops); eff_c, eff_m, overhead may be scalars or (N, 1) arrays."""
-    t_roof = np.maximum(table.flops / (peak * eff_c), table.bytes / (bw * eff_m))
-    return np.where(table.live, t_roof + overhead, 0.0)
+def _op_times(flops: np.ndarray, nbytes: np.ndarray, live: np.ndarray, peak: float, bw: float, eff_c, eff_m,
+              overhead):
+    """Per-op seconds (N, n_ops) of an operator table's arrays; eff_c, eff_m, overhead may be scalars
+    or (N, 1) arrays."""
+    t_roof = np.maximum(flops / (peak * eff_c), nbytes / (bw * eff_m))
+    return np.where(live, t_roof + overhead, 0.0)
+
+
+def _busy_times(flops: np.ndarray, nbytes: np.ndarray, live: np.ndarray, peak: float, bw: float) -> np.ndarray:
+    """Per-op seconds (N, n_ops) at 100 % of the binding roof (the utilisation's numerator)."""
+    return np.where(live, np.maximum(flops / peak, nbytes / bw), 0.0)
+
+
+def _latency_energy(t: np.ndarray, busy: np.ndarray, tdp: float, idle_fraction: float):
+    """(latency ms, energy mJ, power W, utilisation) from summed op seconds ``t`` and busy seconds."""
+    util = np.clip(busy / t, 0.0, 1.0)
+    idle = idle_fraction * tdp
+    power = idle + (tdp - idle) * util
+    return t * 1e3, power * t * 1e3, power, util
 
 
 def predict(archs: Architecture | Sequence[Architecture], setting: Any, device: str | DeviceSpec,
@@ -258,14 +295,76 @@ def predict(archs: Architecture | Sequence[Architecture], setting: Any, device: 
     p = _params(spec, params)
     table = operator_table(archs, st, decode_tokens) if table is None else table
     peak, bw = spec.peak_flops(st.dtype), spec.bandwidth_bytes
-    t_ops = _op_times(table, peak, bw, p.eff_compute, p.eff_memory, p.overhead_s)
-    t = t_ops.sum(1)
-    busy = np.where(table.live, np.maximum(table.flops / peak, table.bytes / bw), 0.0)  # time at 100 % of a roof
-    util = np.clip(busy.sum(1) / t, 0.0, 1.0)
-    tdp = spec.tdp_w
-    idle = p.idle_fraction * tdp
-    power = idle + (tdp - idle) * util
-    return RooflineResult(t * 1e3, power * t * 1e3, power, util, table.arch_ids, spec.id, st.name, p)
+    t = _op_times(table.flops, table.bytes, table.live, peak, bw, p.eff_compute, p.eff_memory, p.overhead_s).sum(1)
+    busy = _busy_times(table.flops, table.bytes, table.live, peak, bw).sum(1)
+    lat, energy, power, util = _latency_energy(t, busy, spec.tdp_w, p.idle_fraction)
+    return RooflineResult(lat, energy, power, util, table.arch_ids, spec.id, st.name, p)
+
+
+class EncodedRoofline:
+    """:func:`predict`'s latency and energy for one (space, setting, device, parameters), evaluated
+    straight from integer encodings (``SearchSpace.encode_many``) — for the query API, where a
+    modeled device is answered by the model itself.
+
+    Every operator of a layer depends only on that layer's (embed_dim, n_head, mlp_ratio, bias)
+    and the global operators only on embed_dim, so the per-operator times of
+    :func:`operator_table` / :func:`predict` are computed once, with the same formulas, for every
+    such combination of the space's choices (a few dozen), and an architecture's sum is a table
+    lookup per layer slot. The result equals :func:`predict` up to the order of the floating-point
+    sum (relative differences ~1e-15). Encodings are not validated here (the caller does).
+    """
+
+    def __init__(self, space: str | SearchSpace, setting: Any, device: str | DeviceSpec,
+                 params: RooflineParams | None = None, decode_tokens: int = DEFAULT_DECODE_TOKENS):
+        sp = self.space = get_space(space)
+        spec = self.spec = _spec(device)
+        st = self.setting = resolve_setting(setting)
+        p = self.params = _params(spec, params)
+        lm = sp.max_layers
+        ne, nh, nm, nb = (len(sp.embed_dim_choices), len(sp.n_head_choices), len(sp.mlp_ratio_choices),
+                          len(sp.bias_choices))
+        # one row per (embed, heads, mlp, bias) index, heads/mlp index nh/nm = PAD (a dead layer);
+        # only layer slot 0 is used, the other slots are empty (no work, no overhead)
+        e, h, r, bi = (x.ravel() for x in np.meshgrid(np.arange(ne), np.arange(nh + 1), np.arange(nm + 1),
+                                                        np.arange(nb), indexing="ij"))
+        t = costs._tables(sp)
+        E = t.embed[e].astype(float)[:, None]
+        H = np.zeros((len(e), lm))
+        R = np.zeros((len(e), lm))
+        H[:, 0] = t.heads[np.where(h == nh, -1, h)]
+        R[:, 0] = t.mlp[np.where(r == nm, -1, r)]
+        H[:, 0] = np.where(r == nm, 0.0, H[:, 0])  # a layer is live only with both choices set
+        R[:, 0] = np.where(h == nh, 0.0, R[:, 0])
+        bias = t.bias[bi].astype(float)[:, None]
+        names, flops, nbytes, live = _operator_arrays(sp, st, decode_tokens, E, H, R, bias)
+        peak, bw = spec.peak_flops(st.dtype), spec.bandwidth_bytes
+        t_ops = _op_times(flops, nbytes, live, peak, bw, p.eff_compute, p.eff_memory, p.overhead_s)
+        b_ops = _busy_times(flops, nbytes, live, peak, bw)
+        layer = [j for j, n in enumerate(names) if n.startswith("L0.")]
+        glob = [names.index(n) for n in GLOBAL_OPS]
+        self._layer_t, self._layer_busy = t_ops[:, layer].sum(1), b_ops[:, layer].sum(1)  # by combination
+        first = (h == 0) & (r == 0) & (bi == 0)  # one row per embed index, in order
+        self._global_t, self._global_busy = t_ops[first][:, glob].sum(1), b_ops[first][:, glob].sum(1)
+        self._shape = (nh + 1, nm + 1, nb)
+        self._tdp, self._idle_fraction = spec.tdp_w, p.idle_fraction
+        self.dtype = st.dtype
+
+    def evaluate(self, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(latency_ms, energy_mj)``, float64 arrays (N,), of a valid ``(N, encoding_length)`` integer
+        encoding matrix (decode: per token), as :func:`predict` computes them."""
+        lm = self.space.max_layers
+        nh1, nm1, nb = self._shape
+        enc = np.asarray(enc)
+        e = enc[:, 0].astype(np.intp)
+        h = enc[:, 2 + lm:2 + 2 * lm].astype(np.intp) % nh1  # PAD (-1) -> nh, the dead-layer row
+        r = enc[:, 2:2 + lm].astype(np.intp) % nm1
+        idx = ((e[:, None] * nh1 + h) * nm1 + r) * nb + enc[:, -1:].astype(np.intp)
+        t, busy = self._global_t[e], self._global_busy[e]
+        for j in range(lm):  # layer by layer: the same sum whatever the batch (bit for bit)
+            t = t + self._layer_t[idx[:, j]]
+            busy = busy + self._layer_busy[idx[:, j]]
+        lat, energy, _, _ = _latency_energy(t, busy, self._tdp, self._idle_fraction)
+        return lat, energy
 
 
 # --------------------------------------------------------------------------- calibration
@@ -325,7 +424,8 @@ def calibrate_many(observations: Iterable[tuple[Any, Mapping[str, Any]]], archs:
 
     def data_residuals(theta):
         ec, em, oh = np.exp(theta)
-        out = [np.log(_op_times(tb, pk, bw, ec, em, oh).sum(1)) - np.log(y) for tb, pk, bw, y in groups]
+        out = [np.log(_op_times(tb.flops, tb.bytes, tb.live, pk, bw, ec, em, oh).sum(1)) - np.log(y)
+               for tb, pk, bw, y in groups]
         return np.concatenate(out)
 
     def residuals(theta):
