@@ -10,6 +10,8 @@ of one device, p50 and p99, from the table and from the surrogates; ``query_batc
 (architectures/s) in table and surrogate mode, given encodings and given ids; and, for the same
 answers (params and prefill FLOPs), building ``benchmark.model.GPT`` per architecture and counting
 ``sum(p.numel())`` and ``torch.utils.flop_counter.FlopCounterMode`` over one forward — with the ratios.
+When the release has a modeled device, its latency and energy of unprofiled architectures (the
+roofline model evaluated directly, source ``modeled``) are timed too, single and batched.
 
 ``--synthetic`` builds a table with ``tests/hwtable.py`` (hardware values are a function of exact
 costs plus seeded noise — not measurements) and fits surrogates on it with the release's
@@ -132,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"query_batch, table mode,     {n:,} ids:       {r_ti:12,.0f} archs/s")
     print(f"query_batch, surrogate mode, {n:,} encodings: {r_se:12,.0f} archs/s   (target >= 20,000)")
     print(f"query_batch, surrogate mode, {len(ids_s):,} ids (unprofiled, parsed): {r_si:12,.0f} archs/s")
+    modeled = sorted(d for d, i in b.devices().items() if i["source"] == "modeled")
+    if modeled:
+        dm = modeled[0]
+        hw = ["latency_ms", "energy_mj"]
+        p50m, p99m = _percentiles(lambda a: b.query(a, metrics=hw, device=dm), unseen, args.singles)
+        r_me = _rate(lambda: b.query_batch(enc_s, metrics=hw, device=dm), n)
+        print(f"modeled device {dm} ({', '.join(hw)}; roofline evaluated for unprofiled architectures):")
+        print(f"  single query p50 {p50m:8.1f} us   p99 {p99m:8.1f} us;   query_batch {n:,} encodings: {r_me:12,.0f} archs/s")
 
     # the HW-GPT-Bench way: build the dense model, count parameters and FLOPs of one forward
     import torch
