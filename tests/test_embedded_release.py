@@ -38,7 +38,8 @@ def test_release_is_consistent(bench):
 
 def test_every_metric_of_every_device_for_profiled_and_unprofiled_archs(bench):
     profiled = bench.table.architectures()[0]
-    rng = np.random.default_rng(0)
+    # not seed 0: the release's table holds space.sample(seed=0, n=2000) itself
+    rng = np.random.default_rng(2026)
     unprofiled = next(a for a in bench.space.sample(rng, 200) if a not in bench.table)
     for dev, info in bench.devices().items():
         for setting in info["settings"]:
