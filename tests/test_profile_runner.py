@@ -216,3 +216,23 @@ def test_shards_as_ray_tasks_on_a_local_instance(tmp_path, ckpt, tiny_corpus, mo
         shard = Table(shard_path(tmp_path / "t.h5", i, 2))
         assert sorted(shard.ids) == sorted(a.id for a in select_architectures("t", n=3, seed=0, shard=(i, 2)))
     assert np.isfinite(t.metric("perplexity")).all()
+
+
+def test_perplexity_pass_with_worker_processes(tmp_path, ckpt, tiny_corpus):
+    """add_perplexity(workers=2) measures in two local processes: the same rows, values equal to one
+    worker's up to float rounding, written in table order; a second pass has nothing left to do."""
+    from benchmark.profiling.runner import add_perplexity
+
+    kw = dict(n=3, seed=1, checkpoint=ckpt, data_dir=tiny_corpus, perplexity=False, memory=False, energy=False, **FAST)
+    one = profile("t", tmp_path / "one.h5", **kw)
+    two = profile("t", tmp_path / "two.h5", **kw)
+    assert add_perplexity(one, ckpt, tiny_corpus, eval_tokens=256, progress=False) == 5
+    assert add_perplexity(two, ckpt, tiny_corpus, eval_tokens=256, progress=False, workers=2) == 5
+    assert add_perplexity(two, ckpt, tiny_corpus, eval_tokens=256, progress=False, workers=2) == 0
+    a, b = Table(one), Table(two)
+    assert list(a.ids) == list(b.ids) and b.attrs["eval_tokens"] == 256
+    for m in ("perplexity", "token_accuracy"):
+        assert np.isfinite(b.metric(m)).all()
+        np.testing.assert_allclose(b.metric(m), a.metric(m), rtol=1e-5)
+    with pytest.raises(ValueError, match="workers"):
+        add_perplexity(two, ckpt, tiny_corpus, eval_tokens=256, progress=False, workers=0)

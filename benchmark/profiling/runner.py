@@ -341,22 +341,58 @@ def _set_eval_tokens(w: TableWriter, tokens: int) -> None:
     w.set_attrs(eval_tokens=int(tokens))
 
 
-def _perplexity_inputs(space: str, checkpoint, data_dir) -> tuple[Any, np.ndarray, dict[str, str]]:
-    """The supernet, the test tokens and the root attributes that pin them (sha256s)."""
+def _perplexity_paths(space: str, checkpoint, data_dir) -> tuple[Path, Path]:
+    """The supernet checkpoint and the data directory (tokenizer, test split), defaults resolved."""
     from benchmark.paths import data_dir as default_data_dir
-    from benchmark.release import sha256_file
-    from benchmark.supernet.corpus import load_split
-    from benchmark.supernet.elastic import load_supernet
 
     ddir = Path(data_dir) if data_dir is not None else default_data_dir()
     ckpt = Path(checkpoint) if checkpoint is not None else default_data_dir() / f"supernet_{space}.safetensors"
-    net = load_supernet(ckpt, space)
-    tokens = np.asarray(load_split("test", ddir))
-    return net, tokens, {"supernet_sha256": sha256_file(ckpt), "tokenizer_sha256": sha256_file(ddir / "tokenizer.json")}
+    return ckpt, ddir
+
+
+def _perplexity_pins(ckpt: Path, ddir: Path) -> dict[str, str]:
+    """The root attributes that pin a perplexity: sha256 of the checkpoint and of the tokenizer."""
+    from benchmark.release import sha256_file
+
+    return {"supernet_sha256": sha256_file(ckpt), "tokenizer_sha256": sha256_file(ddir / "tokenizer.json")}
+
+
+def _load_perplexity_inputs(space: str, ckpt: Path, ddir: Path) -> tuple[Any, np.ndarray]:
+    from benchmark.supernet.corpus import load_split
+    from benchmark.supernet.elastic import load_supernet
+
+    return load_supernet(ckpt, space), np.asarray(load_split("test", ddir))
+
+
+def _perplexity_inputs(space: str, checkpoint, data_dir) -> tuple[Any, np.ndarray, dict[str, str]]:
+    """The supernet, the test tokens and the root attributes that pin them (sha256s)."""
+    ckpt, ddir = _perplexity_paths(space, checkpoint, data_dir)
+    net, tokens = _load_perplexity_inputs(space, ckpt, ddir)
+    return net, tokens, _perplexity_pins(ckpt, ddir)
+
+
+# one perplexity worker process (add_perplexity(workers=N)): its supernet and test tokens, loaded once
+_WORKER: dict[str, Any] = {}
+
+
+def _perplexity_worker_init(space: str, ckpt: str, ddir: str, eval_tokens: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # N workers share the machine's cores, one thread each
+    net, tokens = _load_perplexity_inputs(space, Path(ckpt), Path(ddir))
+    _WORKER.update(space=space, net=net, tokens=tokens, eval_tokens=int(eval_tokens))
+
+
+def _perplexity_worker(arch_id: str) -> tuple[str, float, float, int]:
+    from benchmark.spaces import get_space
+
+    arch = get_space(_WORKER["space"]).from_id(arch_id)
+    r = measure_perplexity_for(_WORKER["net"], arch, _WORKER["tokens"], _WORKER["eval_tokens"])
+    return arch_id, float(r.perplexity), float(r.token_accuracy), int(r.tokens)
 
 
 def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 65536, flush_every: int = 10,
-                   progress: bool = True, reuse: Sequence = ()) -> int:
+                   progress: bool = True, reuse: Sequence = (), workers: int = 1) -> int:
     """Measure perplexity and token accuracy for every row of ``table`` that lacks them (a
     perplexity pass after a hardware-only ``profile(..., perplexity=False)``). Resumable: values
     are flushed every ``flush_every`` rows and rows already measured are skipped; the checkpoint
@@ -365,20 +401,30 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
     ``reuse``: tables whose perplexities are copied instead of measured again (e.g. an earlier
     shard of the same architectures whose timings were superseded). Perplexity does not depend
     on the machine, but each must pin the same checkpoint, tokenizer and ``eval_tokens`` (checked;
-    a mismatch is a TableError). Returns the number of rows measured now (copies not counted)."""
+    a mismatch is a TableError). Returns the number of rows measured now (copies not counted).
+
+    ``workers``: 1 (default) measures in this process, taking the CPU's measurement lock per
+    architecture (a timing runner on this machine interleaves). ``N > 1`` measures in N local
+    processes with one torch thread each, and holds the CPU lock for the whole pass (no timing runs
+    meanwhile: perplexity then uses the cores); results are written in table order, flushed as
+    with one worker, so a killed pass resumes the same way. Values agree with one worker's to float
+    rounding (thread count changes the order of float sums)."""
     from tqdm.auto import tqdm
 
     from benchmark.profiling.latency import device_lock
 
     if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
         raise ValueError(f"invalid flush_every: {flush_every!r}; allowed: an integer >= 1")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"invalid workers: {workers!r}; allowed: an integer >= 1")
     t = Table(table)
     sp = t.space
     todo = t.architectures()
     if "perplexity" in t.metrics():
         missing = np.isnan(t.metric("perplexity"))
         todo = [a for a, m in zip(todo, missing) if m]
-    net, tokens, attrs = _perplexity_inputs(sp.name, checkpoint, data_dir)
+    ckpt, ddir = _perplexity_paths(sp.name, checkpoint, data_dir)
+    attrs = _perplexity_pins(ckpt, ddir)
     copies = _reusable_perplexities(reuse, {a.id for a in todo}, attrs, eval_tokens)
     done = 0
     # flushed here, per row, not per fill: a row is two fills
@@ -392,18 +438,42 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
             todo = [a for a in todo if a.id not in copies]
             if progress:
                 print(f"perplexity of {len(copies)} rows copied from {', '.join(map(str, reuse))}", file=sys.stderr)
-        for arch in tqdm(todo, desc=f"perplexity {Path(table).name}", unit="arch", disable=not progress):
-            with device_lock("cpu"):
-                r = measure_perplexity_for(net, arch, tokens, eval_tokens)
-            _set_eval_tokens(w, r.tokens)
-            w.fill_metric("token_accuracy", {arch.id: r.token_accuracy})
-            w.fill_metric("perplexity", {arch.id: r.perplexity})
+        bar = tqdm(total=len(todo), desc=f"perplexity {Path(table).name}", unit="arch", disable=not progress)
+        for aid, ppl, acc, n_tokens in _perplexities(todo, sp.name, ckpt, ddir, eval_tokens, workers):
+            _set_eval_tokens(w, n_tokens)
+            w.fill_metric("token_accuracy", {aid: acc})
+            w.fill_metric("perplexity", {aid: ppl})
             done += 1
+            bar.update(1)
             if done % flush_every == 0:
                 w.flush()
+        bar.close()
     if progress:
         print(f"perplexity of {done} rows written to {table}", file=sys.stderr)
     return done
+
+
+def _perplexities(todo: Sequence, space: str, ckpt: Path, ddir: Path, eval_tokens: int, workers: int):
+    """Yield ``(id, perplexity, token_accuracy, tokens)`` for ``todo``, in order (see add_perplexity)."""
+    from benchmark.profiling.latency import device_lock
+
+    if not todo:
+        return
+    if workers == 1:
+        net, tokens = _load_perplexity_inputs(space, ckpt, ddir)
+        for arch in todo:
+            with device_lock("cpu"):
+                r = measure_perplexity_for(net, arch, tokens, eval_tokens)
+            yield arch.id, float(r.perplexity), float(r.token_accuracy), int(r.tokens)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (no forked torch/OpenMP state)
+    with device_lock("cpu"), ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+            initializer=_perplexity_worker_init, initargs=(space, str(ckpt), str(ddir), eval_tokens)) as pool:
+        yield from pool.map(_perplexity_worker, [a.id for a in todo])
 
 
 def _reusable_perplexities(reuse: Sequence, wanted: set, attrs: Mapping[str, str], eval_tokens: int) -> dict:
@@ -590,8 +660,11 @@ def add_table_parser(sub) -> None:
     pp.add_argument("--reuse", nargs="+", default=(), metavar="TABLE",
                     help="copy perplexities of the same architectures from these tables (same checkpoint, "
                          "tokenizer and --eval-tokens, checked) instead of measuring them again")
+    pp.add_argument("--workers", type=int, default=1,
+                    help="local worker processes, one torch thread each (default 1: this process); with "
+                         "N > 1 the CPU's measurement lock is held for the whole pass")
     pp.set_defaults(func=lambda a: print(add_perplexity(a.table, a.checkpoint, a.data_dir, a.eval_tokens,
-                                                        reuse=a.reuse)) or 0)
+                                                        reuse=a.reuse, workers=a.workers)) or 0)
     c = tsub.add_parser("card", help="write the data card of a table (markdown + plots)",
                         description="Rows and provenance per device, profiling time, noise (CV of repeats), drift "
                                     "of the reference architectures, modeled-device calibration error and metric "
