@@ -23,10 +23,9 @@ from benchmark.table import Table
 
 def compare(a: Table, b: Table, dev_a: str, dev_b: str) -> list[dict]:
     """One record per (setting, metric) that both devices measured, over the common rows."""
-    ids_a, ids_b = list(a.ids), list(b.ids)
-    common = sorted(set(ids_a) & set(ids_b))
-    ia = np.array([ids_a.index(i) for i in common], dtype=int)
-    ib = np.array([ids_b.index(i) for i in common], dtype=int)
+    common = sorted(set(a.ids.tolist()) & set(b.ids.tolist()))
+    ia = np.array([a.row(i) for i in common], dtype=int)
+    ib = np.array([b.row(i) for i in common], dtype=int)
     out = []
     for s in a.settings(dev_a):
         if s not in b.settings(dev_b):
@@ -50,6 +49,10 @@ def compare(a: Table, b: Table, dev_a: str, dev_b: str) -> list[dict]:
                         "kendall": float(stats.kendalltau(ma, mb)[0]),
                         "cv_a": cv(xa[ok]), "cv_b": cv(xb[ok])})
     return out
+
+
+def _pct(x: float) -> str:
+    return "–" if not np.isfinite(x) else f"{x:.1%}"  # "–": one value per architecture, no CV
 
 
 def main(argv=None) -> int:
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
     print(f"{'setting':<24} {'metric':<11} {'rows':>5} {'B/A':>6} {'rho':>6} {'tau':>6} {'CV A':>6} {'CV B':>6}")
     for r in rows:
         print(f"{r['setting']:<24} {r['metric']:<11} {r['rows']:>5} {r['median_ratio']:>6.3f} {r['spearman']:>6.3f} "
-              f"{r['kendall']:>6.3f} {r['cv_a']:>6.1%} {r['cv_b']:>6.1%}")
+              f"{r['kendall']:>6.3f} {_pct(r['cv_a']):>6} {_pct(r['cv_b']):>6}")
     if not rows:
         print("no common architectures with measurements on both sides")
     return 0
