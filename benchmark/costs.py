@@ -314,8 +314,13 @@ def _params(b: _Batch, embeddings: bool) -> np.ndarray:
     p += b.bias * (3 * W + 2 * E * b.n_layer + E * R)  # linear biases
     p += 2 * E  # ln_f
     if embeddings:
-        p += sp.vocab_size * E
+        p += _embedding_params(b)
     return p
+
+
+def _embedding_params(b: _Batch) -> np.ndarray:
+    """The token embedding ``wte`` (tied with the LM head): ``params - params(embeddings=False)``."""
+    return b.space.vocab_size * b.embed
 
 
 def flops(archs, batch: int, seq_len: int, context_len: int = 0, space=None, attention: str = "full"):

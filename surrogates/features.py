@@ -100,7 +100,7 @@ def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting |
         batch = costs._resolve(enc, sp)  # validates every row, once
     s = _setting(setting) if setting is not None else None
     params_ne = costs._params(batch, False)
-    params = params_ne + sp.vocab_size * batch.embed  # exactly costs.params: the embedding is its last term
+    params = params_ne + costs._embedding_params(batch)  # exactly costs.params, without recomputing the rest
     lm = sp.max_layers
     t_embed, t_layer, t_bias, t_mlp, t_heads = _lookups(sp)
     embed = t_embed[enc[:, 0]]

@@ -37,7 +37,7 @@ hardware measurements of one architecture, and holds the CPU lock while computin
 
 Parallel: ``profile_ray`` runs shards as Ray tasks (one task per machine at a time, through a
 custom resource) and merges them. Perplexity runs in the profiling process (one per machine);
-local worker processes for it are not implemented.
+the separate perplexity pass :func:`add_perplexity` can use local worker processes (``workers``).
 """
 
 from __future__ import annotations
@@ -387,8 +387,13 @@ def _perplexity_worker(arch_id: str) -> tuple[str, float, float, int]:
     from benchmark.spaces import get_space
 
     arch = get_space(_WORKER["space"]).from_id(arch_id)
-    r = measure_perplexity_for(_WORKER["net"], arch, _WORKER["tokens"], _WORKER["eval_tokens"])
-    return arch_id, float(r.perplexity), float(r.token_accuracy), int(r.tokens)
+    return _perplexity_record(_WORKER["net"], arch, _WORKER["tokens"], _WORKER["eval_tokens"])
+
+
+def _perplexity_record(net, arch, tokens, eval_tokens) -> tuple[str, float, float, int]:
+    """``(id, perplexity, token_accuracy, tokens predicted)`` of one architecture."""
+    r = measure_perplexity_for(net, arch, tokens, eval_tokens)
+    return arch.id, float(r.perplexity), float(r.token_accuracy), int(r.tokens)
 
 
 def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 65536, flush_every: int = 10,
@@ -410,8 +415,6 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 655
     with one worker, so a killed pass resumes the same way. Values agree with one worker's to float
     rounding (thread count changes the order of float sums)."""
     from tqdm.auto import tqdm
-
-    from benchmark.profiling.latency import device_lock
 
     if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
         raise ValueError(f"invalid flush_every: {flush_every!r}; allowed: an integer >= 1")
@@ -463,8 +466,8 @@ def _perplexities(todo: Sequence, space: str, ckpt: Path, ddir: Path, eval_token
         net, tokens = _load_perplexity_inputs(space, ckpt, ddir)
         for arch in todo:
             with device_lock("cpu"):
-                r = measure_perplexity_for(net, arch, tokens, eval_tokens)
-            yield arch.id, float(r.perplexity), float(r.token_accuracy), int(r.tokens)
+                record = _perplexity_record(net, arch, tokens, eval_tokens)
+            yield record
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
