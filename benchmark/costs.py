@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.errors import HwlmError
 from benchmark.spaces import PAD, Architecture, ArchitectureError, SearchSpace, get_space
 
 __all__ = [
@@ -81,14 +82,6 @@ _DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half":
                   "bfloat16": "bf16", "int8": "int8", "qint8": "int8"}
 ATTENTION_MODES = ("full", "causal", "none")
 _INT64_LIMIT = float(2**62)  # refuse settings whose counts could overflow int64
-
-
-def _fail(field: str, value: Any, allowed: Any) -> ValueError:
-    return ValueError(f"invalid {field}: {value!r}; allowed: {allowed}")
-
-
-def _arch_fail(field: str, value: Any, allowed: Any) -> ArchitectureError:
-    return ArchitectureError(f"invalid {field}: {value!r}; allowed: {allowed}")
 
 
 # --------------------------------------------------------------------------- input resolution
@@ -147,7 +140,7 @@ def _resolve(archs: Any, space: Any) -> _Batch:
     sp = _space_arg(space)
     if isinstance(archs, Architecture):
         if sp is not None and archs.space != sp.name:
-            raise _arch_fail("space", archs.space, f"{sp.name!r} (the space argument)")
+            raise ArchitectureError.invalid("space", archs.space, f"{sp.name!r} (the space argument)")
         return _Batch(archs.search_space, archs.encoding()[None, :], scalar=True)
     if isinstance(archs, np.ndarray):
         return _from_array(archs, sp)
@@ -158,9 +151,9 @@ def _resolve(archs: Any, space: Any) -> _Batch:
         if all(isinstance(a, Architecture) for a in archs):
             names = sorted({a.space for a in archs})
             if len(names) > 1:
-                raise _arch_fail("space", names, "architectures of one space per call")
+                raise ArchitectureError.invalid("space", names, "architectures of one space per call")
             if sp is not None and names[0] != sp.name:
-                raise _arch_fail("space", names[0], f"{sp.name!r} (the space argument)")
+                raise ArchitectureError.invalid("space", names[0], f"{sp.name!r} (the space argument)")
             sp = archs[0].search_space
             enc = np.empty((len(archs), sp.encoding_length), np.int8)
             for i, a in enumerate(archs):
@@ -168,26 +161,26 @@ def _resolve(archs: Any, space: Any) -> _Batch:
             return _Batch(sp, enc, scalar=False)
         if any(isinstance(a, Architecture) for a in archs):
             bad = next(a for a in archs if not isinstance(a, Architecture))
-            raise _arch_fail("architecture", bad, "a list of Architecture objects (not mixed with other values)")
+            raise ArchitectureError.invalid("architecture", bad, "a list of Architecture objects (not mixed with other values)")
         return _from_array(np.asarray(archs), sp)
-    raise _arch_fail("archs", archs, "an Architecture, a list of Architectures, or an (N, encoding_length) "
+    raise ArchitectureError.invalid("archs", archs, "an Architecture, a list of Architectures, or an (N, encoding_length) "
                                      "integer encoding array with space=")
 
 
 def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> _Batch:
     if sp is None:
-        raise _arch_fail("space", None, "a space name or SearchSpace (required with an encoding array)")
+        raise ArchitectureError.invalid("space", None, "a space name or SearchSpace (required with an encoding array)")
     if not np.issubdtype(enc.dtype, np.integer):
-        raise _arch_fail("encoding dtype", str(enc.dtype), "an integer dtype (choice indices, PAD=-1)")
+        raise ArchitectureError.invalid("encoding dtype", str(enc.dtype), "an integer dtype (choice indices, PAD=-1)")
     if enc.ndim == 1:
         scalar, enc = True, enc[None, :]
     elif enc.ndim == 2:
         scalar = False
     else:
-        raise _arch_fail("encoding shape", enc.shape, f"(N, {sp.encoding_length}) or ({sp.encoding_length},) "
+        raise ArchitectureError.invalid("encoding shape", enc.shape, f"(N, {sp.encoding_length}) or ({sp.encoding_length},) "
                                                       f"for space {sp.name!r}")
     if enc.shape[1] != sp.encoding_length:
-        raise _arch_fail("encoding width", enc.shape[1], f"{sp.encoding_length} (encoding_length of space "
+        raise ArchitectureError.invalid("encoding width", enc.shape[1], f"{sp.encoding_length} (encoding_length of space "
                                                          f"{sp.name!r})")
     if len(enc):
         _validate_encoding(sp, enc)
@@ -256,17 +249,17 @@ def _validate_encoding(sp: SearchSpace, enc: np.ndarray) -> None:
             sp.decode(enc[row])
         except ArchitectureError as e:
             raise ArchitectureError(f"encoding row {row} of {len(enc)}: {e}") from None
-        raise _arch_fail(f"encoding row {row}", enc[row].tolist(), f"a valid encoding of space {sp.name!r}")
+        raise ArchitectureError.invalid(f"encoding row {row}", enc[row].tolist(), f"a valid encoding of space {sp.name!r}")
 
 
 # --------------------------------------------------------------------------- setting validation
 def _pos_int(field: str, value: Any, lo: int, hi: int | None = None) -> int:
     allowed = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise _fail(field, value, allowed)
+        raise HwlmError.invalid(field, value, allowed)
     v = int(value)
     if v < lo or (hi is not None and v > hi):
-        raise _fail(field, value, allowed)
+        raise HwlmError.invalid(field, value, allowed)
     return v
 
 
@@ -275,13 +268,13 @@ def _dtype_bytes(dtype: Any) -> int:
     name = name[len("torch."):] if name.startswith("torch.") else name
     key = name if name in DTYPE_BYTES else _DTYPE_ALIASES.get(name)
     if key is None:
-        raise _fail("dtype", dtype, f"{sorted(DTYPE_BYTES)} (or float32/float16/bfloat16/torch dtypes)")
+        raise HwlmError.invalid("dtype", dtype, f"{sorted(DTYPE_BYTES)} (or float32/float16/bfloat16/torch dtypes)")
     return DTYPE_BYTES[key]
 
 
 def _attention(mode: Any) -> str:
     if mode not in ATTENTION_MODES:
-        raise _fail("attention", mode, list(ATTENTION_MODES))
+        raise HwlmError.invalid("attention", mode, list(ATTENTION_MODES))
     return mode
 
 

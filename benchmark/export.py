@@ -39,7 +39,8 @@ from typing import Any
 
 import torch
 
-from benchmark.release import sha256_file
+from benchmark.errors import HwlmError
+from benchmark.files import sha256_file
 from benchmark.spaces import Architecture, ArchitectureError, SearchSpace, get_space
 
 __all__ = [
@@ -64,7 +65,7 @@ VERIFY_ATOL = 1e-4
 ARCH_KEYWORDS = ("largest", "smallest")
 
 
-class ExportError(ValueError):
+class ExportError(HwlmError):
     """Invalid input to an export: architecture, output directory, dtype, tokenizer or checkpoint."""
 
 

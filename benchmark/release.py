@@ -33,15 +33,16 @@ Paths are relative, ``/``-separated and may not leave the directory. Extra top-l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
+
+from benchmark.errors import HwlmError
+from benchmark.files import sha256_file, write_text  # sha256_file: part of this module's API
 
 __all__ = [
     "MANIFEST_NAME",
@@ -72,10 +73,9 @@ _SPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Names never listed when a manifest is built from a directory listing.
 _SKIP_SUFFIXES = (".tmp", ".incomplete", ".lock", ".pyc")
 _SKIP_NAMES = {"__pycache__", MANIFEST_NAME}
-_CHUNK = 1 << 20
 
 
-class ReleaseError(ValueError):
+class ReleaseError(HwlmError):
     """A release directory or its manifest is missing, malformed, or does not match its files."""
 
 
@@ -120,15 +120,6 @@ class VerificationError(ReleaseError):
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks; symlinks are followed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _manifest_path(path: str | os.PathLike) -> Path:
@@ -190,22 +181,6 @@ def list_release_files(directory: str | os.PathLike) -> list[str]:
     return sorted(out)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 # --------------------------------------------------------------------------------------------
 # manifest
 
@@ -252,7 +227,7 @@ def write_manifest(directory: str | os.PathLike, space: str, schema_version: int
             raise ReleaseError(f"extra key {key!r} would replace a core manifest field")
         manifest[key] = value
     manifest["files"] = entries
-    _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
 
 

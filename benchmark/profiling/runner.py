@@ -352,7 +352,7 @@ def _perplexity_paths(space: str, checkpoint, data_dir) -> tuple[Path, Path]:
 
 def _perplexity_pins(ckpt: Path, ddir: Path) -> dict[str, str]:
     """The root attributes that pin a perplexity: sha256 of the checkpoint and of the tokenizer."""
-    from benchmark.release import sha256_file
+    from benchmark.files import sha256_file
 
     return {"supernet_sha256": sha256_file(ckpt), "tokenizer_sha256": sha256_file(ddir / "tokenizer.json")}
 

