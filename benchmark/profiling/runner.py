@@ -500,7 +500,7 @@ def _reusable_perplexities(reuse: Sequence, wanted: set, attrs: Mapping[str, str
 
 
 def measure_perplexity_for(net, arch, tokens, eval_tokens):
-    from benchmark.profiling.perplexity import measure_perplexity
+    from benchmark.supernet.perplexity import measure_perplexity
 
     return measure_perplexity(net, arch, tokens, max_tokens=eval_tokens)
 

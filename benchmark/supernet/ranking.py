@@ -4,7 +4,7 @@ Trains a handful of architectures *standalone* (from scratch, no weight sharing,
 optimiser, schedule and token budget each) and compares their test perplexity with the test
 perplexity the trained supernet gives them with inherited weights: Kendall tau and Spearman rho
 of the two rankings, and a scatter plot. Both perplexities are measured the same way
-(:func:`benchmark.profiling.perplexity.measure_perplexity`, the held-out test split, the same
+(:func:`benchmark.supernet.perplexity.measure_perplexity`, the held-out test split, the same
 windows).
 
 Architectures are spread over the space deterministically: a seeded uniform sample is sorted by
@@ -56,7 +56,7 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n:
     from scipy import stats
 
     from benchmark.paths import data_dir as default_data_dir
-    from benchmark.profiling.perplexity import measure_perplexity
+    from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
     from benchmark.supernet.train import TrainConfig, load_run, train

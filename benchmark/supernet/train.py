@@ -89,7 +89,7 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def evaluate(net: Supernet, arch, tokens: np.ndarray, block_size: int, max_tokens: int) -> dict:
     """Validation loss, perplexity and accuracy on deterministic windows of ``tokens``."""
-    from benchmark.profiling.perplexity import measure_perplexity
+    from benchmark.supernet.perplexity import measure_perplexity
 
     r = measure_perplexity(net, arch, tokens, max_tokens=max_tokens, block_size=block_size)
     return {"loss": r.loss, "perplexity": r.perplexity, "token_accuracy": r.token_accuracy, "tokens": r.tokens}
