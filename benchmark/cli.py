@@ -7,7 +7,7 @@ import sys
 
 
 def _info(args) -> int:
-    from benchmark import __version__
+    from benchmark.version import __version__
     from benchmark.paths import data_dir
     from benchmark.spaces import SPACES
 

@@ -177,7 +177,7 @@ def export_architecture(supernet_path_or_net=None, arch: Any = None, out_dir=Non
     """
     from safetensors.torch import save_file
 
-    from benchmark import __version__
+    from benchmark.version import __version__
     from benchmark.hf import AUTO_MAP, CODE_FILES, HF_DIR
     from benchmark.supernet.corpus import EOT_TOKEN, eot_id
 

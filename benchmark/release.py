@@ -152,7 +152,7 @@ def _check_version(value: Any, name: str, supported: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ReleaseError(f"{where}: invalid {name} {value!r}; allowed: an integer >= 1")
     if value > supported:
-        from benchmark import __version__
+        from benchmark.version import __version__
 
         raise SchemaVersionError(
             f"{where}: {name} {value} is newer than this hwlm-bench {__version__} supports (up to {supported}). "
@@ -194,7 +194,7 @@ def write_manifest(directory: str | os.PathLike, space: str, schema_version: int
     ``created`` defaults to now (UTC); pass a fixed value for byte-identical manifests.
     ``extra`` adds top-level keys (e.g. ``{"description": ...}``); they may not replace core keys.
     """
-    from benchmark import __version__
+    from benchmark.version import __version__
 
     root = Path(directory)
     if not root.is_dir():

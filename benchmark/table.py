@@ -203,7 +203,7 @@ def _chunk(n: int, width: int = 1) -> int:
 def _write(content: _Content, path: Path, compression: str | None = "gzip") -> None:
     """Write ``content`` to ``path`` atomically (:func:`benchmark.files.atomic_path`)."""
     with atomic_path(path) as tmp:
-        from benchmark import __version__
+        from benchmark.version import __version__
 
         comp: dict = {}
         if compression == "gzip":

@@ -114,7 +114,7 @@ def build_corpus(
         path = out / "corpus" / f"{name}.npy"
         write_bytes(path, data)
         split_info[name] = _split_record(name, splits[name], stream, per_source, data, source_order, eot_id(tok))
-    from benchmark import __version__
+    from benchmark.version import __version__
 
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
