@@ -25,7 +25,6 @@ replaced the file since they opened it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -41,6 +40,7 @@ import numpy as np
 
 from benchmark.errors import HwlmError
 from benchmark.files import atomic_path, remove_stale_temporaries, sha256_file
+from benchmark.settings import DTYPES, MODES, Setting, SettingError  # noqa: F401  (part of this module's API)
 from benchmark.spaces import Architecture, get_space
 
 __all__ = ["SCHEMA_VERSION", "FORMAT", "SOURCES", "DEVICE_SOURCES", "DEVICE_KINDS", "MODES", "DTYPES",
@@ -51,8 +51,6 @@ FORMAT = "hwlm-bench table"
 SOURCES = ("measured", "exact", "modeled", "surrogate")  # of a /metrics dataset
 DEVICE_SOURCES = ("measured", "modeled")  # of a /hardware/<device> group
 DEVICE_KINDS = ("cpu", "gpu")
-MODES = ("prefill", "decode")
-DTYPES = ("fp32", "fp16", "bf16")
 COMPRESSIONS = ("gzip", "lzf", None)
 MEASURED_AT = "measured_at"
 # root attributes the package owns; the rest are free (corpus_sha256, tokenizer_sha256, eval_tokens, ...)
@@ -120,57 +118,16 @@ def _as_float(what: str, v: Any) -> float:
 
 
 # ---------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class Setting:
-    """A hardware measurement setting, named canonically ``{mode}-b{batch}-s{seq_len}-{dtype}``.
-
-    ``prefill``: one forward over ``batch x seq_len`` tokens. ``decode``: generating one token
-    per sequence with ``seq_len`` tokens of context in the KV cache.
-    """
-
-    mode: str
-    batch: int
-    seq_len: int
-    dtype: str = "fp32"
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise TableError.invalid("setting mode", self.mode, list(MODES))
-        for f in ("batch", "seq_len"):
-            v = getattr(self, f)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise TableError.invalid(f"setting {f}", v, "an integer >= 1")
-            object.__setattr__(self, f, int(v))
-        if self.dtype not in DTYPES:
-            raise TableError.invalid("setting dtype", self.dtype, list(DTYPES))
-
-    @property
-    def name(self) -> str:
-        return f"{self.mode}-b{self.batch}-s{self.seq_len}-{self.dtype}"
-
-    def __str__(self) -> str:
-        return self.name
-
-    def attrs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def parse(cls, s: "str | Setting") -> "Setting":
-        """A Setting from its name (or a Setting, returned as is)."""
-        if isinstance(s, Setting):
-            return s
-        m = re.fullmatch(r"([a-z]+)-b([0-9]+)-s([0-9]+)-([a-z0-9]+)", s) if isinstance(s, str) else None
-        if m is None:
-            raise TableError.invalid("setting name", s, "the form {prefill|decode}-b{batch}-s{seq_len}-{fp32|fp16|bf16}, "
-                                           "e.g. 'prefill-b1-s256-fp32'")
-        st = cls(m[1], int(m[2]), int(m[3]), m[4])
-        if st.name != s:  # e.g. leading zeros: one setting, one name
-            raise TableError.invalid("setting name", s, f"the canonical form {st.name!r}")
-        return st
+def _parse_setting(s: Any) -> Setting:
+    """``Setting.parse``, failing as a table operation does (TableError)."""
+    try:
+        return Setting.parse(s)
+    except SettingError as e:
+        raise TableError(str(e)) from None
 
 
 def _setting_name(s: Any) -> str:
-    return Setting.parse(s).name
+    return _parse_setting(s).name
 
 
 # ---------------------------------------------------------------------------- content
@@ -466,7 +423,7 @@ class TableWriter:
         """A setting group ``/hardware/<device>/<setting>``; ``attrs`` are free scalars (warmup,
         repeats, ...). Returns the setting's name."""
         self._check_open()
-        s = Setting.parse(setting)
+        s = _parse_setting(setting)
         if device not in self._c.device_meta:
             raise TableError.invalid("device", device, f"a declared device {sorted(self._c.device_meta)} (declare_device first)")
         meta = s.attrs()
@@ -855,7 +812,7 @@ class Table:
                 devices[dev]["kind"] = meta["kind"]
             for st, sg in g.items():
                 try:
-                    s = Setting.parse(st)
+                    s = _parse_setting(st)
                 except TableError as e:
                     raise TableError(f"{where}: /hardware/{dev}/{st}: {e}") from None
                 if not isinstance(sg, h5py.Group):

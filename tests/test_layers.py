@@ -16,7 +16,7 @@ PACKAGES = ("benchmark", "surrogates")
 # Lowest first. A module belongs to the first entry that is its name or a package above it.
 LAYERS = (
     ("helpers", ("benchmark.errors", "benchmark.files", "benchmark.paths", "benchmark.plotting", "benchmark.version")),
-    ("spaces, costs, model", ("benchmark.spaces", "benchmark.costs", "benchmark.model")),
+    ("spaces, settings, costs, model", ("benchmark.spaces", "benchmark.settings", "benchmark.costs", "benchmark.model")),
     ("table, release", ("benchmark.table", "benchmark.release", "benchmark.hub", "benchmark.datacard")),
     ("supernet", ("benchmark.supernet",)),
     ("profiling, export", ("benchmark.profiling", "benchmark.export", "benchmark.hf")),

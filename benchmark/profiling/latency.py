@@ -59,11 +59,11 @@ import numpy as np
 import torch
 
 from benchmark.model import GPT, KVCache
-from benchmark.profiling.settings import DEFAULT_DECODE_TOKENS, MODES, RunSetting, resolve_setting  # noqa: F401 (re-exported)
+from benchmark.settings import DEFAULT_DECODE_TOKENS, MODES, Setting, resolve_setting  # noqa: F401 (re-exported)
 from benchmark.spaces import Architecture
 
 __all__ = [
-    "DEFAULT_DECODE_TOKENS", "DEFAULT_REPEATS", "DEFAULT_WARMUP", "TORCH_DTYPES", "MODES", "RunSetting",
+    "DEFAULT_DECODE_TOKENS", "DEFAULT_REPEATS", "DEFAULT_WARMUP", "TORCH_DTYPES", "MODES", "Setting",
     "DeviceBusy", "resolve_setting", "build_model", "random_tokens", "lock_dir", "lock_key", "device_lock",
     "Workload", "prepare", "measure_latency",
 ]
@@ -264,7 +264,7 @@ class Workload:
     number of forwards per ``run()`` (1 for prefill): per-token values divide by it.
     """
 
-    setting: RunSetting
+    setting: Setting
     device: torch.device
     model: GPT
     run: Callable[[], Any]

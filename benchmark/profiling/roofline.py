@@ -63,7 +63,7 @@ import numpy as np
 from benchmark import costs
 from benchmark.costs import DTYPE_BYTES
 from benchmark.profiling.devices import DeviceSpec, get_device
-from benchmark.profiling.settings import DEFAULT_DECODE_TOKENS, RunSetting, resolve_setting
+from benchmark.settings import DEFAULT_DECODE_TOKENS, Setting, resolve_setting
 from benchmark.spaces import Architecture, SearchSpace, get_space
 
 __all__ = ["LAYER_OPS", "GLOBAL_OPS", "RooflineParams", "DEFAULT_PARAMS", "OperatorTable", "RooflineResult",
@@ -196,7 +196,7 @@ def operator_table_encodings(space: str | SearchSpace, enc: np.ndarray, setting:
                          st.dtype)
 
 
-def _operator_arrays(sp: SearchSpace, st: RunSetting, decode_tokens: int, E: np.ndarray, H: np.ndarray,
+def _operator_arrays(sp: SearchSpace, st: Setting, decode_tokens: int, E: np.ndarray, H: np.ndarray,
                      R: np.ndarray, bias: np.ndarray) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
     """The operator formulas (module docstring): ``E`` and ``bias`` (N, 1), per-layer heads ``H`` and
     MLP ratios ``R`` (N, max_layers, 0 beyond an architecture's depth) -> names, flops, bytes, live."""
