@@ -106,7 +106,7 @@ def _optional_registrations():
     except ImportError:
         pass
     try:
-        from benchmark.profiling.runner import add_profile_parser, add_table_parser
+        from benchmark.profiling.commands import add_profile_parser, add_table_parser
         regs += [add_profile_parser, add_table_parser]
     except ImportError:
         pass

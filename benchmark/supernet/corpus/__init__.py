@@ -89,6 +89,7 @@ from benchmark.supernet.corpus.tokenizer import (
                                                train_tokenizer,
 )
 from benchmark.supernet.corpus.tokens import (
+                                               DEFAULT_EVAL_TOKENS,
                                                MANIFEST_SCHEMA_VERSION,
                                                default_data_dir,
                                                get_batch,
@@ -148,4 +149,5 @@ __all__ = [
     "DEFAULT_VOCAB_SIZE",
     "TOKEN_DTYPE",
     "MANIFEST_SCHEMA_VERSION",
+    "DEFAULT_EVAL_TOKENS",
 ]

@@ -16,6 +16,7 @@ from benchmark.supernet.corpus.splits import SPLITS
 from benchmark.supernet.corpus.tokenizer import TOKEN_DTYPE
 
 MANIFEST_SCHEMA_VERSION = 1
+DEFAULT_EVAL_TOKENS = 65536  # predicted test tokens a perplexity is measured on (the table records its own)
 
 
 def default_data_dir() -> Path:
