@@ -75,6 +75,7 @@ from benchmark.spaces import PAD, Architecture, ArchitectureError, SearchSpace, 
 __all__ = [
     "DTYPE_BYTES", "ATTENTION_MODES", "params", "flops", "flops_prefill", "flops_decode",
     "weight_bytes", "kv_cache_bytes", "activation_bytes_estimate",
+    "LayerTables", "layer_tables", "EncodedBatch", "encoded_batch", "all_valid", "batch_params", "embedding_params",
 ]
 
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
@@ -86,7 +87,9 @@ _INT64_LIMIT = float(2**62)  # refuse settings whose counts could overflow int64
 
 # --------------------------------------------------------------------------- input resolution
 @dataclass(frozen=True)
-class _Tables:
+class LayerTables:
+    """Per-choice lookup tables of a space (the roofline model reads them too)."""
+
     embed: np.ndarray
     n_layer: np.ndarray
     heads: np.ndarray  # int16 choices + [0]: index PAD (-1) reads the trailing 0
@@ -94,25 +97,26 @@ class _Tables:
     bias: np.ndarray
 
 
-_TABLES: dict[SearchSpace, _Tables] = {}
+_TABLES: dict[SearchSpace, LayerTables] = {}
 
 
-def _tables(sp: SearchSpace) -> _Tables:
+def layer_tables(sp: SearchSpace) -> LayerTables:
+    """The space's :class:`LayerTables`, built once per space."""
     t = _TABLES.get(sp)
     if t is None:
         assert PAD == -1  # the trailing 0 of the per-layer tables is what index -1 reads
-        t = _Tables(np.array(sp.embed_dim_choices, np.int64), np.array(sp.n_layer_choices, np.int64),
+        t = LayerTables(np.array(sp.embed_dim_choices, np.int64), np.array(sp.n_layer_choices, np.int64),
                     np.array(sp.n_head_choices + (0,), np.int16), np.array(sp.mlp_ratio_choices + (0,), np.int16),
                     np.array([int(b) for b in sp.bias_choices], np.int64))
         _TABLES[sp] = t
     return t
 
 
-class _Batch:
+class EncodedBatch:
     """Validated encodings of one space and their per-architecture sums (int64, shape (N,))."""
 
     def __init__(self, space: SearchSpace, enc: np.ndarray, scalar: bool):
-        t = _tables(space)
+        t = layer_tables(space)
         lm = space.max_layers
         self.space, self.scalar, self._enc = space, scalar, enc
         self.embed = t.embed[enc[:, 0]]
@@ -123,7 +127,7 @@ class _Batch:
 
     def per_layer_max(self) -> tuple[np.ndarray, np.ndarray]:
         """Largest n_head and mlp_ratio over the live layers."""
-        t, lm, enc = _tables(self.space), self.space.max_layers, self._enc
+        t, lm, enc = layer_tables(self.space), self.space.max_layers, self._enc
         return (t.heads[enc[:, 2 + lm:2 + 2 * lm]].max(1, initial=0).astype(np.int64),
                 t.mlp[enc[:, 2:2 + lm]].max(1, initial=0).astype(np.int64))
 
@@ -134,20 +138,22 @@ def _space_arg(space: Any) -> SearchSpace | None:
     return get_space(space)  # raises ArchitectureError naming the space and the allowed names
 
 
-def _resolve(archs: Any, space: Any) -> _Batch:
-    if isinstance(archs, _Batch):  # validated once, costed several times (surrogates.features)
+def encoded_batch(archs: Any, space: Any) -> EncodedBatch:
+    """Validate architectures (Architecture(s), ids, encodings) once into an :class:`EncodedBatch`
+    that the cost functions accept as it is."""
+    if isinstance(archs, EncodedBatch):  # validated once, costed several times (surrogates.features)
         return archs
     sp = _space_arg(space)
     if isinstance(archs, Architecture):
         if sp is not None and archs.space != sp.name:
             raise ArchitectureError.invalid("space", archs.space, f"{sp.name!r} (the space argument)")
-        return _Batch(archs.search_space, archs.encoding()[None, :], scalar=True)
+        return EncodedBatch(archs.search_space, archs.encoding()[None, :], scalar=True)
     if isinstance(archs, np.ndarray):
         return _from_array(archs, sp)
     if isinstance(archs, (list, tuple)):
         if len(archs) == 0:  # nothing to count; any space gives empty results
             sp = sp or get_space("t")
-            return _Batch(sp, np.zeros((0, sp.encoding_length), np.int8), scalar=False)
+            return EncodedBatch(sp, np.zeros((0, sp.encoding_length), np.int8), scalar=False)
         if all(isinstance(a, Architecture) for a in archs):
             names = sorted({a.space for a in archs})
             if len(names) > 1:
@@ -158,7 +164,7 @@ def _resolve(archs: Any, space: Any) -> _Batch:
             enc = np.empty((len(archs), sp.encoding_length), np.int8)
             for i, a in enumerate(archs):
                 enc[i] = a.encoding()
-            return _Batch(sp, enc, scalar=False)
+            return EncodedBatch(sp, enc, scalar=False)
         if any(isinstance(a, Architecture) for a in archs):
             bad = next(a for a in archs if not isinstance(a, Architecture))
             raise ArchitectureError.invalid("architecture", bad, "a list of Architecture objects (not mixed with other values)")
@@ -167,7 +173,7 @@ def _resolve(archs: Any, space: Any) -> _Batch:
                                      "integer encoding array with space=")
 
 
-def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> _Batch:
+def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> EncodedBatch:
     if sp is None:
         raise ArchitectureError.invalid("space", None, "a space name or SearchSpace (required with an encoding array)")
     if not np.issubdtype(enc.dtype, np.integer):
@@ -184,7 +190,7 @@ def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> _Batch:
                                                          f"{sp.name!r})")
     if len(enc):
         _validate_encoding(sp, enc)
-    return _Batch(sp, enc, scalar)
+    return EncodedBatch(sp, enc, scalar)
 
 
 _VALID: dict[SearchSpace, tuple[np.ndarray, int]] = {}
@@ -213,7 +219,7 @@ def _validity(sp: SearchSpace) -> tuple[np.ndarray, int]:
     return t
 
 
-def _all_valid(sp: SearchSpace, enc: np.ndarray) -> bool:
+def all_valid(sp: SearchSpace, enc: np.ndarray) -> bool:
     """Whether every row of an ``(N, encoding_length)`` integer matrix is a valid encoding: one
     lookup per value in :func:`_validity`'s table (a few numpy calls whatever the batch size)."""
     ok, width = _validity(sp)
@@ -226,9 +232,9 @@ def _all_valid(sp: SearchSpace, enc: np.ndarray) -> bool:
 
 
 def _validate_encoding(sp: SearchSpace, enc: np.ndarray) -> None:
-    """Vectorised check (:func:`_all_valid`); on failure, the per-column check below finds the
+    """Vectorised check (:func:`all_valid`); on failure, the per-column check below finds the
     first bad row and ``sp.decode`` of it words the error."""
-    if _all_valid(sp, enc):
+    if all_valid(sp, enc):
         return
     lm, min_layer = sp.max_layers, min(sp.n_layer_choices)
     bad = np.zeros(len(enc), bool)
@@ -278,7 +284,7 @@ def _attention(mode: Any) -> str:
     return mode
 
 
-def _out(b: _Batch, values: np.ndarray):
+def _out(b: EncodedBatch, values: np.ndarray):
     return values[0] if b.scalar else values
 
 
@@ -295,11 +301,12 @@ def params(archs, space=None, embeddings: bool = True):
     The embedding is tied with the LM head and counted once. ``embeddings=False`` excludes the
     token embedding ``wte`` (``vocab_size * embed_dim``) — the usual "non-embedding" count.
     """
-    b = _resolve(archs, space)
-    return _out(b, _params(b, bool(embeddings)))
+    b = encoded_batch(archs, space)
+    return _out(b, batch_params(b, bool(embeddings)))
 
 
-def _params(b: _Batch, embeddings: bool) -> np.ndarray:
+def batch_params(b: EncodedBatch, embeddings: bool) -> np.ndarray:
+    """Parameters of a validated batch (``params`` without re-validating)."""
     sp, E = b.space, b.embed
     W = b.heads_sum * sp.head_size  # sum of attention widths
     R = b.mlp_sum
@@ -307,11 +314,11 @@ def _params(b: _Batch, embeddings: bool) -> np.ndarray:
     p += b.bias * (3 * W + 2 * E * b.n_layer + E * R)  # linear biases
     p += 2 * E  # ln_f
     if embeddings:
-        p += _embedding_params(b)
+        p += embedding_params(b)
     return p
 
 
-def _embedding_params(b: _Batch) -> np.ndarray:
+def embedding_params(b: EncodedBatch) -> np.ndarray:
     """The token embedding ``wte`` (tied with the LM head): ``params - params(embeddings=False)``."""
     return b.space.vocab_size * b.embed
 
@@ -327,7 +334,7 @@ def flops(archs, batch: int, seq_len: int, context_len: int = 0, space=None, att
     ``"causal"`` counts only unmasked query-key pairs, ``"none"`` leaves the attention products
     out (what ``FlopCounterMode`` reports on CPU, where SDPA's kernel has no formula).
     """
-    b = _resolve(archs, space)
+    b = encoded_batch(archs, space)
     attention = _attention(attention)
     sp = b.space
     B = _pos_int("batch", batch, 1)
@@ -361,15 +368,15 @@ def flops_decode(archs, batch: int, context_len: int, space=None, attention: str
 
 def weight_bytes(archs, dtype: str = "fp32", space=None):
     """Bytes of the parameters stored in ``dtype`` (embeddings once; ``int64``)."""
-    b = _resolve(archs, space)
-    return _out(b, _params(b, True) * _dtype_bytes(dtype))
+    b = encoded_batch(archs, space)
+    return _out(b, batch_params(b, True) * _dtype_bytes(dtype))
 
 
 def kv_cache_bytes(archs, batch: int, seq_len: int, dtype: str = "fp32", space=None):
     """Bytes of a KV cache for ``batch`` sequences of ``seq_len`` positions (``int64``):
     ``2 * batch * seq_len * head_size * sum_i n_head[i] * bytes`` — exactly
     ``model.new_cache(batch, seq_len, dtype).nbytes()``."""
-    b = _resolve(archs, space)
+    b = encoded_batch(archs, space)
     B = _pos_int("batch", batch, 1)
     S = _pos_int("seq_len", seq_len, 1, b.space.block_size)
     nbytes = _dtype_bytes(dtype)
@@ -395,7 +402,7 @@ def activation_bytes_estimate(archs, batch: int, seq_len: int, dtype: str = "fp3
     score matrix, so it is not included. Real peaks depend on the allocator and kernels; the
     profiling module measures them.
     """
-    b = _resolve(archs, space)
+    b = encoded_batch(archs, space)
     B = _pos_int("batch", batch, 1)
     S = _pos_int("seq_len", seq_len, 1, b.space.block_size)
     sp, E = b.space, b.embed
@@ -405,3 +412,8 @@ def activation_bytes_estimate(archs, batch: int, seq_len: int, dtype: str = "fp3
     head = E + sp.vocab_size
     per_token = np.maximum(np.maximum(attn, mlp), head).astype(np.float64)
     return _out(b, per_token * float(B * S * _dtype_bytes(dtype)))
+
+
+# The names the query engine and the surrogate features still use; new code uses the public ones.
+_resolve, _tables, _all_valid = encoded_batch, layer_tables, all_valid
+_params, _embedding_params = batch_params, embedding_params

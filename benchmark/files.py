@@ -1,4 +1,5 @@
-"""Writing files atomically and hashing them: the package's one way to do both.
+"""Writing files atomically and hashing them: the package's one way to do both (and the JSON
+encoding of numpy values that written JSON shares).
 
 A write goes to a new hidden temporary next to the target (``.<name>.tmp-<16 hex digits>``,
 created exclusively, so concurrent writers never share one), is fsynced and renamed into place
@@ -15,10 +16,12 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+import numpy as np
 
 __all__ = ["atomic_path", "write_bytes", "write_text", "sha256_file", "sha256_bytes",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "json_default"]
 
 _CHUNK = 1 << 20
 
@@ -109,3 +112,12 @@ def sha256_file(path: str | os.PathLike) -> str:
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays as Python numbers and lists."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")

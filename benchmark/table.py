@@ -39,12 +39,12 @@ import h5py
 import numpy as np
 
 from benchmark.errors import HwlmError
-from benchmark.files import atomic_path, remove_stale_temporaries, sha256_file
+from benchmark.files import atomic_path, json_default, remove_stale_temporaries, sha256_file
 from benchmark.settings import DTYPES, MODES, Setting, SettingError  # noqa: F401  (part of this module's API)
 from benchmark.spaces import Architecture, get_space
 
 __all__ = ["SCHEMA_VERSION", "FORMAT", "SOURCES", "DEVICE_SOURCES", "DEVICE_KINDS", "MODES", "DTYPES",
-           "TableError", "Setting", "TableWriter", "Table", "merge_tables"]
+           "TableError", "Setting", "device_kind", "TableWriter", "Table", "merge_tables"]
 
 SCHEMA_VERSION = 1
 FORMAT = "hwlm-bench table"
@@ -88,12 +88,16 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+_json_default = json_default  # the name surrogates/fit.py imports; new code uses benchmark.files.json_default
+
+
+def device_kind(device: str, meta: Mapping[str, Any]) -> str | None:
+    """The kind (cpu, gpu) of a table device from its ``devices()`` entry: the declared kind, else
+    the provenance's, else the ``cpu-``/``gpu-`` prefix of its id; None when nothing says."""
+    kind = meta.get("kind") or (meta.get("provenance") or {}).get("kind")
+    if kind:
+        return str(kind)
+    return next((k for k in DEVICE_KINDS if device.startswith(k + "-")), None)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -408,7 +412,7 @@ class TableWriter:
         if not isinstance(provenance, Mapping):
             raise TableError.invalid(f"provenance of device {device!r}", provenance, "a dict")
         try:
-            prov = json.loads(json.dumps(dict(provenance), sort_keys=True, default=_json_default, allow_nan=True))
+            prov = json.loads(json.dumps(dict(provenance), sort_keys=True, default=json_default, allow_nan=True))
         except (TypeError, ValueError) as e:
             raise TableError.invalid(f"provenance of device {device!r}", provenance, f"a JSON-serialisable dict ({e})") from None
         kind = prov.get("kind") if kind is None else kind

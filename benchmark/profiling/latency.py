@@ -58,7 +58,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from benchmark.model import GPT, KVCache
+from benchmark.model import TORCH_DTYPES, GPT, KVCache  # TORCH_DTYPES: re-exported
 from benchmark.settings import DEFAULT_DECODE_TOKENS, MODES, Setting, resolve_setting  # noqa: F401 (re-exported)
 from benchmark.spaces import Architecture
 
@@ -70,7 +70,6 @@ __all__ = [
 
 DEFAULT_WARMUP = 3
 DEFAULT_REPEATS = 10
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 # --------------------------------------------------------------------------- model and inputs

@@ -182,10 +182,10 @@ def operator_table_encodings(space: str | SearchSpace, enc: np.ndarray, setting:
     (``SearchSpace.encode_many``; validated here), without building an Architecture per row.
     ``arch_ids`` (optional) is carried into the result; otherwise ``arch_ids`` is empty."""
     sp = get_space(space)
-    batch = costs._resolve(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
+    batch = costs.encoded_batch(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
     enc = batch._enc
     lm = sp.max_layers
-    t = costs._tables(sp)  # per-layer tables: PAD (-1) reads the trailing 0
+    t = costs.layer_tables(sp)  # per-layer tables: PAD (-1) reads the trailing 0
     E = batch.embed.astype(float)[:, None]
     H = t.heads[enc[:, 2 + lm:2 + 2 * lm]].astype(float)
     R = t.mlp[enc[:, 2:2 + lm]].astype(float)
@@ -327,7 +327,7 @@ class EncodedRoofline:
         # only layer slot 0 is used, the other slots are empty (no work, no overhead)
         e, h, r, bi = (x.ravel() for x in np.meshgrid(np.arange(ne), np.arange(nh + 1), np.arange(nm + 1),
                                                         np.arange(nb), indexing="ij"))
-        t = costs._tables(sp)
+        t = costs.layer_tables(sp)
         E = t.embed[e].astype(float)[:, None]
         H = np.zeros((len(e), lm))
         R = np.zeros((len(e), lm))

@@ -20,7 +20,14 @@ import torch.nn.functional as F
 
 from benchmark.errors import HwlmError
 from benchmark.files import atomic_path
-from benchmark.model import GPT, GPTConfig, LN_EPS, apply_rope, init_gpt_weights, rope_cache
+from benchmark.model import (
+    GPT,
+    LN_EPS,
+    GPTConfig,
+    apply_rope,
+    init_gpt_weights,
+    rope_cache,
+)
 from benchmark.spaces import Architecture, SearchSpace, get_space
 
 

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.files import write_text
 from benchmark import costs
+from benchmark.files import write_text
 from benchmark.spaces import Architecture, get_space
+from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 
 def spread_architectures(space: str, n: int, seed: int = 0, pool: int = 2000) -> list[Architecture]:
@@ -45,7 +46,7 @@ def _write_json(path: Path, obj) -> None:
 
 def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n: int = 12, steps: int = 300,
               seed: int = 0, runs_dir: str | Path = "runs/standalone", data_dir: str | Path | None = None,
-              eval_tokens: int = 65536, base_config: dict | None = None, progress: bool = True) -> dict:
+              eval_tokens: int = DEFAULT_EVAL_TOKENS, base_config: dict | None = None, progress: bool = True) -> dict:
     """Train ``n`` spread architectures standalone for ``steps`` each and compare rankings.
 
     ``base_config``: further :class:`~benchmark.supernet.train.TrainConfig` fields (batch size,
@@ -56,9 +57,9 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n:
     from scipy import stats
 
     from benchmark.paths import data_dir as default_data_dir
-    from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
+    from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.supernet.train import TrainConfig, load_run, train
 
     ddir = Path(data_dir) if data_dir is not None else default_data_dir()
