@@ -415,5 +415,5 @@ def activation_bytes_estimate(archs, batch: int, seq_len: int, dtype: str = "fp3
 
 
 # The names the query engine and the surrogate features still use; new code uses the public ones.
-_resolve, _tables, _all_valid = encoded_batch, layer_tables, all_valid
+_resolve, _tables, _all_valid, _Batch = encoded_batch, layer_tables, all_valid, EncodedBatch
 _params, _embedding_params = batch_params, embedding_params
