@@ -32,7 +32,7 @@ from benchmark.profiling.devices import get_device
 from benchmark.profiling.modeled import modeled_provenance
 from benchmark.profiling.roofline import DEFAULT_PARAMS, predict
 from benchmark.spaces import get_space
-from benchmark.table import Setting, TableWriter
+from benchmark.moo.synthetic import write_table
 from surrogates.features import exact_flops
 
 CPU, GPU = "cpu-test-2c", "gpu-model"
@@ -65,31 +65,24 @@ def build_table(path: Path, n_table: int = 200, n_extra: int = 20, seed: int = 0
     mem = {s: p * 4 / 2**20 + 1.5 + rng.normal(0, 0.01, len(enc)) for s in (PREFILL, DECODE)}
     gpu_spec, gpu_params = get_device("gpu-h100-sxm5-80gb"), DEFAULT_PARAMS["gpu"]
     gpu = predict(table_archs, GPU_SETTING, gpu_spec, gpu_params)
-    with TableWriter(path, "t", attrs={"synthetic": True}, flush_every=None) as w:
-        w.declare_metric("params", unit="1", source="exact")
-        w.declare_metric("params_no_embedding", unit="1", source="exact")
-        for s in (PREFILL, DECODE, GPU_SETTING):
-            w.declare_metric(f"flops_{s}", unit="FLOPs", source="exact")
-        w.declare_metric("perplexity", unit="1", source="measured", description="synthetic")
-        w.declare_metric("token_accuracy", unit="1", source="measured", description="synthetic")
-        w.declare_device(CPU, source="measured", provenance={"cpu_model": "synthetic", "threads": 2}, kind="cpu")
-        for s in (PREFILL, DECODE):
-            attrs = {"decode_tokens": DECODE_TOKENS} if s == DECODE else {}
-            w.declare_setting(CPU, Setting.parse(s), warmup=1, repeats=REPEATS, **attrs)
-            w.declare_hardware_metric(CPU, s, "latency_ms", unit="ms", repeats=REPEATS)
-            w.declare_hardware_metric(CPU, s, "memory_mb", unit="MB", repeats=1)
-            w.declare_hardware_metric(CPU, s, "energy_mj", unit="mJ", repeats=REPEATS, missing_reason=ENERGY_REASON)
-        w.declare_device(GPU, source="modeled", kind="gpu", provenance=modeled_provenance(
-            gpu_spec, gpu_params, "uncalibrated defaults (synthetic test table)", "fp16"))
-        w.declare_setting(GPU, GPU_SETTING)
-        w.declare_hardware_metric(GPU, GPU_SETTING, "latency_ms", unit="ms", repeats=1)
-        w.declare_hardware_metric(GPU, GPU_SETTING, "energy_mj", unit="mJ", repeats=1)
-        for i, a in enumerate(table_archs):
-            metrics = {"params": p[i], "params_no_embedding": pne[i], "perplexity": ppl[i], "token_accuracy": acc[i]}
-            metrics.update({f"flops_{s}": fl[s][i] for s in fl})
-            hw = {(CPU, s): {"latency_ms": lat[s][i], "memory_mb": [mem[s][i]]} for s in (PREFILL, DECODE)}
-            hw[(GPU, GPU_SETTING)] = {"latency_ms": [gpu.latency_ms[i]], "energy_mj": [gpu.energy_mj[i]]}
-            w.append(a, metrics=metrics, hardware=hw)
+    exact, synthetic = dict(unit="1", source="exact"), dict(unit="1", source="measured", description="synthetic")
+    metrics = {"params": (p, exact), "params_no_embedding": (pne, exact),
+               **{f"flops_{s}": (fl[s], dict(unit="FLOPs", source="exact")) for s in fl},
+               "perplexity": (ppl, synthetic), "token_accuracy": (acc, synthetic)}
+    devices = {CPU: dict(source="measured", provenance={"cpu_model": "synthetic", "threads": 2}, kind="cpu"),
+               GPU: dict(source="modeled", kind="gpu", provenance=modeled_provenance(
+                   gpu_spec, gpu_params, "uncalibrated defaults (synthetic test table)", "fp16"))}
+    settings = {(CPU, PREFILL): dict(warmup=1, repeats=REPEATS),
+                (CPU, DECODE): dict(warmup=1, repeats=REPEATS, decode_tokens=DECODE_TOKENS), (GPU, GPU_SETTING): {}}
+    hardware = {}
+    for s in (PREFILL, DECODE):
+        hardware[(CPU, s, "latency_ms")] = (lat[s], dict(unit="ms", repeats=REPEATS))
+        hardware[(CPU, s, "memory_mb")] = (mem[s][:, None], dict(unit="MB", repeats=1))
+        hardware[(CPU, s, "energy_mj")] = (None, dict(unit="mJ", repeats=REPEATS, missing_reason=ENERGY_REASON))
+    hardware[(GPU, GPU_SETTING, "latency_ms")] = (np.asarray(gpu.latency_ms)[:, None], dict(unit="ms", repeats=1))
+    hardware[(GPU, GPU_SETTING, "energy_mj")] = (np.asarray(gpu.energy_mj)[:, None], dict(unit="mJ", repeats=1))
+    write_table(path, "t", table_archs, attrs={"synthetic": True}, metrics=metrics, devices=devices,
+                settings=settings, hardware=hardware)
     return table_archs, extra
 
 

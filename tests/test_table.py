@@ -259,13 +259,14 @@ _CHILD = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
 import benchmark.table as tb
+import benchmark.table.storage as storage  # where a flush writes (the hooks below stall it)
 from benchmark.spaces import get_space
 T = get_space("t")
 archs = T.sample(0, n=3000)
 hook, at = {hook!r}, {at}
 calls = [0]
 if hook:
-    real = getattr(tb.os if hook == "replace" else tb, "replace" if hook == "replace" else "_chunk")
+    real = getattr(storage.os if hook == "replace" else storage, "replace" if hook == "replace" else "_chunk")
     def stall(*a, **k):
         calls[0] += 1
         if calls[0] == at:
@@ -273,9 +274,9 @@ if hook:
             time.sleep(600)
         return real(*a, **k)
     if hook == "replace":
-        tb.os.replace = stall
+        storage.os.replace = stall
     else:
-        tb._chunk = stall
+        storage._chunk = stall
 w = tb.TableWriter({path!r}, "t")
 w.declare_metric("params", "1", "exact")
 w.declare_metric("i", "1", "exact")

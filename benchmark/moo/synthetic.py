@@ -3,7 +3,8 @@
 :func:`write_synthetic_release` writes ``table_<space>.h5`` (and optionally surrogates fitted on it
 with :mod:`surrogates.fit`) for ``n`` seeded architectures. Every value is a stated deterministic
 function of exact costs (:mod:`benchmark.costs`) plus seeded noise, so tests can check behaviour
-without the real (slow to produce) table:
+without the real (slow to produce) table (:func:`write_table`, which writes the columns, also
+builds the tests' table in ``tests/hwtable.py``):
 
 * ``params``, ``flops_<setting>``: exact (source ``exact``);
 * ``perplexity`` = ``20 × (params / 3.456e6) ^ -0.5 × exp(0.05 z)`` — **synthetic**, declared
@@ -24,10 +25,11 @@ without the real (slow to produce) table:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["write_synthetic_release", "CPU_DEVICE", "GPU_DEVICE"]
+__all__ = ["write_synthetic_release", "write_table", "CPU_DEVICE", "GPU_DEVICE"]
 
 CPU_DEVICE = "cpu-test"
 GPU_DEVICE = "gpu-h100-sxm5-80gb"
@@ -36,13 +38,41 @@ GPU_SETTING = "prefill-b8-s256-fp16"
 REPEATS = 5
 
 
+def write_table(path: str | Path, space: str, archs: Sequence, *, attrs: Mapping[str, Any],
+                metrics: Mapping[str, tuple[np.ndarray, Mapping[str, Any]]], devices: Mapping[str, Mapping[str, Any]],
+                settings: Mapping[tuple[str, str], Mapping[str, Any]],
+                hardware: Mapping[tuple[str, str, str], tuple[np.ndarray | None, Mapping[str, Any]]]) -> Path:
+    """Write (or resume) a table of precomputed columns, one row per architecture: the one builder of synthetic
+    tables (this module's release, the tests' table). ``metrics``: ``{name: (values (N,), declaration)}``;
+    ``devices``: ``{device: declare_device arguments}``; ``settings``: ``{(device, setting): attributes}``;
+    ``hardware``: ``{(device, setting, metric): (repeats (N, R) or None when declared missing, declaration)}``."""
+    from benchmark.table import TableWriter
+
+    path = Path(path)
+    with TableWriter(path, space, attrs=dict(attrs), flush_every=None) as w:
+        for name, (_, decl) in metrics.items():
+            w.declare_metric(name, **decl)
+        for device, decl in devices.items():
+            w.declare_device(device, **decl)
+        for (device, setting), setting_attrs in settings.items():
+            w.declare_setting(device, setting, **setting_attrs)
+        for (device, setting, metric), (_, decl) in hardware.items():
+            w.declare_hardware_metric(device, setting, metric, **decl)
+        for i, a in enumerate(archs):
+            w.append(a, metrics={k: v[i] for k, (v, _) in metrics.items()},
+                     hardware={k: v[i] for k, (v, _) in hardware.items() if v is not None})
+    return path
+
+
 def write_synthetic_release(out: str | Path, n: int = 200, seed: int = 0, space: str = "t",
                             surrogates: bool = False) -> Path:
     """Write a synthetic release directory (see the module docstring); returns ``out``."""
     from benchmark import costs
     from benchmark.profiling import roofline
+    from benchmark.profiling.devices import get_device
+    from benchmark.profiling.modeled import modeled_provenance
+    from benchmark.settings import Setting
     from benchmark.spaces import get_space
-    from benchmark.table import Setting, TableWriter
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,45 +90,40 @@ def write_synthetic_release(out: str | Path, n: int = 200, seed: int = 0, space:
         else:
             flops[s.name] = np.asarray(costs.flops_decode(archs, batch=s.batch, context_len=s.seq_len), dtype=float)
     n_layer = np.array([a.n_layer for a in archs], dtype=float)
-    lat = {s.name: flops[s.name] / 2e10 * 1e3 + 0.05 * n_layer for s in settings}
+    # 3 % noise per repeat, drawn row by row and setting by setting
+    noise = np.exp(0.03 * rng.standard_normal((len(archs), len(settings), REPEATS)))
+    lat = {s.name: (flops[s.name] / 2e10 * 1e3 + 0.05 * n_layer)[:, None] * noise[:, j] for j, s in enumerate(settings)}
     mem_cpu = 1.5 * np.asarray(costs.weight_bytes(archs, dtype="fp32"), dtype=float) / 2**20 + 5
     mem_gpu = 1.5 * np.asarray(costs.weight_bytes(archs, dtype="fp16"), dtype=float) / 2**20 + 50
-    from benchmark.profiling.devices import get_device
-    from benchmark.profiling.modeled import modeled_provenance
-
     gpu_spec, gpu_params = get_device(GPU_DEVICE), roofline.DEFAULT_PARAMS["gpu"]
     gpu = roofline.predict(archs, GPU_SETTING, gpu_spec, gpu_params)
+
+    metrics = {"params": (params, dict(unit="1", source="exact", description="parameters (exact)")),
+               "perplexity": (ppl, dict(unit="1", source="measured", description="SYNTHETIC perplexity")),
+               "token_accuracy": (acc, dict(unit="1", source="measured", description="SYNTHETIC token accuracy")),
+               **{f"flops_{s}": (f, dict(unit="FLOPs", source="exact", description="FLOPs per forward (exact)"))
+                  for s, f in flops.items()}}
+    devices = {CPU_DEVICE: dict(source="measured", provenance={"synthetic": True, "threads": 2}, kind="cpu"),
+               GPU_DEVICE: dict(source="modeled", kind="gpu", provenance=modeled_provenance(
+                   gpu_spec, gpu_params, "uncalibrated defaults (synthetic release)", "fp16"))}
+    hw_settings = {**{(CPU_DEVICE, s.name): dict(warmup=3, repeats=REPEATS) for s in settings},
+                   (GPU_DEVICE, GPU_SETTING): {}}
+    hardware: dict = {}
+    for s in settings:
+        hardware[(CPU_DEVICE, s.name, "latency_ms")] = (lat[s.name], dict(unit="ms", repeats=REPEATS))
+        hardware[(CPU_DEVICE, s.name, "memory_mb")] = (mem_cpu[:, None], dict(unit="MB", repeats=1))
+        hardware[(CPU_DEVICE, s.name, "energy_mj")] = (None, dict(unit="mJ", repeats=REPEATS,
+                                                                  missing_reason="no energy counter on this CPU"))
+    for m, unit, v in (("latency_ms", "ms", gpu.latency_ms), ("energy_mj", "mJ", gpu.energy_mj),
+                       ("memory_mb", "MB", mem_gpu)):
+        hardware[(GPU_DEVICE, GPU_SETTING, m)] = (np.asarray(v, dtype=float)[:, None], dict(unit=unit, repeats=1))
     path = out / f"table_{space}.h5"
-    if path.exists():
+    if path.exists():  # a fresh table, not a resumed one
         path.unlink()
-    with TableWriter(path, space, attrs={"synthetic": "yes: values are functions of exact costs plus seeded noise",
-                                         "synthetic_seed": int(seed)}, flush_every=None) as w:
-        w.declare_metric("params", unit="1", source="exact", description="parameters (exact)")
-        w.declare_metric("perplexity", unit="1", source="measured", description="SYNTHETIC perplexity")
-        w.declare_metric("token_accuracy", unit="1", source="measured", description="SYNTHETIC token accuracy")
-        for s in flops:
-            w.declare_metric(f"flops_{s}", unit="FLOPs", source="exact", description="FLOPs per forward (exact)")
-        w.declare_device(CPU_DEVICE, source="measured", provenance={"synthetic": True, "threads": 2}, kind="cpu")
-        for s in settings:
-            w.declare_setting(CPU_DEVICE, s, warmup=3, repeats=REPEATS)
-            w.declare_hardware_metric(CPU_DEVICE, s, "latency_ms", unit="ms", repeats=REPEATS)
-            w.declare_hardware_metric(CPU_DEVICE, s, "memory_mb", unit="MB", repeats=1)
-            w.declare_hardware_metric(CPU_DEVICE, s, "energy_mj", unit="mJ", repeats=REPEATS,
-                                      missing_reason="no energy counter on this CPU")
-        w.declare_device(GPU_DEVICE, source="modeled", kind="gpu", provenance=modeled_provenance(
-            gpu_spec, gpu_params, "uncalibrated defaults (synthetic release)", "fp16"))
-        w.declare_setting(GPU_DEVICE, GPU_SETTING)
-        for m, unit in (("latency_ms", "ms"), ("energy_mj", "mJ"), ("memory_mb", "MB")):
-            w.declare_hardware_metric(GPU_DEVICE, GPU_SETTING, m, unit=unit, repeats=1)
-        for i, a in enumerate(archs):
-            hw = {}
-            for s in settings:
-                reps = lat[s.name][i] * np.exp(0.03 * rng.standard_normal(REPEATS))
-                hw[(CPU_DEVICE, s.name)] = {"latency_ms": reps, "memory_mb": [mem_cpu[i]]}
-            hw[(GPU_DEVICE, GPU_SETTING)] = {"latency_ms": [gpu.latency_ms[i]], "energy_mj": [gpu.energy_mj[i]],
-                                             "memory_mb": [mem_gpu[i]]}
-            w.append(a, metrics={"params": params[i], "perplexity": ppl[i], "token_accuracy": acc[i],
-                                 **{f"flops_{s}": flops[s][i] for s in flops}}, hardware=hw)
+    write_table(path, space, archs,
+                       attrs={"synthetic": "yes: values are functions of exact costs plus seeded noise",
+                              "synthetic_seed": int(seed)},
+                       metrics=metrics, devices=devices, settings=hw_settings, hardware=hardware)
     if surrogates:
         from surrogates.fit import fit_table
 

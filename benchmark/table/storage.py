@@ -1,0 +1,170 @@
+"""A table's content in memory and on disk: the atomic HDF5 rewrite and the one-writer lock."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+
+from benchmark.files import atomic_path
+from benchmark.spaces import get_space
+from benchmark.table.schema import (
+    FORMAT,
+    MEASURED_AT,
+    SCHEMA_VERSION,
+    STR_DTYPE,
+    TableError,
+)
+
+
+@dataclass
+class TableContent:
+    """Everything a table holds, in memory: what writers build and flush, and merges combine."""
+
+    space: str
+    attrs: dict = field(default_factory=dict)  # free + created/package_version/merged_from
+    ids: list = field(default_factory=list)
+    encodings: list = field(default_factory=list)  # rows (L,) int8
+    metric_meta: dict = field(default_factory=dict)  # name -> {unit, source, description[, missing_reason]}
+    metrics: dict = field(default_factory=dict)  # name -> list[float]
+    device_meta: dict = field(default_factory=dict)  # device -> {source, provenance: dict[, kind]}
+    setting_meta: dict = field(default_factory=dict)  # (device, setting) -> {mode, batch, seq_len, dtype, ...}
+    hw_meta: dict = field(default_factory=dict)  # (device, setting, metric) -> {unit, repeats[, missing_reason]}
+    hardware: dict = field(default_factory=dict)  # (device, setting, metric) -> list[np.ndarray (R,)]
+    measured_at: dict = field(default_factory=dict)  # (device, setting) -> list[float]
+    logs: dict = field(default_factory=dict)  # name -> {column: list[str] | list[float]}
+
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def _chunk(n: int, width: int = 1) -> int:
+    """Rows per chunk: about 64 KiB of float64, never more than the rows there are."""
+    return max(1, min(max(n, 1), 8192 // max(width, 1)))
+
+
+def write_content(content: TableContent, path: Path, compression: str | None = "gzip") -> None:
+    """Write ``content`` to ``path`` atomically (:func:`benchmark.files.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        from benchmark.version import __version__
+
+        comp: dict = {}
+        if compression == "gzip":
+            comp = dict(compression="gzip", compression_opts=4, shuffle=True)
+        elif compression == "lzf":
+            comp = dict(compression="lzf", shuffle=True)
+        n = content.n()
+        L = get_space(content.space).encoding_length
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["space"] = content.space
+            f.attrs["package_version"] = __version__
+            for k, v in content.attrs.items():
+                if k not in ("format", "schema_version", "space", "package_version"):
+                    f.attrs[k] = v
+            enc = np.asarray(content.encodings, dtype=np.int8).reshape(n, L)
+            f.create_dataset("archs/encoding", data=enc, maxshape=(None, L), chunks=(_chunk(n, L), L), **comp)
+            f.create_dataset("archs/id", data=np.array(content.ids, dtype=object).reshape(n), dtype=STR_DTYPE,
+                             maxshape=(None,), chunks=(_chunk(n),), **comp)
+            f.require_group("metrics")
+            for name, meta in content.metric_meta.items():
+                d = f.create_dataset(f"metrics/{name}", data=np.asarray(content.metrics[name], np.float64).reshape(n),
+                                     maxshape=(None,), chunks=(_chunk(n),), **comp)
+                d.attrs.update(meta)
+            f.require_group("hardware")
+            for dev, meta in content.device_meta.items():
+                g = f.require_group(f"hardware/{dev}")
+                g.attrs["source"] = meta["source"]
+                g.attrs["provenance"] = json.dumps(meta["provenance"], sort_keys=True)
+                if meta.get("kind") is not None:
+                    g.attrs["kind"] = meta["kind"]
+            for (dev, st), meta in content.setting_meta.items():
+                g = f.require_group(f"hardware/{dev}/{st}")
+                g.attrs.update(meta)
+                g.create_dataset(MEASURED_AT, data=np.asarray(content.measured_at[(dev, st)], np.float64).reshape(n),
+                                 maxshape=(None,), chunks=(_chunk(n),), **comp)
+            for (dev, st, m), meta in content.hw_meta.items():
+                R = int(meta["repeats"])
+                rows = content.hardware[(dev, st, m)]
+                arr = np.asarray(rows, dtype=np.float64).reshape(n, R) if n else np.empty((0, R))
+                d = f.create_dataset(f"hardware/{dev}/{st}/{m}", data=arr, maxshape=(None, R),
+                                     chunks=(_chunk(n, R), R), **comp)
+                d.attrs.update(meta)
+            if content.logs:
+                f.require_group("log")
+            for name, cols in content.logs.items():
+                for col, values in cols.items():
+                    k = len(values)
+                    if column_kind(values) == "str":
+                        f.create_dataset(f"log/{name}/{col}", data=np.array(values, dtype=object).reshape(k),
+                                         dtype=STR_DTYPE, maxshape=(None,), chunks=(_chunk(k),), **comp)
+                    else:
+                        f.create_dataset(f"log/{name}/{col}", data=np.asarray(values, np.float64).reshape(k),
+                                         maxshape=(None,), chunks=(_chunk(k),), **comp)
+
+
+def column_kind(values: Sequence) -> str:
+    return "str" if any(isinstance(v, str) for v in values) else "float"
+
+
+class WriteLock:
+    """Exclusive advisory lock on ``.<name>.lock`` next to a table: one writer per file.
+
+    ``flock`` locks die with their process, so a killed writer never blocks the next one. Where
+    locking is unsupported (no fcntl, or a filesystem without flock) the writer runs unlocked.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path.with_name(f".{path.name}.lock")
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                finally:
+                    os.close(fd)
+                raise TableError(f"table {path}: another writer (process {holder}) has it open; one writer per "
+                                 f"table file at a time — write to another shard and merge") from None
+            except OSError:  # pragma: no cover - filesystem without flock
+                os.close(fd)
+                return
+            try:  # a closing writer may have unlinked the file between our open and flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                self._fd = fd
+                return
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still holding the lock (see the inode check above)
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # also at interpreter shutdown
+            self.release()
