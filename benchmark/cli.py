@@ -91,7 +91,7 @@ def _registrations():
     """Subcommands that live beside the concept they drive (corpus, hub, export, profiling,
     surrogates, MOO). Imported unconditionally: a module that fails to import is a bug, and says so."""
     from benchmark.export import add_export_parser
-    from benchmark.hub import add_download_parser, add_publish_parser
+    from benchmark.hub_commands import add_download_parser, add_publish_parser
     from benchmark.moo.cli import add_moo_parser
     from benchmark.profiling.commands import add_profile_parser, add_table_parser
     from benchmark.supernet.corpus import add_prepare_corpus_parser

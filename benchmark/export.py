@@ -158,6 +158,8 @@ def _load_tokenizer(path):
 # export
 
 
+# One linear pipeline (resolve the inputs, slice, write every file into a temporary directory,
+# verify, move into place), kept in one function so that the temporary's cleanup covers all of it.
 def export_architecture(supernet_path_or_net=None, arch: Any = None, out_dir=None, tokenizer_path=None,
                         dtype: str = "fp32", *, force: bool = False, verify: bool = True) -> Path:
     """Write architecture ``arch`` of a supernet as a ``transformers`` model directory.

@@ -17,7 +17,8 @@ PACKAGES = ("benchmark", "surrogates")
 LAYERS = (
     ("helpers", ("benchmark.errors", "benchmark.files", "benchmark.paths", "benchmark.plotting", "benchmark.version")),
     ("spaces, settings, costs, model", ("benchmark.spaces", "benchmark.settings", "benchmark.costs", "benchmark.model")),
-    ("table, release", ("benchmark.table", "benchmark.release", "benchmark.hub", "benchmark.datacard")),
+    ("table, release", ("benchmark.table", "benchmark.release", "benchmark.hub", "benchmark.hub_commands",
+                        "benchmark.datacard")),
     ("supernet", ("benchmark.supernet",)),
     ("profiling, export", ("benchmark.profiling", "benchmark.export", "benchmark.hf")),
     ("surrogates", ("surrogates",)),
