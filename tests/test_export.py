@@ -295,3 +295,12 @@ def test_cli(assets, tmp_path, monkeypatch, capsys):
     assert main(["export", "--arch", "smallest", "--out", str(tmp_path / "y"),
                  "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_names_the_extra_when_transformers_is_missing(assets, tmp_path, monkeypatch, capsys):
+    from benchmark.cli import main
+
+    monkeypatch.setenv("HWLM_DATA_DIR", str(assets["dir"]))
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now fails as if not installed
+    assert main(["export", "--arch", "smallest", "--out", str(tmp_path / "x")]) == 2
+    assert "pip install -e '.[export]'" in capsys.readouterr().err

@@ -20,6 +20,14 @@ def _shard_arg(s: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _add_perplexity_arguments(p: argparse.ArgumentParser) -> None:
+    """What a perplexity is measured with: checkpoint, data directory, test tokens."""
+    p.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
+    p.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
+    p.add_argument("--eval-tokens", type=int, default=DEFAULT_EVAL_TOKENS,
+                   help=f"test tokens for perplexity (default {DEFAULT_EVAL_TOKENS})")
+
+
 def _profile_args(args) -> dict:
     return dict(torch_device=args.torch_device, device=args.device, n=args.n, archs=args.archs, seed=args.seed, settings=args.settings,
                 dtype=args.dtype, warmup=args.warmup, repeats=args.repeats,
@@ -69,10 +77,7 @@ def add_profile_parser(sub) -> None:
     s.add_argument("--ray-shards", type=int, default=2, help="number of shards with --ray (default 2)")
     s.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
     s.add_argument("--repeats", type=int, default=10, help="timed repeats stored per setting (default 10)")
-    s.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
-    s.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
-    s.add_argument("--eval-tokens", type=int, default=DEFAULT_EVAL_TOKENS,
-                   help=f"test tokens for perplexity (default {DEFAULT_EVAL_TOKENS})")
+    _add_perplexity_arguments(s)
     s.add_argument("--reference-every", type=int, default=50,
                    help="re-time the largest/smallest architectures every this many rows (drift log; default 50)")
     s.add_argument("--threads", type=int, default=None,
@@ -120,9 +125,7 @@ def add_table_parser(sub) -> None:
                                      "of every row of TABLE that lacks them, e.g. after 'hwlm profile "
                                      "--no-perplexity'. Resumable; never overwrites a value.")
     pp.add_argument("table", metavar="TABLE")
-    pp.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
-    pp.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
-    pp.add_argument("--eval-tokens", type=int, default=DEFAULT_EVAL_TOKENS, help=f"test tokens (default {DEFAULT_EVAL_TOKENS})")
+    _add_perplexity_arguments(pp)
     pp.add_argument("--reuse", nargs="+", default=(), metavar="TABLE",
                     help="copy perplexities of the same architectures from these tables (same checkpoint, "
                          "tokenizer and --eval-tokens, checked) instead of measuring them again")
