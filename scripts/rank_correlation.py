@@ -7,14 +7,14 @@ Designs the study (benchmark.supernet.ranking.design_study: 10 matched-size arch
 embedding width plus the extremes), trains each standalone at the supernet's token budget per
 model (runs/standalone/), reruns the supernet to its halfway checkpoint, trains a second seed of
 10 architectures, and writes docs/supernet/<space>_rank_study.json (every raw number, rewritten
-after each job), <space>_rank_study_summary.json and <space>_rank_study.png.
+after each job), <space>_rank_study_summary.json, <space>_rank_study.md (the tables) and <space>_rank_study.png.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-from benchmark.supernet.ranking import design_study, plot_study, run_study, study_jobs, summarize
+from benchmark.supernet.ranking import design_study, plot_study, run_study, study_jobs, summarize, summary_markdown
 
 
 def main() -> None:
@@ -49,6 +49,7 @@ def main() -> None:
                            runs_dir="runs/standalone", base_config={"threads": a.threads}, max_jobs=a.max_jobs)
     summary = summarize(result)
     (docs / f"{a.space}_rank_study_summary.json").write_text(json.dumps(summary, indent=1))
+    (docs / f"{a.space}_rank_study.md").write_text(summary_markdown(result, summary))
     if summary["predictors"]:
         png = plot_study(result, summary, docs / f"{a.space}_rank_study.png")
         s = summary["predictors"]["supernet"]

@@ -7,7 +7,8 @@ import pytest
 
 from benchmark import costs
 from benchmark.spaces import ArchitectureError, get_space
-from benchmark.supernet.ranking import design_study, job_key, plot_study, run_study, study_jobs, summarize
+from benchmark.supernet.ranking import (design_study, job_key, plot_study, run_study, study_jobs, summarize,
+                                        summary_markdown)
 from benchmark.supernet.train import TrainConfig, load_run, read_log, train
 
 TINY = dict(batch_size=2, block_size=32, eval_tokens=256, threads=1, lr=3e-3)
@@ -104,6 +105,8 @@ def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
         lo, hi = p["kendall_tau_ci"]
         assert -1 <= lo <= hi <= 1 and np.isfinite(p["kendall_tau"])
     assert plot_study(r, s, tmp_path / "rank.png").stat().st_size > 0
+    md = summary_markdown(r, s)
+    assert md.count("\n| E=") == 6 and "| supernet_halfway |" in md and "seed 0 / seed 1" in md
 
 
 def test_within_width_tau_ignores_pairs_across_widths():

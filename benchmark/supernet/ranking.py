@@ -309,3 +309,51 @@ def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
     a2.axhline(0, c="k", lw=0.5)
     a2.legend(fontsize=8)
     return save_figure(fig, out_png)
+
+
+def summary_markdown(result: dict, summary: dict) -> str:
+    """The study's tables (agreement per predictor, per-architecture raw numbers) as markdown."""
+    def ci(v, lo_hi):
+        return f"{v:.3f} [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if np.isfinite(v) else "–"
+
+    runs = result["runs"]
+    jobs_done = sum(r["kind"] == "standalone" for r in runs.values())
+    lines = [f"Standalone runs finished: {jobs_done} ({summary['n_archs']} of {len(result['design'])} designed "
+             f"architectures with the first seed); halfway supernet: "
+             f"{'done' if result.get('halfway') else 'not yet'}.", ""]
+    if summary["predictors"]:
+        widths = sorted({g for p in summary["predictors"].values() for g in p["per_width_tau"]},
+                        key=lambda g: int(g[2:]))
+        lines += ["| ranking by | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | within-width τ [95 % CI] | "
+                  + " | ".join(f"τ {g}" for g in widths) + " | standalone top 5 in its top 10 |",
+                  "| --- | --- | --- | --- | " + " | ".join("---" for _ in widths) + " | --- |"]
+        for name, p in summary["predictors"].items():
+            lines.append(f"| {name} | {ci(p['kendall_tau'], p['kendall_tau_ci'])} | "
+                         f"{ci(p['spearman_rho'], p['spearman_rho_ci'])} | "
+                         f"{ci(p['within_width_tau'], p['within_width_tau_ci'])} | "
+                         + " | ".join(f"{p['per_width_tau'].get(g, float('nan')):.3f}" for g in widths)
+                         + f" | {p.get('top5_in_top10', '–')} |")
+        lines.append("")
+    if "seed_noise" in summary:
+        s = summary["seed_noise"]
+        lines += [f"Standalone seed-to-seed noise over {s['n']} architectures trained twice: median relative "
+                  f"difference {100 * s['median_rel_diff']:.2f} % (max {100 * s['max_rel_diff']:.2f} %), Kendall τ "
+                  f"between the two seeds' rankings {s['kendall_tau_seed_vs_seed']:.3f}.", ""]
+    space = result["config"]["space"]
+    lines += ["| group | architecture | params | standalone ppl (seed 0 / seed 1) | supernet ppl | halfway ppl |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    by_id = {}
+    for r in runs.values():
+        if r["kind"] == "standalone":
+            by_id.setdefault(r["id"], {})[r["seed"]] = r["standalone_ppl"]
+    first = result["seed"]
+    for d in result["design"]:
+        if d["id"] not in by_id:
+            continue
+        s = by_id[d["id"]]
+        stand = " / ".join(f"{s[k]:.2f}" for k in (first, first + 1) if k in s)
+        half = result.get("halfway", {}).get(d["id"])
+        p = int(costs.params([get_space(space).from_id(d["id"])])[0])
+        lines.append(f"| {d['group']} | `{d['id']}` | {p:,} | {stand} | {result['supernet'][d['id']]:.2f} | "
+                     f"{'–' if half is None else f'{half:.2f}'} |")
+    return "\n".join(lines) + "\n"
