@@ -1,34 +1,63 @@
 """Does weight sharing rank architectures correctly? Standalone vs supernet test perplexity.
 
-    python scripts/rank_correlation.py --space t -n 12 --steps 300     # resumable: rerun to continue
+    python scripts/rank_correlation.py --space t --threads 1          # resumable: rerun to continue
+    python scripts/rank_correlation.py --space t --report-only        # tables and plot from the JSON
 
-Trains n architectures spread over the space from scratch (runs/standalone/<id>/), measures
-their test perplexity and the supernet's inherited-weight test perplexity, and writes
-docs/supernet/<space>_rank_correlation.{json,png} (Kendall tau, Spearman rho, scatter plot).
+Designs the study (benchmark.supernet.ranking.design_study: 10 matched-size architectures per
+embedding width plus the extremes), trains each standalone at the supernet's token budget per
+model (runs/standalone/), reruns the supernet to its halfway checkpoint, trains a second seed of
+10 architectures, and writes docs/supernet/<space>_rank_study.json (every raw number, rewritten
+after each job), <space>_rank_study_summary.json, <space>_rank_study.md (the tables) and <space>_rank_study.png.
 """
 
 import argparse
+import json
 from pathlib import Path
 
-from benchmark.supernet.ranking import plot_study, run_study
+from benchmark.files import write_text
+from benchmark.supernet.ranking import design_study, plot_study, run_study, study_jobs, summarize, summary_markdown
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="t")
-    p.add_argument("-n", type=int, default=12, help="architectures (default 12)")
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps per standalone run (default 300)")
+    p.add_argument("--per-width", type=int, default=10, help="architectures per embedding width (default 10)")
+    p.add_argument("--repeats", default="4,3,3",
+                   help="second-seed runs per width, smallest width first (default 4,3,3)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per standalone run (default: the supernet's, i.e. its token budget per member)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--supernet", default=None, help="default data/supernet_<space>.safetensors")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-jobs", type=int, default=None, help="stop after this many jobs (rerun to continue)")
+    p.add_argument("--report-only", action="store_true", help="only summarise and plot the existing JSON")
     a = p.parse_args()
     supernet = a.supernet or f"data/supernet_{a.space}.safetensors"
     docs = Path("docs/supernet")
-    result = run_study(a.space, supernet, docs / f"{a.space}_rank_correlation.json", n=a.n, steps=a.steps,
-                       seed=a.seed, runs_dir="runs/standalone", base_config={"threads": a.threads})
-    png = plot_study(result, docs / f"{a.space}_rank_correlation.png")
-    print(f"Kendall tau {result['kendall_tau']:.3f}, Spearman rho {result['spearman_rho']:.3f} over "
-          f"{len(result['archs'])} architectures; results in {docs / f'{a.space}_rank_correlation.json'}, plot {png}")
+    raw = docs / f"{a.space}_rank_study.json"
+    if a.report_only:
+        result = json.loads(raw.read_text())
+    else:
+        from benchmark.supernet.elastic import load_supernet
+
+        sn_config = json.loads(load_supernet(supernet, a.space).metadata["train_config"])
+        steps = a.steps or sn_config["steps"]
+        design = design_study(a.space, per_width=a.per_width, seed=a.seed)
+        widths = sorted({d["group"] for d in design if d["group"] != "extreme"}, key=lambda g: int(g[2:]))
+        repeats = dict(zip(widths, (int(r) for r in a.repeats.split(","))))
+        jobs = study_jobs(design, seed=a.seed, repeats=repeats)
+        result = run_study(a.space, supernet, raw, design=design, jobs=jobs, steps=steps, seed=a.seed,
+                           runs_dir="runs/standalone", base_config={"threads": a.threads}, max_jobs=a.max_jobs)
+    summary = summarize(result)
+    write_text(docs / f"{a.space}_rank_study_summary.json", json.dumps(summary, indent=1))
+    write_text(docs / f"{a.space}_rank_study.md", summary_markdown(result, summary))
+    if summary["predictors"]:
+        png = plot_study(result, summary, docs / f"{a.space}_rank_study.png")
+        s = summary["predictors"]["supernet"]
+        print(f"{summary['n_archs']} architectures: Kendall tau {s['kendall_tau']:.3f} "
+              f"[{s['kendall_tau_ci'][0]:.3f}, {s['kendall_tau_ci'][1]:.3f}], within width "
+              f"{s['within_width_tau']:.3f}; plot {png}")
+    print(f"raw results: {raw} ({summary['n_runs']} standalone runs)")
 
 
 if __name__ == "__main__":

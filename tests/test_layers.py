@@ -21,7 +21,7 @@ LAYERS = (
                         "benchmark.datacard")),
     ("supernet", ("benchmark.supernet",)),
     ("profiling, export", ("benchmark.profiling", "benchmark.export", "benchmark.hf")),
-    ("surrogates", ("surrogates",)),
+    ("surrogates", ("surrogates", "benchmark.hwgpt_perplexity")),
     # the package root re-exports the query API (lazily), so it sits with it
     ("api", ("benchmark.api", "benchmark")),
     ("moo", ("benchmark.moo",)),

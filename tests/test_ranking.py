@@ -7,19 +7,41 @@ import pytest
 
 from benchmark import costs
 from benchmark.spaces import ArchitectureError, get_space
-from benchmark.supernet.ranking import plot_study, run_study, spread_architectures
+from benchmark.supernet.ranking import (design_study, job_key, plot_study, run_study, study_jobs, summarize,
+                                        summary_markdown)
 from benchmark.supernet.train import TrainConfig, load_run, read_log, train
 
 TINY = dict(batch_size=2, block_size=32, eval_tokens=256, threads=1, lr=3e-3)
 
 
-def test_spread_covers_the_size_range():
-    archs = spread_architectures("t", 5, seed=0, pool=300)
-    p = costs.params(archs)
-    assert len(archs) == 5 and list(p) == sorted(p)
-    pool_p = costs.params(get_space("t").sample(0, 300))
-    assert p[0] == pool_p.min() and p[-1] == pool_p.max()
-    assert spread_architectures("t", 5, seed=0, pool=300) == archs  # seeded
+def test_design_matches_sizes_within_a_width():
+    design = design_study("t", per_width=4, seed=0, pool=3000, band=0.05)
+    sp = get_space("t")
+    groups = {}
+    for d in design:
+        groups.setdefault(d["group"], []).append(sp.from_id(d["id"]))
+    assert sorted(groups) == ["E=128", "E=192", "E=64", "extreme"]
+    for g, archs in groups.items():
+        if g == "extreme":
+            assert archs == [sp.largest(), sp.smallest()]
+            continue
+        assert len(archs) == 4 and len(set(archs)) == 4 and {a.embed_dim for a in archs} == {int(g[2:])}
+        p = costs.params(archs)
+        assert p.max() / p.min() < 1.11  # within the +-5 % band of one median
+        assert len({(a.n_layer, a.mlp_ratio, a.n_head) for a in archs}) == 4  # different allocations
+    assert design_study("t", per_width=4, seed=0, pool=3000) == design  # seeded
+    with pytest.raises(ValueError, match="band"):
+        design_study("t", per_width=4, pool=50, band=0.001)
+
+
+def test_jobs_interleave_widths_then_extremes_halfway_and_repeats():
+    design = design_study("t", per_width=3, seed=0, pool=3000)
+    jobs = study_jobs(design, seed=0, repeats={"E=64": 2, "E=192": 1})
+    keys = [job_key(j) for j in jobs]
+    assert len(keys) == len(set(keys)) == 9 + 2 + 1 + 3
+    widths = [get_space("t").from_id(j["id"]).embed_dim for j in jobs[:9]]
+    assert widths == [64, 128, 192] * 3
+    assert jobs[11] == {"kind": "halfway"} and [j["seed"] for j in jobs[12:]] == [1, 1, 1]
 
 
 def test_standalone_run_trains_only_its_architecture(tiny_corpus, tmp_path):
@@ -36,26 +58,61 @@ def test_standalone_run_trains_only_its_architecture(tiny_corpus, tmp_path):
         assert bool((net.blocks[-1].ln_1.weight == 1).all())
 
 
+def test_train_until_stops_on_the_full_schedule_and_resumes(tiny_corpus, tmp_path):
+    cfg = dict(data_dir=str(tiny_corpus), steps=4, warmup=1, eval_every=4, ckpt_every=4, **TINY)
+    train(TrainConfig(out_dir=str(tmp_path / "a"), **cfg), progress=False, until=2)
+    assert load_run(tmp_path / "a")[1]["step"] == 2
+    train(TrainConfig(out_dir=str(tmp_path / "a"), **cfg), progress=False)
+    train(TrainConfig(out_dir=str(tmp_path / "b"), **cfg), progress=False)
+    lr = [e["lr"] for e in read_log(tmp_path / "a" / "log.jsonl")]
+    assert lr == [e["lr"] for e in read_log(tmp_path / "b" / "log.jsonl")]  # one schedule, stopped halfway
+    a, b = load_run(tmp_path / "a")[0], load_run(tmp_path / "b")[0]
+    assert all(bool((a.state_dict()[k] == v).all()) for k, v in b.state_dict().items())
+    with pytest.raises(ValueError, match="until"):
+        train(TrainConfig(out_dir=str(tmp_path / "c"), **cfg), progress=False, until=5)
+
+
 def test_standalone_arch_is_validated():
     with pytest.raises(ArchitectureError):
         TrainConfig(arch="gpt-t-9-64-2-2-True").validate()
 
 
-def test_study_reports_rank_correlation_and_resumes(tiny_corpus, tmp_path):
+def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
     from benchmark.supernet.elastic import Supernet, save_supernet
 
     ckpt = tmp_path / "supernet.safetensors"
     save_supernet(Supernet("t", vocab_size=300, block_size=32).init_weights(0), ckpt)
+    design = design_study("t", per_width=2, seed=0, pool=3000)
+    jobs = study_jobs(design, seed=0, repeats={"E=64": 2})
+    sn_config = dict(TrainConfig(space="t", steps=4, warmup=2, eval_every=4, ckpt_every=2, **TINY).__dict__)
     out = tmp_path / "study.json"
-    kw = dict(n=3, steps=3, runs_dir=tmp_path / "runs", data_dir=tiny_corpus, eval_tokens=128,
-              base_config={**{k: v for k, v in TINY.items() if k != "eval_tokens"}, "eval_tokens": 128},
-              progress=False)
-    r = run_study("t", ckpt, out, **kw)
-    assert len(r["archs"]) == 3 and -1 <= r["kendall_tau"] <= 1 and -1 <= r["spearman_rho"] <= 1
-    assert all(np.isfinite(a["standalone_ppl"]) and a["eval_tokens"] == 128 for a in r["archs"])
-    # a finished study is not retrained: rerunning returns the same numbers without touching the runs
+    kw = dict(design=design, jobs=jobs, steps=2, runs_dir=tmp_path / "runs", data_dir=tiny_corpus,
+              eval_tokens=128, base_config={k: v for k, v in TINY.items() if k != "eval_tokens"},
+              supernet_config=sn_config, progress=False)
+    r = run_study("t", ckpt, out, max_jobs=3, **kw)
+    assert len(r["runs"]) == 3 and set(r["supernet"]) == {d["id"] for d in design}
+    r = run_study("t", ckpt, out, **kw)  # resumes: the remaining jobs only
+    assert len(r["runs"]) == len(jobs) and r["runs"]["halfway-supernet"]["step"] == 2
+    assert set(r["halfway"]) == set(r["supernet"])
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("state.json")}
-    assert run_study("t", ckpt, out, **kw)["archs"] == r["archs"]
+    assert run_study("t", ckpt, out, **kw) == r  # finished: nothing retrained
     assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("state.json")}
-    assert json.loads(out.read_text())["kendall_tau"] == r["kendall_tau"]
-    assert plot_study(r, tmp_path / "rank.png").stat().st_size > 0
+    assert json.loads(out.read_text()) == r
+    s = summarize(r, reps=200)
+    assert s["n_archs"] == 8 and s["seed_noise"]["n"] == 2
+    assert set(s["predictors"]) == {"supernet", "params", "flops", "supernet_halfway"}
+    for p in s["predictors"].values():
+        lo, hi = p["kendall_tau_ci"]
+        assert -1 <= lo <= hi <= 1 and np.isfinite(p["kendall_tau"])
+    assert plot_study(r, s, tmp_path / "rank.png").stat().st_size > 0
+    md = summary_markdown(r, s)
+    assert md.count("\n| E=") == 6 and "| supernet_halfway |" in md and "seed 0 / seed 1" in md
+
+
+def test_within_width_tau_ignores_pairs_across_widths():
+    from benchmark.supernet.ranking import _within_tau
+
+    x = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
+    g = np.array(["a", "a", "a", "b", "b", "b"])
+    y = np.array([3.0, 2.0, 1.0, 30.0, 20.0, 10.0])  # overall agreement high, within each width reversed
+    assert _within_tau(x, y, g) == -1.0

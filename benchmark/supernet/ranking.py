@@ -1,20 +1,28 @@
-"""Does weight sharing rank architectures correctly?
+"""Does weight sharing rank architectures correctly? A study designed so that it could fail.
 
-Trains a handful of architectures *standalone* (from scratch, no weight sharing, the same data,
-optimiser, schedule and token budget each) and compares their test perplexity with the test
-perplexity the trained supernet gives them with inherited weights: Kendall tau and Spearman rho
-of the two rankings, and a scatter plot. Both perplexities are measured the same way
-(:func:`benchmark.supernet.perplexity.measure_perplexity`, the held-out test split, the same
-windows).
+Architectures are trained *standalone* (from scratch, no weight sharing) with the supernet's
+data, optimiser, schedule shape, context and token budget per model, and their test perplexity is
+compared with the perplexity the trained supernet gives them with inherited weights. Both are
+measured the same way (:func:`benchmark.supernet.perplexity.measure_perplexity`: the held-out
+test split, the same windows).
 
-Architectures are spread over the space deterministically: a seeded uniform sample is sorted by
-exact parameter count and ``n`` architectures are taken at evenly spaced ranks (the smallest and
-the largest of the sample included), so the comparison covers the whole size range rather than
-a cluster of mid-sized models.
+The design (:func:`design_study`) keeps parameter count from deciding the answer: per embedding
+width, ``per_width`` architectures are drawn from a narrow band of parameter counts around the
+width's median (matched sizes, different depth / head / MLP allocations, spread by farthest-point
+selection), plus the space's largest and smallest architecture. Within a width, ranking by
+parameter count is then close to chance, and the supernet has to know more than size.
 
-Each standalone run is an ordinary resumable training run (``TrainConfig(arch=...)``); results
-are written to a JSON file after every architecture, so an interrupted study resumes where it
-stopped, losing at most the run in flight (and that run resumes from its last checkpoint).
+Jobs (:func:`study_jobs`) run one at a time, interleaving widths so that a partial study already
+covers all of them: every design architecture with seed ``seed``, the halfway supernet (the same
+training rerun to half its steps, for the "does longer training help" baseline), then a second
+standalone seed for the first few architectures of each width (standalone noise: the ceiling for
+any rank correlation). Each job is an ordinary resumable training run; the JSON of raw results is
+rewritten atomically after every job, so an interrupted study loses at most the job in flight
+(which itself resumes from its last checkpoint).
+
+:func:`summarize` turns the raw results into Kendall tau / Spearman rho with bootstrap intervals,
+overall and within widths, against baselines (parameter count, FLOPs, the halfway supernet), the
+standalone seed-to-seed ceiling and top-k agreement.
 """
 
 from __future__ import annotations
@@ -26,36 +34,98 @@ import numpy as np
 
 from benchmark import costs
 from benchmark.files import write_text
-from benchmark.spaces import Architecture, get_space
+from benchmark.spaces import get_space
 from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
+HALFWAY = "halfway-supernet"  # the job id of the halfway supernet run
 
-def spread_architectures(space: str, n: int, seed: int = 0, pool: int = 2000) -> list[Architecture]:
-    """``n`` architectures at evenly spaced parameter-count ranks of a seeded sample of ``pool``."""
-    if n < 2:
-        raise ValueError(f"invalid n: {n!r}; allowed: an integer >= 2")
+
+# ---------------------------------------------------------------------- design
+def design_study(space: str, per_width: int = 10, seed: int = 0, pool: int = 20000,
+                 band: float = 0.05) -> list[dict]:
+    """``per_width`` matched-size architectures per embedding width, plus the two extremes.
+
+    Returns ``[{"id", "group", "rank_in_group"}]``; ``group`` is ``"E=<width>"`` or ``"extreme"``.
+    Within a width the candidates are the sampled architectures whose parameter count lies within
+    ``band`` (relative) of the width's median; from them a seeded farthest-point walk over
+    (layers, mean MLP ratio, mean heads, bias), each scaled to [0, 1], picks diverse allocations.
+    """
+    if not isinstance(per_width, int) or per_width < 2:
+        raise ValueError(f"invalid per_width: {per_width!r}; allowed: an integer >= 2")
+    if not 0 < band < 1:
+        raise ValueError(f"invalid band: {band!r}; allowed: a fraction in (0, 1)")
     sp = get_space(space)
-    sample = sorted(set(sp.sample(seed, pool)), key=lambda a: (costs.params([a])[0], a.id))
-    picks = np.unique(np.linspace(0, len(sample) - 1, n).round().astype(int))
-    return [sample[i] for i in picks]
+    rng = np.random.default_rng(seed)
+    sample = sorted(set(sp.sample(seed, pool)), key=lambda a: a.id)
+    design = []
+    for width in sp.embed_dim_choices:
+        cands = [a for a in sample if a.embed_dim == width]
+        p = costs.params(cands).astype(float)
+        near = np.abs(p / np.median(p) - 1) <= band
+        cands = [a for a, keep in zip(cands, near) if keep]
+        if len(cands) < per_width:
+            raise ValueError(f"invalid band: {band!r}; only {len(cands)} architectures of embed_dim={width} "
+                             f"within it; allowed: a wider band or a larger pool")
+        feats = np.array([[a.n_layer, np.mean(a.mlp_ratio), np.mean(a.n_head), float(a.bias)] for a in cands])
+        span = feats.max(0) - feats.min(0)
+        feats = (feats - feats.min(0)) / np.where(span > 0, span, 1)
+        picked = [int(rng.integers(len(cands)))]
+        dist = np.linalg.norm(feats - feats[picked[0]], axis=1)
+        while len(picked) < per_width:
+            nxt = int(np.argmax(dist))
+            picked.append(nxt)
+            dist = np.minimum(dist, np.linalg.norm(feats - feats[nxt], axis=1))
+        design += [{"id": cands[i].id, "group": f"E={width}", "rank_in_group": k} for k, i in enumerate(picked)]
+    design += [{"id": sp.largest().id, "group": "extreme", "rank_in_group": 0},
+               {"id": sp.smallest().id, "group": "extreme", "rank_in_group": 1}]
+    return design
 
 
+def study_jobs(design: list[dict], seed: int = 0, repeats: dict[str, int] | None = None,
+               halfway: bool = True) -> list[dict]:
+    """The ordered job list: ``{"kind": "standalone", "id", "seed"}`` or ``{"kind": "halfway"}``.
+
+    First seeds round-robin over the widths, then the extremes, then the halfway supernet, then
+    the second seed (``seed + 1``) of the first ``repeats[group]`` architectures of each group.
+    """
+    groups = sorted({d["group"] for d in design if d["group"] != "extreme"},
+                    key=lambda g: int(g.split("=")[1]))
+    by_group = {g: sorted((d for d in design if d["group"] == g), key=lambda d: d["rank_in_group"]) for g in groups}
+    jobs = []
+    for k in range(max(len(v) for v in by_group.values())):
+        jobs += [{"kind": "standalone", "id": by_group[g][k]["id"], "seed": seed} for g in groups
+                 if k < len(by_group[g])]
+    jobs += [{"kind": "standalone", "id": d["id"], "seed": seed} for d in design if d["group"] == "extreme"]
+    if halfway:
+        jobs.append({"kind": "halfway"})
+    for g, n in (repeats or {}).items():
+        jobs += [{"kind": "standalone", "id": d["id"], "seed": seed + 1} for d in by_group[g][:n]]
+    return jobs
+
+
+def job_key(job: dict) -> str:
+    return HALFWAY if job["kind"] == "halfway" else f"{job['id']}@seed{job['seed']}"
+
+
+# ---------------------------------------------------------------------- running
 def _write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1))
 
 
-def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n: int = 12, steps: int = 300,
-              seed: int = 0, runs_dir: str | Path = "runs/standalone", data_dir: str | Path | None = None,
-              eval_tokens: int = DEFAULT_EVAL_TOKENS, base_config: dict | None = None, progress: bool = True) -> dict:
-    """Train ``n`` spread architectures standalone for ``steps`` each and compare rankings.
+def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, design: list[dict],
+              jobs: list[dict], steps: int, runs_dir: str | Path = "runs/standalone",
+              data_dir: str | Path | None = None, eval_tokens: int = DEFAULT_EVAL_TOKENS, base_config: dict | None = None,
+              supernet_config: dict | None = None, seed: int = 0, max_jobs: int | None = None,
+              progress: bool = True) -> dict:
+    """Run the jobs not yet in ``out_json`` (at most ``max_jobs`` of them) and return the raw results.
 
-    ``base_config``: further :class:`~benchmark.supernet.train.TrainConfig` fields (batch size,
-    learning rate, ...) shared by every standalone run. Returns (and writes to ``out_json``)
-    ``{"config", "archs": [{"id", "params", "standalone_ppl", "supernet_ppl"}], "kendall_tau",
-    "spearman_rho"}``.
+    ``base_config``: :class:`~benchmark.supernet.train.TrainConfig` fields shared by every standalone
+    run (``steps`` and warm-up come from ``steps`` and the supernet's own schedule shape).
+    ``supernet_config``: the supernet's training config (default: read from the checkpoint's
+    metadata); the halfway job reruns it to ``steps // 2`` of its own schedule. ``seed``: the
+    standalone seed the comparison uses (the jobs' other seed measures standalone noise).
+    Results: ``{"config", "design", "supernet": {id: ppl}, "halfway": {id: ppl}, "runs": {key: {...}}}``.
     """
-    from scipy import stats
-
     from benchmark.paths import data_dir as default_data_dir
     from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
@@ -65,46 +135,145 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n:
     ddir = Path(data_dir) if data_dir is not None else default_data_dir()
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
+    runs_dir = Path(runs_dir)
     test = np.asarray(load_split("test", ddir))
     supernet = load_supernet(supernet_path, space)
-    archs = spread_architectures(space, n, seed)
+    sn_config = dict(supernet_config or json.loads(supernet.metadata["train_config"]))
     base = dict(base_config or {})
-    config = dict(space=space, steps=steps, warmup=max(1, steps // 10), eval_every=steps, ckpt_every=50,
-                  seed=seed, data_dir=str(ddir), **base)
-    done = {}
+    warmup = round(sn_config["warmup"] * steps / sn_config["steps"])  # the supernet's schedule shape
+    config = dict(space=space, steps=steps, warmup=max(1, warmup), eval_every=steps, ckpt_every=50,
+                  data_dir=str(ddir), **base)
+    header = {"config": {**config, "eval_tokens": eval_tokens}, "seed": seed, "supernet_config": sn_config,
+              "design": design}
+    result = {**header, "supernet": {}, "halfway": {}, "runs": {}}
     if out_json.exists():
         prev = json.loads(out_json.read_text())
-        if prev.get("config") == {**config, "eval_tokens": eval_tokens, "n": n}:
-            done = {r["id"]: r for r in prev["archs"]}
-    rows = []
-    for i, arch in enumerate(archs):
-        if arch.id in done:
-            rows.append(done[arch.id])
-            continue
+        if all(prev.get(k) == v for k, v in header.items()):
+            result = prev
+    archs = {d["id"]: get_space(space).from_id(d["id"]) for d in design}
+
+    def perplexities(net) -> dict:
+        return {i: measure_perplexity(net, a, test, max_tokens=eval_tokens).perplexity for i, a in archs.items()}
+
+    if set(result["supernet"]) != set(archs):
+        result["supernet"] = perplexities(supernet)
+        _write_json(out_json, result)
+    todo = [j for j in jobs if job_key(j) not in result["runs"]]
+    for n, job in enumerate(todo[:max_jobs]):
+        key = job_key(job)
         if progress:
-            print(f"[{i + 1}/{len(archs)}] standalone {arch.id} ({int(costs.params([arch])[0]):,} params)")
-        run = Path(runs_dir) / arch.id
-        train(TrainConfig(arch=arch.id, out_dir=str(run), **config), progress=progress)
-        net, _ = load_run(run)
-        standalone = measure_perplexity(net, arch, test, max_tokens=eval_tokens)
-        inherited = measure_perplexity(supernet, arch, test, max_tokens=eval_tokens)
-        rows.append({"id": arch.id, "params": int(costs.params([arch])[0]),
-                     "standalone_ppl": standalone.perplexity, "supernet_ppl": inherited.perplexity,
-                     "eval_tokens": standalone.tokens})
-        _write_json(out_json, {"config": {**config, "eval_tokens": eval_tokens, "n": n}, "archs": rows})
-    a = np.array([r["standalone_ppl"] for r in rows])
-    b = np.array([r["supernet_ppl"] for r in rows])
-    result = {"config": {**config, "eval_tokens": eval_tokens, "n": n}, "archs": rows,
-              "kendall_tau": float(stats.kendalltau(a, b).statistic),
-              "spearman_rho": float(stats.spearmanr(a, b).statistic),
-              "tokens_per_standalone_run": steps * config.get("batch_size", TrainConfig.batch_size)
-              * (config.get("block_size") or get_space(space).block_size)}
-    _write_json(out_json, result)
+            print(f"[{len(result['runs']) + 1}/{len(jobs)}] {key}", flush=True)
+        if job["kind"] == "halfway":
+            run = runs_dir / HALFWAY
+            half = sn_config["steps"] // 2
+            cfg = {**sn_config, "out_dir": str(run), "data_dir": str(ddir),
+                   "threads": base.get("threads", sn_config.get("threads"))}
+            train(TrainConfig(**cfg), progress=progress, until=half)
+            net, state = load_run(run)
+            result["halfway"] = perplexities(net)
+            result["runs"][key] = {"kind": "halfway", "step": state["step"], "of_steps": sn_config["steps"]}
+        else:
+            run = runs_dir / f"{job['id']}-seed{job['seed']}"
+            train(TrainConfig(arch=job["id"], out_dir=str(run), seed=job["seed"], **config), progress=progress)
+            net, _ = load_run(run)
+            r = measure_perplexity(net, archs[job["id"]], test, max_tokens=eval_tokens)
+            result["runs"][key] = {"kind": "standalone", "id": job["id"], "seed": job["seed"],
+                                   "standalone_ppl": r.perplexity, "eval_tokens": r.tokens}
+        _write_json(out_json, result)
     return result
 
 
-def plot_study(result: dict, out_png: str | Path) -> Path:
-    """Standalone vs inherited-weight test perplexity, one point per architecture (log-log)."""
+# ---------------------------------------------------------------------- analysis
+def _tau(a, b) -> float:
+    from scipy import stats
+
+    return float(stats.kendalltau(a, b).statistic) if len(a) >= 2 else float("nan")
+
+
+def _rho(a, b) -> float:
+    from scipy import stats
+
+    return float(stats.spearmanr(a, b).statistic) if len(a) >= 3 else float("nan")
+
+
+def _within_tau(x, y, groups) -> float:
+    """Kendall tau over pairs of architectures of the same group only (pair-weighted over groups)."""
+    conc = disc = 0
+    for g in np.unique(groups):
+        m = groups == g
+        xs, ys = x[m], y[m]
+        i, j = np.triu_indices(len(xs), 1)
+        s = np.sign(xs[i] - xs[j]) * np.sign(ys[i] - ys[j])
+        conc += int((s > 0).sum())
+        disc += int((s < 0).sum())
+    return (conc - disc) / (conc + disc) if conc + disc else float("nan")
+
+
+def _bootstrap(stat, n: int, groups: np.ndarray, reps: int, seed: int) -> list[float]:
+    """95 % percentile interval of ``stat(index)``, resampling architectures within their groups."""
+    rng = np.random.default_rng(seed)
+    idx_by_group = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    vals = []
+    for _ in range(reps):
+        idx = np.concatenate([rng.choice(ix, len(ix)) for ix in idx_by_group])
+        v = stat(idx)
+        if np.isfinite(v):
+            vals.append(v)
+    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else [float("nan")] * 2
+
+
+def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int] = (5, 10)) -> dict:
+    """Rank agreement of every predictor with standalone perplexity (first seed), with intervals."""
+    space = result["config"]["space"]
+    first = result["seed"]
+    runs = [r for r in result["runs"].values() if r["kind"] == "standalone"]
+    stand = {r["id"]: r["standalone_ppl"] for r in runs if r["seed"] == first}
+    group_of = {d["id"]: d["group"] for d in result["design"]}
+    ids = [d["id"] for d in result["design"] if d["id"] in stand]
+    summary = {"n_archs": len(ids), "n_runs": len(runs), "predictors": {}}
+    if len(ids) < 3:
+        return summary
+    archs = [get_space(space).from_id(i) for i in ids]
+    x = np.array([stand[i] for i in ids])
+    groups = np.array([group_of[i] for i in ids])
+    predictors = {
+        "supernet": np.array([result["supernet"][i] for i in ids]),
+        # smaller models have higher perplexity: rank by minus size so that agreement is positive
+        "params": -costs.params(archs).astype(float),
+        "flops": -costs.flops_prefill(archs, batch=1, seq_len=get_space(space).block_size).astype(float),
+    }
+    if result.get("halfway"):
+        predictors["supernet_halfway"] = np.array([result["halfway"][i] for i in ids])
+    inner = groups != "extreme"
+    for name, y in predictors.items():
+        s = {"kendall_tau": _tau(x, y), "spearman_rho": _rho(x, y),
+             "kendall_tau_ci": _bootstrap(lambda k: _tau(x[k], y[k]), len(x), groups, reps, seed),
+             "spearman_rho_ci": _bootstrap(lambda k: _rho(x[k], y[k]), len(x), groups, reps, seed),
+             "within_width_tau": _within_tau(x[inner], y[inner], groups[inner]),
+             "within_width_tau_ci": _bootstrap(lambda k: _within_tau(x[k], y[k], groups[k]),
+                                               int(inner.sum()), groups[inner], reps, seed)
+             if inner.sum() >= 3 else [float("nan")] * 2,
+             "per_width_tau": {g: _tau(x[groups == g], y[groups == g]) for g in np.unique(groups[inner])}}
+        k_best, k_pred = top
+        if len(x) > k_pred:
+            best = set(np.argsort(x)[:k_best])
+            s[f"top{k_best}_in_top{k_pred}"] = len(best & set(np.argsort(y)[:k_pred]))
+        summary["predictors"][name] = s
+    # standalone noise: the same architecture trained with two seeds
+    pairs = {}
+    for r in runs:
+        pairs.setdefault(r["id"], {})[r["seed"]] = r["standalone_ppl"]
+    twice = [(v[first], v[first + 1]) for v in pairs.values() if first in v and first + 1 in v]
+    if twice:
+        a, b = np.array(twice).T
+        summary["seed_noise"] = {"n": len(twice), "median_rel_diff": float(np.median(np.abs(a - b) / a)),
+                                 "max_rel_diff": float(np.max(np.abs(a - b) / a)),
+                                 "kendall_tau_seed_vs_seed": _tau(a, b) if len(twice) >= 2 else float("nan")}
+    return summary
+
+
+def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
+    """Left: standalone vs supernet perplexity per width; right: tau with 95 % intervals per predictor."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,23 +281,78 @@ def plot_study(result: dict, out_png: str | Path) -> Path:
 
     from benchmark.plotting import save_figure
 
-    rows = result["archs"]
-    x = [r["standalone_ppl"] for r in rows]
-    y = [r["supernet_ppl"] for r in rows]
-    p = np.array([r["params"] for r in rows]) / 1e6
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    sc = ax.scatter(x, y, c=p, cmap="viridis")
-    fig.colorbar(sc, ax=ax, label="parameters (M)")
-    ax.set(xscale="log", yscale="log", xlabel="standalone test perplexity",
-           ylabel="supernet (inherited weights) test perplexity",
-           title=f"Kendall τ = {result['kendall_tau']:.3f}, Spearman ρ = {result['spearman_rho']:.3f}")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    for axis in (ax.xaxis, ax.yaxis):  # plain numbers; log-scale minor labels would overlap
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(np.unique(np.round(np.geomspace(min(x), max(x), 5), -1)))
-    ax.set_yticks(np.unique(np.round(np.geomspace(min(y), max(y), 5), -1)))
-    ax.grid(alpha=0.3)
+    first = result["seed"]
+    stand = {r["id"]: r["standalone_ppl"] for r in result["runs"].values()
+             if r["kind"] == "standalone" and r["seed"] == first}
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for g in sorted({d["group"] for d in result["design"]}):
+        ids = [d["id"] for d in result["design"] if d["group"] == g and d["id"] in stand]
+        a1.scatter([stand[i] for i in ids], [result["supernet"][i] for i in ids], label=g,
+                   marker="*" if g == "extreme" else "o")
+    a1.set(xlabel="standalone test perplexity", ylabel="supernet (inherited) test perplexity",
+           xscale="log", yscale="log", title=f"{summary['n_archs']} architectures")
+    a1.legend()
+    a1.grid(alpha=0.3)
+    names = list(summary["predictors"])
+    for off, (key, label) in enumerate((("kendall_tau", "overall"), ("within_width_tau", "within width"))):
+        vals = [summary["predictors"][n][key] for n in names]
+        ci = np.array([summary["predictors"][n][f"{key}_ci"] for n in names])
+        pos = np.arange(len(names)) + (off - 0.5) * 0.3
+        a2.errorbar(pos, vals, yerr=[np.subtract(vals, ci[:, 0]), np.subtract(ci[:, 1], vals)], fmt="o",
+                    capsize=4, label=f"Kendall τ, {label}")
+    if "seed_noise" in summary:
+        a2.axhline(summary["seed_noise"]["kendall_tau_seed_vs_seed"], ls="--", c="grey",
+                   label="standalone seed vs seed")
+    a2.set_xticks(range(len(names)), names)
+    a2.set(ylabel="Kendall τ vs standalone (95 % bootstrap interval)", ylim=(-1, 1))
+    a2.axhline(0, c="k", lw=0.5)
+    a2.legend(fontsize=8)
     return save_figure(fig, out_png)
 
+
+def summary_markdown(result: dict, summary: dict) -> str:
+    """The study's tables (agreement per predictor, per-architecture raw numbers) as markdown."""
+    def ci(v, lo_hi):
+        return f"{v:.3f} [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if np.isfinite(v) else "–"
+
+    runs = result["runs"]
+    jobs_done = sum(r["kind"] == "standalone" for r in runs.values())
+    lines = [f"Standalone runs finished: {jobs_done} ({summary['n_archs']} of {len(result['design'])} designed "
+             f"architectures with the first seed); halfway supernet: "
+             f"{'done' if result.get('halfway') else 'not yet'}.", ""]
+    if summary["predictors"]:
+        widths = sorted({g for p in summary["predictors"].values() for g in p["per_width_tau"]},
+                        key=lambda g: int(g[2:]))
+        lines += ["| ranking by | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | within-width τ [95 % CI] | "
+                  + " | ".join(f"τ {g}" for g in widths) + " | standalone top 5 in its top 10 |",
+                  "| --- | --- | --- | --- | " + " | ".join("---" for _ in widths) + " | --- |"]
+        for name, p in summary["predictors"].items():
+            lines.append(f"| {name} | {ci(p['kendall_tau'], p['kendall_tau_ci'])} | "
+                         f"{ci(p['spearman_rho'], p['spearman_rho_ci'])} | "
+                         f"{ci(p['within_width_tau'], p['within_width_tau_ci'])} | "
+                         + " | ".join(f"{p['per_width_tau'].get(g, float('nan')):.3f}" for g in widths)
+                         + f" | {p.get('top5_in_top10', '–')} |")
+        lines.append("")
+    if "seed_noise" in summary:
+        s = summary["seed_noise"]
+        lines += [f"Standalone seed-to-seed noise over {s['n']} architectures trained twice: median relative "
+                  f"difference {100 * s['median_rel_diff']:.2f} % (max {100 * s['max_rel_diff']:.2f} %), Kendall τ "
+                  f"between the two seeds' rankings {s['kendall_tau_seed_vs_seed']:.3f}.", ""]
+    space = result["config"]["space"]
+    lines += ["| group | architecture | params | standalone ppl (seed 0 / seed 1) | supernet ppl | halfway ppl |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    by_id = {}
+    for r in runs.values():
+        if r["kind"] == "standalone":
+            by_id.setdefault(r["id"], {})[r["seed"]] = r["standalone_ppl"]
+    first = result["seed"]
+    for d in result["design"]:
+        if d["id"] not in by_id:
+            continue
+        s = by_id[d["id"]]
+        stand = " / ".join(f"{s[k]:.2f}" for k in (first, first + 1) if k in s)
+        half = result.get("halfway", {}).get(d["id"])
+        p = int(costs.params([get_space(space).from_id(d["id"])])[0])
+        lines.append(f"| {d['group']} | `{d['id']}` | {p:,} | {stand} | {result['supernet'][d['id']]:.2f} | "
+                     f"{'–' if half is None else f'{half:.2f}'} |")
+    return "\n".join(lines) + "\n"

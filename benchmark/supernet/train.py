@@ -133,9 +133,16 @@ def load_checkpoint(out_dir: Path, net: Supernet, opt) -> tuple[int, dict]:
 
 
 # ---------------------------------------------------------------------- training
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Train (or resume) a supernet; returns the output directory."""
+def train(config: TrainConfig, progress: bool = True, until: int | None = None) -> Path:
+    """Train (or resume) a supernet; returns the output directory.
+
+    ``until``: stop (with a checkpoint) after this many steps of the ``config.steps``-step
+    schedule, e.g. the halfway point of a run; rerun with a larger ``until`` or none to go on.
+    """
     c = config.validate()
+    stop = c.steps if until is None else until
+    if not isinstance(stop, int) or not 0 < stop <= c.steps:
+        raise ValueError(f"invalid until: {until!r}; allowed: an integer in [1, steps={c.steps}]")
     if c.threads:
         torch.set_num_threads(c.threads)
     out = Path(c.out_dir)
@@ -167,9 +174,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     fixed = space.from_id(c.arch) if c.arch else None
     watched = (("arch", fixed),) if fixed else (("largest", largest), ("smallest", smallest))
     net.train()
-    bar = tqdm(total=c.steps, initial=step, disable=not progress, desc=f"supernet {c.space}", unit="step")
+    bar = tqdm(total=stop, initial=min(step, stop), disable=not progress, desc=f"supernet {c.space}", unit="step")
     with open(log_path, "a") as log:
-        while step < c.steps:
+        while step < stop:
             t0 = time.perf_counter()
             lr = lr_at(step, c)
             for g in opt.param_groups:
@@ -204,7 +211,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 net.train()
             log.write(json.dumps(entry) + "\n")
             log.flush()
-            if step % c.ckpt_every == 0 or step == c.steps:
+            if step % c.ckpt_every == 0 or step in (c.steps, stop):
                 save_checkpoint(out, net, opt, step, rng, c)
             bar.update(1)
             bar.set_postfix(loss="/".join(f"{losses[n]:.3f}" for n, _ in watched),
