@@ -290,7 +290,7 @@ def _out(b: EncodedBatch, values: np.ndarray):
 
 def _check_range(setting: str, bound: float) -> None:
     if bound >= _INT64_LIMIT:
-        raise ValueError(f"invalid setting ({setting}): results up to ~{bound:.3e}; allowed: settings whose "
+        raise HwlmError(f"invalid setting ({setting}): results up to ~{bound:.3e}; allowed: settings whose "
                          f"results stay below 2**62 (int64)")
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchmark.errors import HwlmError
 from benchmark.spaces import Architecture
 
 # the package's dtype names (benchmark.settings.DTYPES) as torch dtypes
@@ -94,7 +95,7 @@ class KVCache:
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
         if max_len > config.block_size:
-            raise ValueError(f"invalid max_len: {max_len}; allowed: at most block_size={config.block_size}")
+            raise HwlmError(f"invalid max_len: {max_len}; allowed: at most block_size={config.block_size}")
         self.k = [torch.zeros(batch_size, h, max_len, config.head_size, device=device, dtype=dtype) for h in config.n_head]
         self.v = [torch.zeros_like(k) for k in self.k]
         self.max_len = max_len
@@ -183,7 +184,7 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = 0 if cache is None else cache.pos
         if start + T > (self.config.block_size if cache is None else cache.max_len):
-            raise ValueError(f"invalid sequence length: {start + T}; allowed: at most "
+            raise HwlmError(f"invalid sequence length: {start + T}; allowed: at most "
                              f"{self.config.block_size if cache is None else cache.max_len}")
         x = self.wte(idx)
         cos = self.rope_cos[start:start + T].to(x.dtype)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.errors import HwlmError
+
 __all__ = ["hypervolume", "hypervolume_curve", "igd_plus", "igd_plus_curve", "nondominated", "attainment",
            "at_times"]
 
@@ -40,7 +42,7 @@ def hypervolume(points, ref) -> float:
 
     P, ref = _pts(points), np.asarray(ref, dtype=float)
     if P.shape[1] != len(ref):
-        raise ValueError(f"invalid reference point: {ref.tolist()}; allowed: {P.shape[1]} numbers (one per objective)")
+        raise HwlmError(f"invalid reference point: {ref.tolist()}; allowed: {P.shape[1]} numbers (one per objective)")
     P = P[np.all(P < ref, axis=1)]
     if len(P) == 0:
         return 0.0

@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from benchmark.errors import HwlmError
 from benchmark.settings import DTYPES  # part of this module's API: the dtypes of a spec sheet
 
 __all__ = [
@@ -60,11 +61,11 @@ class Figure:
 
     def __post_init__(self) -> None:
         if self.basis not in BASES:
-            raise ValueError(f"invalid basis: {self.basis!r}; allowed: {list(BASES)}")
+            raise HwlmError(f"invalid basis: {self.basis!r}; allowed: {list(BASES)}")
         if not self.source:
-            raise ValueError("invalid source: ''; allowed: a non-empty description of where the figure comes from")
+            raise HwlmError("invalid source: ''; allowed: a non-empty description of where the figure comes from")
         if self.value is not None and not self.value > 0:
-            raise ValueError(f"invalid value: {self.value!r}; allowed: a positive number or None (unsupported)")
+            raise HwlmError(f"invalid value: {self.value!r}; allowed: a positive number or None (unsupported)")
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class DeviceSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"invalid kind: {self.kind!r}; allowed: {list(KINDS)}")
+            raise HwlmError(f"invalid kind: {self.kind!r}; allowed: {list(KINDS)}")
 
     @property
     def figures(self) -> dict[str, Figure]:
@@ -102,10 +103,10 @@ class DeviceSpec:
     def peak_flops(self, dtype: str = "fp32") -> float:
         """Peak FLOP/s (SI) for ``dtype``; ValueError if the device has no native support."""
         if dtype not in DTYPES:
-            raise ValueError(f"invalid dtype: {dtype!r}; allowed: {list(DTYPES)}")
+            raise HwlmError(f"invalid dtype: {dtype!r}; allowed: {list(DTYPES)}")
         fig: Figure = getattr(self, dtype)
         if fig.value is None:
-            raise ValueError(f"invalid dtype for {self.id}: {dtype!r}; allowed: "
+            raise HwlmError(f"invalid dtype for {self.id}: {dtype!r}; allowed: "
                              f"{[d for d in DTYPES if getattr(self, d).value is not None]} ({fig.source})")
         return fig.value * 1e12
 
@@ -271,9 +272,9 @@ def with_threads(spec: DeviceSpec, threads: int) -> DeviceSpec:
     describe a measurement that used fewer threads than the CPU has cores (e.g. a 2-vCPU VM on an
     EPYC), so that calibrated efficiencies stay relative to what the measurement could use."""
     if spec.kind != "cpu" or not spec.cores:
-        raise ValueError(f"invalid spec: {spec.id!r}; allowed: a CPU spec with a core count")
+        raise HwlmError(f"invalid spec: {spec.id!r}; allowed: a CPU spec with a core count")
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= spec.cores:
-        raise ValueError(f"invalid threads: {threads!r}; allowed: 1..{spec.cores}")
+        raise HwlmError(f"invalid threads: {threads!r}; allowed: 1..{spec.cores}")
     f = threads / spec.cores
 
     def scale(fig: Figure) -> Figure:
@@ -296,7 +297,7 @@ def get_device(device_id: str | DeviceSpec) -> DeviceSpec:
     for d in REGISTRY.values():
         if d.hwgpt_name is not None and d.hwgpt_name == device_id:
             return d
-    raise ValueError(f"invalid device: {device_id!r}; allowed: {sorted(REGISTRY)} "
+    raise HwlmError(f"invalid device: {device_id!r}; allowed: {sorted(REGISTRY)} "
                      f"or HW-GPT-Bench names {sorted(d.hwgpt_name for d in REGISTRY.values() if d.hwgpt_name)}")
 
 
@@ -384,7 +385,7 @@ def local_device_id(device: Any = "cpu", threads: int | None = None) -> str:
         return f"gpu-{_gpu_slug(torch.cuda.get_device_name(dev))}"
     if dev.type == "mps":
         return f"gpu-{_cpu_slug(cpu_model_name())}-mps"
-    raise ValueError(f"invalid device: {device!r}; allowed: 'cpu', 'cuda[:i]' or 'mps'")
+    raise HwlmError(f"invalid device: {device!r}; allowed: 'cpu', 'cuda[:i]' or 'mps'")
 
 
 def host_provenance(device: Any = "cpu") -> dict[str, Any]:

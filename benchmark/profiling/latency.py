@@ -58,6 +58,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from benchmark.errors import HwlmError
 from benchmark.model import TORCH_DTYPES, GPT, KVCache  # TORCH_DTYPES: re-exported
 from benchmark.settings import DEFAULT_DECODE_TOKENS, MODES, Setting, resolve_setting  # noqa: F401 (re-exported)
 from benchmark.spaces import Architecture
@@ -78,18 +79,18 @@ def as_torch_device(device: Any) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"invalid device: {device!r}; CUDA is not available on this machine")
+            raise HwlmError(f"invalid device: {device!r}; CUDA is not available on this machine")
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     elif dev.type != "cpu":
-        raise ValueError(f"invalid device: {device!r}; allowed: 'cpu' or 'cuda[:i]'")
+        raise HwlmError(f"invalid device: {device!r}; allowed: 'cpu' or 'cuda[:i]'")
     return dev
 
 
 def build_model(arch: Architecture, device: Any = "cpu", dtype: str = "fp32", seed: int = 0) -> GPT:
     """The dense GPT of ``arch`` with seeded random weights, in eval mode, on ``device`` in ``dtype``."""
     if dtype not in TORCH_DTYPES:
-        raise ValueError(f"invalid dtype: {dtype!r}; allowed: {list(TORCH_DTYPES)}")
+        raise HwlmError(f"invalid dtype: {dtype!r}; allowed: {list(TORCH_DTYPES)}")
     model = GPT(arch).init_weights(seed).eval().requires_grad_(False)
     return model.to(device=as_torch_device(device), dtype=TORCH_DTYPES[dtype])
 
@@ -240,9 +241,9 @@ def gc_paused():
 def check_counts(warmup: int, repeats: int) -> None:
     """Refuse a negative ``warmup`` or ``repeats`` < 1, naming the value."""
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
-        raise ValueError(f"invalid warmup: {warmup!r}; allowed: an integer >= 0")
+        raise HwlmError(f"invalid warmup: {warmup!r}; allowed: an integer >= 0")
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise ValueError(f"invalid repeats: {repeats!r}; allowed: an integer >= 1 (production default "
+        raise HwlmError(f"invalid repeats: {repeats!r}; allowed: an integer >= 1 (production default "
                          f"{DEFAULT_REPEATS})")
 
 
@@ -250,9 +251,9 @@ def _check_model(model: GPT, arch: Architecture, dev: torch.device, dtype: str) 
     p = model.wte.weight
     if model.config.n_head != arch.n_head or model.config.mlp_ratio != arch.mlp_ratio or \
             model.config.embed_dim != arch.embed_dim or model.config.bias != arch.bias:
-        raise ValueError(f"invalid model: its config {model.config} is not architecture {arch.id}")
+        raise HwlmError(f"invalid model: its config {model.config} is not architecture {arch.id}")
     if p.device != dev or p.dtype != TORCH_DTYPES[dtype]:
-        raise ValueError(f"invalid model: on {p.device} in {p.dtype}; allowed: on {dev} in {TORCH_DTYPES[dtype]}")
+        raise HwlmError(f"invalid model: on {p.device} in {p.dtype}; allowed: on {dev} in {TORCH_DTYPES[dtype]}")
 
 
 @dataclass
@@ -289,7 +290,7 @@ def prepare(arch: Architecture, setting: Any, device: Any = "cpu", seed: int = 0
     st = resolve_setting(setting)
     dev = as_torch_device(device)
     if not isinstance(arch, Architecture):
-        raise ValueError(f"invalid arch: {arch!r}; allowed: an Architecture")
+        raise HwlmError(f"invalid arch: {arch!r}; allowed: an Architecture")
     block = arch.search_space.block_size
     if model is None:
         model = build_model(arch, dev, st.dtype, seed)
@@ -298,13 +299,13 @@ def prepare(arch: Architecture, setting: Any, device: Any = "cpu", seed: int = 0
     vocab = model.config.vocab_size
     if st.mode == "prefill":
         if st.seq_len > block:
-            raise ValueError(f"invalid seq_len: {st.seq_len}; allowed: at most block_size={block} of space "
+            raise HwlmError(f"invalid seq_len: {st.seq_len}; allowed: at most block_size={block} of space "
                              f"{arch.space!r}")
         x = random_tokens(st.batch, st.seq_len, vocab, seed, dev)
         return Workload(st, dev, model, lambda: model(x), _noop, _noop, 1, (x,))
     k = decode_tokens
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or st.seq_len + k > block:
-        raise ValueError(f"invalid decode setting: context {st.seq_len} + {k!r} decoded tokens; allowed: "
+        raise HwlmError(f"invalid decode setting: context {st.seq_len} + {k!r} decoded tokens; allowed: "
                          f"decode_tokens >= 1 and context + decode_tokens <= block_size={block} of space "
                          f"{arch.space!r}")
     k = int(k)

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmark.errors import HwlmError
 from benchmark.profiling.devices import DeviceSpec, Figure, get_device, list_devices, match_registry, with_threads
 from benchmark.profiling.roofline import DEFAULT_PARAMS, RooflineParams, calibrate_many, predict
 from benchmark.table import Setting, Table, TableError, TableWriter
@@ -155,7 +156,7 @@ def _dtype_for(spec: DeviceSpec, gpu_dtype: str) -> str:
     for d in (gpu_dtype, "fp16", "bf16", "fp32"):
         if spec.supports(d):
             return d
-    raise ValueError(f"device {spec.id} supports no dtype")
+    raise HwlmError(f"device {spec.id} supports no dtype")
 
 
 def add_modeled_devices(table_path: str | Path, devices: Sequence[str] | None = None,

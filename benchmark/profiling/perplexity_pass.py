@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.errors import HwlmError
 from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 from benchmark.table import Table, TableError, TableWriter
 
@@ -112,9 +113,9 @@ def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = DEF
     from tqdm.auto import tqdm
 
     if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-        raise ValueError(f"invalid flush_every: {flush_every!r}; allowed: an integer >= 1")
+        raise HwlmError(f"invalid flush_every: {flush_every!r}; allowed: an integer >= 1")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"invalid workers: {workers!r}; allowed: an integer >= 1")
+        raise HwlmError(f"invalid workers: {workers!r}; allowed: an integer >= 1")
     t = Table(table)
     sp = t.space
     todo = t.architectures()

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.errors import HwlmError
+
 ANCHOR = -1  # the arch index of an anchor visit in a schedule
 
 
@@ -41,7 +43,7 @@ class RoundsProtocol:
         for field, lo in (("rounds", 1), ("repeats_per_round", 1), ("warmup", 0), ("anchor_every", 1), ("seed", 0)):
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"invalid {field}: {v!r}; allowed: an integer >= {lo}")
+                raise HwlmError(f"invalid {field}: {v!r}; allowed: an integer >= {lo}")
 
     @property
     def repeats(self) -> int:
@@ -55,7 +57,7 @@ class RoundsProtocol:
         so every architecture visit lies between two anchor visits.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"invalid n: {n!r}; allowed: an integer >= 1")
+            raise HwlmError(f"invalid n: {n!r}; allowed: an integer >= 1")
         visits = []
         for r in range(self.rounds):
             order = np.random.default_rng([self.seed, r]).permutation(n)
@@ -83,7 +85,7 @@ def lag1_autocorrelation(residuals_in_time_order: np.ndarray) -> float:
     r = np.asarray(residuals_in_time_order, float)
     r = r[np.isfinite(r)]
     if len(r) < 3:
-        raise ValueError(f"invalid residuals: {len(r)} finite values; allowed: at least 3")
+        raise HwlmError(f"invalid residuals: {len(r)} finite values; allowed: at least 3")
     return float(np.corrcoef(r[:-1], r[1:])[0, 1])
 
 
@@ -96,7 +98,7 @@ def split_half_r2(per_round: np.ndarray) -> float:
     """
     x = np.log(np.asarray(per_round, float))
     if x.ndim != 2 or x.shape[1] < 2:
-        raise ValueError(f"invalid per_round shape: {x.shape}; allowed: (architectures, rounds >= 2)")
+        raise HwlmError(f"invalid per_round shape: {x.shape}; allowed: (architectures, rounds >= 2)")
     a, b = np.nanmedian(x[:, ::2], 1), np.nanmedian(x[:, 1::2], 1)
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]

@@ -60,6 +60,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.errors import HwlmError
 from benchmark import costs
 from benchmark.costs import DTYPE_BYTES
 from benchmark.profiling.devices import DeviceSpec, get_device
@@ -102,9 +103,9 @@ class RooflineParams:
         for name, (lo, hi) in _BOUNDS.items():
             v = getattr(self, name)
             if not lo <= v <= hi:
-                raise ValueError(f"invalid {name}: {v!r}; allowed: {lo}..{hi}")
+                raise HwlmError(f"invalid {name}: {v!r}; allowed: {lo}..{hi}")
         if not 0.0 <= self.idle_fraction <= 1.0:
-            raise ValueError(f"invalid idle_fraction: {self.idle_fraction!r}; allowed: 0..1")
+            raise HwlmError(f"invalid idle_fraction: {self.idle_fraction!r}; allowed: 0..1")
 
 
 #: Uncalibrated starting points (rough, typical of eager PyTorch): use calibrated parameters for numbers
@@ -160,9 +161,9 @@ def _archs(archs: Architecture | Sequence[Architecture]) -> list[Architecture]:
         return [archs]
     archs = list(archs)
     if not archs or not all(isinstance(a, Architecture) for a in archs):
-        raise ValueError(f"invalid archs: {archs!r}; allowed: an Architecture or a non-empty list of them")
+        raise HwlmError(f"invalid archs: {archs!r}; allowed: an Architecture or a non-empty list of them")
     if len({a.space for a in archs}) != 1:
-        raise ValueError(f"invalid archs: spaces {sorted({a.space for a in archs})}; allowed: one space per call")
+        raise HwlmError(f"invalid archs: spaces {sorted({a.space for a in archs})}; allowed: one space per call")
     return archs
 
 
@@ -211,12 +212,12 @@ def _operator_arrays(sp: SearchSpace, st: Setting, decode_tokens: int, E: np.nda
     if decode:
         k = int(decode_tokens)
         if k < 1 or st.seq_len + k > sp.block_size:
-            raise ValueError(f"invalid decode setting: context {st.seq_len} + {k} tokens; allowed: "
+            raise HwlmError(f"invalid decode setting: context {st.seq_len} + {k} tokens; allowed: "
                              f"context + decode_tokens <= block_size={sp.block_size}")
         T, S = 1.0, st.seq_len + 1 + (k - 1) / 2.0
     else:
         if st.seq_len > sp.block_size:
-            raise ValueError(f"invalid seq_len: {st.seq_len}; allowed: at most block_size={sp.block_size}")
+            raise HwlmError(f"invalid seq_len: {st.seq_len}; allowed: at most block_size={sp.block_size}")
         T, S = float(st.seq_len), float(st.seq_len)
     BT = B * T
 
@@ -372,7 +373,7 @@ def _measured_value(v: Any) -> float:
     arr = np.asarray(v, dtype=float).ravel()
     arr = arr[np.isfinite(arr)]
     if arr.size == 0 or np.any(arr <= 0):
-        raise ValueError(f"invalid measurement: {v!r}; allowed: positive finite ms (a value or repeats)")
+        raise HwlmError(f"invalid measurement: {v!r}; allowed: positive finite ms (a value or repeats)")
     return float(np.median(arr))
 
 
@@ -413,7 +414,7 @@ def calibrate_many(observations: Iterable[tuple[Any, Mapping[str, Any]]], archs:
         groups.append((table, spec.peak_flops(st.dtype), spec.bandwidth_bytes, y))
     n_obs = sum(len(g[3]) for g in groups)
     if n_obs < 3:
-        raise ValueError(f"invalid observations: {n_obs} usable measurements; allowed: at least 3 whose ids are in archs")
+        raise HwlmError(f"invalid observations: {n_obs} usable measurements; allowed: at least 3 whose ids are in archs")
 
     names = ("eff_compute", "eff_memory", "overhead_s")
     lo = np.log([_BOUNDS[k][0] for k in names])
@@ -463,7 +464,7 @@ def calibrate_energy(measured_mj: Mapping[str, Any], archs: Sequence[Architectur
     by_id = {a.id: a for a in archs}
     ids = [i for i in measured_mj if i in by_id]
     if not ids:
-        raise ValueError("invalid measured_mj: no id is in archs")
+        raise HwlmError("invalid measured_mj: no id is in archs")
     res = predict([by_id[i] for i in ids], setting, spec, params, decode_tokens)
     e = np.array([_measured_value(measured_mj[i]) for i in ids]) / 1e3  # J
     t = res.latency_ms / 1e3

@@ -50,6 +50,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from benchmark.errors import HwlmError
 from benchmark.profiling.perplexity_pass import (add_perplexity, declare_perplexity,  # noqa: F401  add_perplexity: re-exported
                                                  measure_perplexity_for, perplexity_inputs, set_eval_tokens)
 from benchmark.settings import DEFAULT_DECODE_TOKENS, Setting, resolve_setting
@@ -86,9 +87,9 @@ def parse_shard(spec: str | Sequence[int]) -> tuple[int, int]:
         else:
             i, n = (int(x) for x in spec)
     except (ValueError, TypeError):
-        raise ValueError(f"invalid shard: {spec!r}; allowed: 'i/n' with integers 0 <= i < n, e.g. '0/4'") from None
+        raise HwlmError(f"invalid shard: {spec!r}; allowed: 'i/n' with integers 0 <= i < n, e.g. '0/4'") from None
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"invalid shard: {spec!r}; allowed: 'i/n' with integers 0 <= i < n, e.g. '0/4'")
+        raise HwlmError(f"invalid shard: {spec!r}; allowed: 'i/n' with integers 0 <= i < n, e.g. '0/4'")
     return i, n
 
 
@@ -102,10 +103,10 @@ def select_architectures(space, n: int | None = None, archs: Iterable[Any] | Non
         base = [sp.from_id(a) if isinstance(a, str) else sp.validate(a) for a in archs]
     elif n is not None:
         if int(n) < 0:
-            raise ValueError(f"invalid n: {n!r}; allowed: an integer >= 0")
+            raise HwlmError(f"invalid n: {n!r}; allowed: an integer >= 0")
         base = list(sp.sample(seed, int(n))) if int(n) > 0 else []
     else:
-        raise ValueError("invalid architectures: neither n nor archs given; allowed: n >= 0 or a list of ids")
+        raise HwlmError("invalid architectures: neither n nor archs given; allowed: n >= 0 or a list of ids")
     if include_extremes:
         base += [sp.largest(), sp.smallest()]
     seen, out = set(), []
@@ -198,7 +199,7 @@ class ProfileConfig:
         for st in out:
             need = st.seq_len + (self.decode_tokens if st.mode == "decode" else 0)
             if need > space.block_size:
-                raise ValueError(f"invalid setting: {st.name!r}; allowed: seq_len"
+                raise HwlmError(f"invalid setting: {st.name!r}; allowed: seq_len"
                                  f"{' + decode_tokens' if st.mode == 'decode' else ''} = {need} <= the space's "
                                  f"context {space.block_size}")
         return out
@@ -232,9 +233,9 @@ def profile(space: str, out, **options: Any) -> Path:
 def run_profile(config: ProfileConfig) -> Path:
     """:func:`profile` for a :class:`ProfileConfig`."""
     if config.threads is not None and int(config.threads) < 1:
-        raise ValueError(f"invalid threads: {config.threads!r}; allowed: an integer >= 1")
+        raise HwlmError(f"invalid threads: {config.threads!r}; allowed: an integer >= 1")
     if config.reference_every < 1:
-        raise ValueError(f"invalid reference_every: {config.reference_every!r}; allowed: an integer >= 1")
+        raise HwlmError(f"invalid reference_every: {config.reference_every!r}; allowed: an integer >= 1")
     from benchmark.profiling.latency import torch_threads
 
     with torch_threads(config.threads):
@@ -448,13 +449,13 @@ def profile_ray(address: str, space: str, out, n_shards: int, **kwargs) -> Path:
     try:
         import ray
     except ImportError:
-        raise ValueError("invalid --ray: the 'ray' package is not installed (pip install -e .[moo-ray])") from None
+        raise HwlmError("invalid --ray: the 'ray' package is not installed (pip install -e .[moo-ray])") from None
     if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
-        raise ValueError(f"invalid n_shards: {n_shards!r}; allowed: an integer >= 1")
+        raise HwlmError(f"invalid n_shards: {n_shards!r}; allowed: an integer >= 1")
     from benchmark.table import merge_tables
 
     if "shard" in kwargs:
-        raise ValueError("invalid shard with Ray: the shards are i/n_shards for i < n_shards")
+        raise HwlmError("invalid shard with Ray: the shards are i/n_shards for i < n_shards")
     started = not ray.is_initialized()
     if started:
         local = address == "local"

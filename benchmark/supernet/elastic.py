@@ -108,7 +108,7 @@ class Supernet(nn.Module):
         arch = self.check(arch)
         T = idx.shape[1]
         if T > self.block_size:
-            raise ValueError(f"invalid sequence length: {T}; allowed: at most block_size={self.block_size}")
+            raise HwlmError(f"invalid sequence length: {T}; allowed: at most block_size={self.block_size}")
         x = F.embedding(idx, self.wte.weight[:, : arch.embed_dim])
         cos, sin = self.rope_cos[:T].to(x.dtype), self.rope_sin[:T].to(x.dtype)
         for i in range(arch.n_layer):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark.errors import HwlmError
 from benchmark.supernet.corpus import DEFAULT_EVAL_TOKENS, iter_eval_windows, num_eval_windows
 from benchmark.supernet.elastic import Supernet
 
@@ -34,7 +35,7 @@ def measure_perplexity(net: Supernet, arch, tokens: np.ndarray, max_tokens: int 
     predicted tokens of ``tokens`` in windows of the supernet's context length."""
     block = block_size or net.block_size
     if num_eval_windows(len(tokens), block, max_tokens) == 0:
-        raise ValueError(f"invalid max_tokens: {max_tokens}; allowed: at least one window of {block} tokens "
+        raise HwlmError(f"invalid max_tokens: {max_tokens}; allowed: at least one window of {block} tokens "
                          f"from a split of {len(tokens)} tokens")
     was_training = net.training
     net.eval()

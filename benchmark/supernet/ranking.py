@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.errors import HwlmError
 from benchmark import costs
 from benchmark.files import write_text
 from benchmark.spaces import get_space
@@ -51,9 +52,9 @@ def design_study(space: str, per_width: int = 10, seed: int = 0, pool: int = 200
     (layers, mean MLP ratio, mean heads, bias), each scaled to [0, 1], picks diverse allocations.
     """
     if not isinstance(per_width, int) or per_width < 2:
-        raise ValueError(f"invalid per_width: {per_width!r}; allowed: an integer >= 2")
+        raise HwlmError(f"invalid per_width: {per_width!r}; allowed: an integer >= 2")
     if not 0 < band < 1:
-        raise ValueError(f"invalid band: {band!r}; allowed: a fraction in (0, 1)")
+        raise HwlmError(f"invalid band: {band!r}; allowed: a fraction in (0, 1)")
     sp = get_space(space)
     rng = np.random.default_rng(seed)
     sample = sorted(set(sp.sample(seed, pool)), key=lambda a: a.id)
@@ -64,7 +65,7 @@ def design_study(space: str, per_width: int = 10, seed: int = 0, pool: int = 200
         near = np.abs(p / np.median(p) - 1) <= band
         cands = [a for a, keep in zip(cands, near) if keep]
         if len(cands) < per_width:
-            raise ValueError(f"invalid band: {band!r}; only {len(cands)} architectures of embed_dim={width} "
+            raise HwlmError(f"invalid band: {band!r}; only {len(cands)} architectures of embed_dim={width} "
                              f"within it; allowed: a wider band or a larger pool")
         feats = np.array([[a.n_layer, np.mean(a.mlp_ratio), np.mean(a.n_head), float(a.bias)] for a in cands])
         span = feats.max(0) - feats.min(0)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from benchmark.errors import HwlmError
 from benchmark.files import write_text
 from benchmark.supernet.corpus import get_batch, load_split
 from benchmark.supernet.elastic import Supernet
@@ -62,17 +63,17 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_tokens"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"invalid {name}: {v!r}; allowed: a positive integer")
+                raise HwlmError(f"invalid {name}: {v!r}; allowed: a positive integer")
         if self.n_random < 0:
-            raise ValueError(f"invalid n_random: {self.n_random!r}; allowed: an integer >= 0")
+            raise HwlmError(f"invalid n_random: {self.n_random!r}; allowed: an integer >= 0")
         if not 0.0 <= self.distill <= 1.0:
-            raise ValueError(f"invalid distill: {self.distill!r}; allowed: a weight in [0, 1]")
+            raise HwlmError(f"invalid distill: {self.distill!r}; allowed: a weight in [0, 1]")
         if self.arch is not None:
             from benchmark.spaces import get_space
 
             get_space(self.space).from_id(self.arch)  # raises ArchitectureError naming the field
         if not 0 <= self.warmup < self.steps:
-            raise ValueError(f"invalid warmup: {self.warmup!r}; allowed: 0 <= warmup < steps={self.steps}")
+            raise HwlmError(f"invalid warmup: {self.warmup!r}; allowed: 0 <= warmup < steps={self.steps}")
         return self
 
 
@@ -142,7 +143,7 @@ def train(config: TrainConfig, progress: bool = True, until: int | None = None) 
     c = config.validate()
     stop = c.steps if until is None else until
     if not isinstance(stop, int) or not 0 < stop <= c.steps:
-        raise ValueError(f"invalid until: {until!r}; allowed: an integer in [1, steps={c.steps}]")
+        raise HwlmError(f"invalid until: {until!r}; allowed: an integer in [1, steps={c.steps}]")
     if c.threads:
         torch.set_num_threads(c.threads)
     out = Path(c.out_dir)
@@ -163,7 +164,7 @@ def train(config: TrainConfig, progress: bool = True, until: int | None = None) 
         step, state = load_checkpoint(out, net, opt)
         saved = TrainConfig(**state["config"])
         if dataclasses.replace(saved, steps=c.steps, threads=c.threads) != c:
-            raise ValueError(f"invalid resume of {out}: its config {dataclasses.asdict(saved)} differs from "
+            raise HwlmError(f"invalid resume of {out}: its config {dataclasses.asdict(saved)} differs from "
                              f"{dataclasses.asdict(c)}; allowed: the same config (steps may grow)")
         rng.bit_generator.state = state["rng"]
         _truncate_log(log_path, step)
