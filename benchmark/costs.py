@@ -74,6 +74,8 @@ from benchmark.spaces import PAD, Architecture, ArchitectureError, SearchSpace, 
 __all__ = [
     "DTYPE_BYTES", "ATTENTION_MODES", "params", "flops", "flops_prefill", "flops_decode",
     "weight_bytes", "kv_cache_bytes", "activation_bytes_estimate",
+    # for callers that validate once and cost many times (surrogate features, the query engine)
+    "CostBatch", "resolve_batch", "all_valid", "batch_params", "batch_embedding_params",
 ]
 
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
@@ -115,8 +117,9 @@ def _tables(sp: SearchSpace) -> _Tables:
     return t
 
 
-class _Batch:
-    """Validated encodings of one space and their per-architecture sums (int64, shape (N,))."""
+class CostBatch:
+    """Validated encodings of one space and their per-architecture sums (int64, shape (N,)).
+    ``CostBatch(space, enc, False)`` trusts ``enc``; :func:`resolve_batch` validates first."""
 
     def __init__(self, space: SearchSpace, enc: np.ndarray, scalar: bool):
         t = _tables(space)
@@ -141,20 +144,22 @@ def _space_arg(space: Any) -> SearchSpace | None:
     return get_space(space)  # raises ArchitectureError naming the space and the allowed names
 
 
-def _resolve(archs: Any, space: Any) -> _Batch:
-    if isinstance(archs, _Batch):  # validated once, costed several times (surrogates.features)
+def resolve_batch(archs: Any, space: Any) -> CostBatch:
+    """Validated :class:`CostBatch` of architectures or encodings (a CostBatch is returned as is);
+    raises :class:`~benchmark.spaces.ArchitectureError` naming the first bad row."""
+    if isinstance(archs, CostBatch):  # validated once, costed several times (surrogates.features)
         return archs
     sp = _space_arg(space)
     if isinstance(archs, Architecture):
         if sp is not None and archs.space != sp.name:
             raise _arch_fail("space", archs.space, f"{sp.name!r} (the space argument)")
-        return _Batch(archs.search_space, archs.encoding()[None, :], scalar=True)
+        return CostBatch(archs.search_space, archs.encoding()[None, :], scalar=True)
     if isinstance(archs, np.ndarray):
         return _from_array(archs, sp)
     if isinstance(archs, (list, tuple)):
         if len(archs) == 0:  # nothing to count; any space gives empty results
             sp = sp or get_space("t")
-            return _Batch(sp, np.zeros((0, sp.encoding_length), np.int8), scalar=False)
+            return CostBatch(sp, np.zeros((0, sp.encoding_length), np.int8), scalar=False)
         if all(isinstance(a, Architecture) for a in archs):
             names = sorted({a.space for a in archs})
             if len(names) > 1:
@@ -165,7 +170,7 @@ def _resolve(archs: Any, space: Any) -> _Batch:
             enc = np.empty((len(archs), sp.encoding_length), np.int8)
             for i, a in enumerate(archs):
                 enc[i] = a.encoding()
-            return _Batch(sp, enc, scalar=False)
+            return CostBatch(sp, enc, scalar=False)
         if any(isinstance(a, Architecture) for a in archs):
             bad = next(a for a in archs if not isinstance(a, Architecture))
             raise _arch_fail("architecture", bad, "a list of Architecture objects (not mixed with other values)")
@@ -174,7 +179,7 @@ def _resolve(archs: Any, space: Any) -> _Batch:
                                      "integer encoding array with space=")
 
 
-def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> _Batch:
+def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> CostBatch:
     if sp is None:
         raise _arch_fail("space", None, "a space name or SearchSpace (required with an encoding array)")
     if not np.issubdtype(enc.dtype, np.integer):
@@ -191,7 +196,7 @@ def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> _Batch:
                                                          f"{sp.name!r})")
     if len(enc):
         _validate_encoding(sp, enc)
-    return _Batch(sp, enc, scalar)
+    return CostBatch(sp, enc, scalar)
 
 
 _VALID: dict[SearchSpace, tuple[np.ndarray, int]] = {}
@@ -220,7 +225,7 @@ def _validity(sp: SearchSpace) -> tuple[np.ndarray, int]:
     return t
 
 
-def _all_valid(sp: SearchSpace, enc: np.ndarray) -> bool:
+def all_valid(sp: SearchSpace, enc: np.ndarray) -> bool:
     """Whether every row of an ``(N, encoding_length)`` integer matrix is a valid encoding: one
     lookup per value in :func:`_validity`'s table (a few numpy calls whatever the batch size)."""
     ok, width = _validity(sp)
@@ -233,9 +238,9 @@ def _all_valid(sp: SearchSpace, enc: np.ndarray) -> bool:
 
 
 def _validate_encoding(sp: SearchSpace, enc: np.ndarray) -> None:
-    """Vectorised check (:func:`_all_valid`); on failure, the per-column check below finds the
+    """Vectorised check (:func:`all_valid`); on failure, the per-column check below finds the
     first bad row and ``sp.decode`` of it words the error."""
-    if _all_valid(sp, enc):
+    if all_valid(sp, enc):
         return
     lm, min_layer = sp.max_layers, min(sp.n_layer_choices)
     bad = np.zeros(len(enc), bool)
@@ -285,7 +290,7 @@ def _attention(mode: Any) -> str:
     return mode
 
 
-def _out(b: _Batch, values: np.ndarray):
+def _out(b: CostBatch, values: np.ndarray):
     return values[0] if b.scalar else values
 
 
@@ -302,11 +307,12 @@ def params(archs, space=None, embeddings: bool = True):
     The embedding is tied with the LM head and counted once. ``embeddings=False`` excludes the
     token embedding ``wte`` (``vocab_size * embed_dim``) — the usual "non-embedding" count.
     """
-    b = _resolve(archs, space)
-    return _out(b, _params(b, bool(embeddings)))
+    b = resolve_batch(archs, space)
+    return _out(b, batch_params(b, bool(embeddings)))
 
 
-def _params(b: _Batch, embeddings: bool) -> np.ndarray:
+def batch_params(b: CostBatch, embeddings: bool) -> np.ndarray:
+    """:func:`params` of a validated batch (int64, (N,))."""
     sp, E = b.space, b.embed
     W = b.heads_sum * sp.head_size  # sum of attention widths
     R = b.mlp_sum
@@ -314,11 +320,11 @@ def _params(b: _Batch, embeddings: bool) -> np.ndarray:
     p += b.bias * (3 * W + 2 * E * b.n_layer + E * R)  # linear biases
     p += 2 * E  # ln_f
     if embeddings:
-        p += _embedding_params(b)
+        p += batch_embedding_params(b)
     return p
 
 
-def _embedding_params(b: _Batch) -> np.ndarray:
+def batch_embedding_params(b: CostBatch) -> np.ndarray:
     """The token embedding ``wte`` (tied with the LM head): ``params - params(embeddings=False)``."""
     return b.space.vocab_size * b.embed
 
@@ -334,7 +340,7 @@ def flops(archs, batch: int, seq_len: int, context_len: int = 0, space=None, att
     ``"causal"`` counts only unmasked query-key pairs, ``"none"`` leaves the attention products
     out (what ``FlopCounterMode`` reports on CPU, where SDPA's kernel has no formula).
     """
-    b = _resolve(archs, space)
+    b = resolve_batch(archs, space)
     attention = _attention(attention)
     sp = b.space
     B = _pos_int("batch", batch, 1)
@@ -368,15 +374,15 @@ def flops_decode(archs, batch: int, context_len: int, space=None, attention: str
 
 def weight_bytes(archs, dtype: str = "fp32", space=None):
     """Bytes of the parameters stored in ``dtype`` (embeddings once; ``int64``)."""
-    b = _resolve(archs, space)
-    return _out(b, _params(b, True) * _dtype_bytes(dtype))
+    b = resolve_batch(archs, space)
+    return _out(b, batch_params(b, True) * _dtype_bytes(dtype))
 
 
 def kv_cache_bytes(archs, batch: int, seq_len: int, dtype: str = "fp32", space=None):
     """Bytes of a KV cache for ``batch`` sequences of ``seq_len`` positions (``int64``):
     ``2 * batch * seq_len * head_size * sum_i n_head[i] * bytes`` — exactly
     ``model.new_cache(batch, seq_len, dtype).nbytes()``."""
-    b = _resolve(archs, space)
+    b = resolve_batch(archs, space)
     B = _pos_int("batch", batch, 1)
     S = _pos_int("seq_len", seq_len, 1, b.space.block_size)
     nbytes = _dtype_bytes(dtype)
@@ -402,7 +408,7 @@ def activation_bytes_estimate(archs, batch: int, seq_len: int, dtype: str = "fp3
     score matrix, so it is not included. Real peaks depend on the allocator and kernels; the
     profiling module measures them.
     """
-    b = _resolve(archs, space)
+    b = resolve_batch(archs, space)
     B = _pos_int("batch", batch, 1)
     S = _pos_int("seq_len", seq_len, 1, b.space.block_size)
     sp, E = b.space, b.embed

@@ -94,7 +94,8 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays (as Python numbers and lists)."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -506,7 +507,7 @@ class TableWriter:
         if not isinstance(provenance, Mapping):
             raise _fail(f"provenance of device {device!r}", provenance, "a dict")
         try:
-            prov = json.loads(json.dumps(dict(provenance), sort_keys=True, default=_json_default, allow_nan=True))
+            prov = json.loads(json.dumps(dict(provenance), sort_keys=True, default=json_default, allow_nan=True))
         except (TypeError, ValueError) as e:
             raise _fail(f"provenance of device {device!r}", provenance, f"a JSON-serialisable dict ({e})") from None
         kind = prov.get("kind") if kind is None else kind

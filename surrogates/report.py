@@ -71,9 +71,9 @@ def render_report(index: dict) -> str:
 
 def write_report(surrogate_directory: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Render the report of ``<surrogate_directory>/index.json`` to ``out`` (atomically)."""
-    from surrogates.fit import _write_text, read_index
+    from surrogates.model import read_index, write_text
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(out, render_report(read_index(surrogate_directory)))
+    write_text(out, render_report(read_index(surrogate_directory)))
     return out

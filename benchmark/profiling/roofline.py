@@ -182,7 +182,7 @@ def operator_table_encodings(space: str | SearchSpace, enc: np.ndarray, setting:
     (``SearchSpace.encode_many``; validated here), without building an Architecture per row.
     ``arch_ids`` (optional) is carried into the result; otherwise ``arch_ids`` is empty."""
     sp = get_space(space)
-    batch = costs._resolve(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
+    batch = costs.resolve_batch(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
     enc = batch._enc
     lm = sp.max_layers
     t = costs._tables(sp)  # per-layer tables: PAD (-1) reads the trailing 0
