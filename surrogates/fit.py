@@ -56,7 +56,7 @@ from surrogates.model import (FORMAT_VERSION, INDEX_FORMAT, LOG_METRICS, MODEL_F
                               train_quantile_booster, write_json, write_text, xgb_params)
 
 __all__ = ["CANDIDATES", "Target", "targets", "split_rows", "fit_target", "fit_table", "roofline_devices",
-           "add_fit_parser",
+           "heldout_calibration", "add_fit_parser",
            # the estimator and its files (surrogates.model), importable from here too
            "SIDECAR_FORMAT", "INDEX_FORMAT", "FORMAT_VERSION", "QUANTILES", "LOG_METRICS", "SurrogateError",
            "Surrogate", "model_stem", "read_index", "surrogate_dir"]
@@ -335,6 +335,36 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
         written.parent.mkdir(parents=True, exist_ok=True)
         write_text(written, text)
     return FitResult(d, index, sidecars, written)
+
+
+def heldout_calibration(s: Surrogate, table: Table, coverage: float = 0.9) -> dict | None:
+    """Split-conformal interval half-width of ``s`` from its real held-out residuals: the table
+    rows its sidecar says were held out (the seeded split is redone and checked against the
+    sidecar's ``test_ids_sha256``; the table must be the one it was fitted on), predicted and
+    compared with their stored values in the transformed space; the ``ceil((n + 1) * coverage) / n``
+    empirical quantile of ``|z - z_hat|`` is the half-width. None when the sidecar or the table
+    cannot reproduce the held-out set (then no interval is claimed)."""
+    meta = s.meta
+    if not {"split_seed", "test_fraction", "test_ids_sha256"} <= set(meta) or meta.get("table_sha256") != table.sha256():
+        return None
+    _, test = split_rows(len(table), int(meta["split_seed"]), float(meta["test_fraction"]))
+    ids = np.asarray(table.ids)
+    if _sha256_text("\n".join(sorted(ids[test].tolist()))) != meta["test_ids_sha256"]:
+        return None
+    if s.device is None:
+        y = np.asarray(table.metric(s.metric), np.float64)[test]
+    else:
+        y = nanmedian_rows(np.asarray(table.hardware(s.device, s.setting, s.metric), np.float64))[test]
+    ok = np.isfinite(y)
+    if ok.sum() < 10:
+        return None
+    X = architecture_features(s, np.asarray(table.encodings)[test[ok]])
+    e = np.sort(np.abs(forward_transform(s.transform, y[ok]) - forward_transform(s.transform, s.predict(X))))
+    n = len(e)
+    level = min(1.0, np.ceil((n + 1) * coverage) / n)
+    return {"method": "split-conformal on the held-out architectures' residuals, transformed space",
+            "widening": float(np.quantile(e, level, method="higher")), "n_scores": int(n),
+            "coverage_target": coverage}
 
 
 def _sha256_text(s: str) -> str:

@@ -134,6 +134,7 @@ class Surrogate:
         self.hyperparameters = hyperparameters if hyperparameters is not None else \
             (meta.get("hyperparameters") or {}).get("chosen")
         self.seed, self.nthread = int(seed), int(nthread)
+        self.heldout: dict | None = None  # split-conformal calibration on held-out architectures (no quantile model)
         self._fast: dict = {}
 
     @property
@@ -187,6 +188,17 @@ class Surrogate:
         """Point predictions (original units) from a feature matrix (or from the mean booster's ``raw`` output)."""
         raw = self._raw("mean", X) if raw is None else raw
         return inverse_transform(self.transform, np.asarray(raw, np.float64).reshape(-1))
+
+    def predict_interval(self, point: np.ndarray) -> np.ndarray | None:
+        """(N, 2) 5-95 % interval around ``point`` (this model's predictions, original units) for a
+        metric without a quantile model: ``point`` widened in the transformed space by the
+        split-conformal half-width of :attr:`heldout` (set by :func:`surrogates.fit.heldout_calibration`);
+        None when there is none."""
+        w = (self.heldout or {}).get("widening")
+        if w is None:
+            return None
+        z = forward_transform(self.transform, np.asarray(point, np.float64))
+        return inverse_transform(self.transform, np.column_stack([z - w, z + w]))
 
     def predict_quantiles(self, X: np.ndarray, raw: np.ndarray | None = None,
                            point: np.ndarray | None = None) -> np.ndarray:

@@ -119,6 +119,26 @@ def test_auto_switches_to_the_surrogate_for_unprofiled_architectures(b, rel):
     assert d["params_no_embedding"] == costs.params(a, embeddings=False)
 
 
+def test_surrogate_perplexity_has_a_conformal_interval_from_held_out_residuals(b, rel, raw):
+    """A surrogate without a quantile model (perplexity: one value per architecture) gets its 90 %
+    interval from its residuals on the architectures held out at fit time: it contains the point,
+    and covers the held-out architectures' stored values at the promised rate."""
+    from surrogates.fit import split_rows
+
+    s = b.surrogate("perplexity")
+    assert not s.noisy
+    r = b.query(rel["extra"][0], metrics=["perplexity"])
+    lo, hi = r.intervals["perplexity"]
+    assert lo < r["perplexity"] < hi
+    meta = s.meta
+    _, test = split_rows(len(b.table), meta["split_seed"], meta["test_fraction"])
+    df = b.query_batch(np.asarray(b.table.encodings)[test], metrics=["perplexity"], mode="surrogate")
+    lo, hi = df.attrs["intervals"]["perplexity"]
+    truth = raw["ppl"][test]
+    assert np.mean((lo <= truth) & (truth <= hi)) >= 0.9
+    assert b.query(rel["extra"][0], metrics=["perplexity"], intervals=False).intervals == {}
+
+
 def test_surrogate_mode_predicts_close_to_the_table(b, rel, raw):
     archs = rel["archs"][:40]
     df = b.query_batch(archs, metrics=["latency_ms", "perplexity"], device=CPU, mode="surrogate")

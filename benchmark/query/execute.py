@@ -176,6 +176,12 @@ class Executor:
         point = s.predict(X, raw.get((s.stem, "mean")))
         v[need] = point
         out["target_sources"][m] = s.meta.get("target_source", "measured")
+        if not s.noisy and o["intervals"]:
+            iv = s.predict_interval(point)
+            if iv is not None:  # a split-conformal interval from held-out residuals
+                if lo is None:
+                    lo, hi = np.full(r.n, np.nan), np.full(r.n, np.nan)
+                lo[need], hi[need] = iv[:, 0], iv[:, 1]
         if s.noisy and o["quantiles"]:
             q = s.predict_quantiles(X, raw.get((s.stem, "quantile")), point=v[need])
             if o["intervals"]:

@@ -54,6 +54,10 @@ class Models:
             if not self._loaded:
                 self._check_table()
             s = self._loaded[entry["stem"]] = Surrogate.load(self.path, entry["stem"])
+            if not s.noisy and self.table is not None:  # an interval from its held-out residuals
+                from surrogates.fit import heldout_calibration
+
+                s.heldout = heldout_calibration(s, self.table)
         return s
 
     def _check_table(self) -> None:

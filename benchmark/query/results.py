@@ -71,8 +71,6 @@ class QueryResult(Mapping):
         for m, v in self.value.items():
             unit = display_unit(self.units[m])
             src = self.sources[m]
-            if m in self.target_sources:
-                src += f" ({self.target_sources[m]} data)"
             if m in self.missing:
                 note = self.missing[m]
             elif m not in self.intervals:
