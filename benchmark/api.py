@@ -13,8 +13,9 @@ columns load on first use and are cached, XGBoost boosters load on first use and
 
 Modes: ``"auto"`` (default) returns the table's value when the architecture was profiled
 (the median of the stored repeats for hardware metrics) and the surrogate's prediction (with
-its 90 % interval: the quantile model's 5-95 % spread, centred on the point prediction)
-otherwise; ``"table"`` refuses architectures or cells the table lacks;
+its 90 % interval: the quantile model's 5-95 % spread centred on the point prediction, or, for
+a metric without a quantile model, a split-conformal interval from the surrogate's residuals on
+the architectures held out at fit time) otherwise; ``"table"`` refuses architectures or cells the table lacks;
 ``"surrogate"`` always predicts. Exact metrics (``params``, ``params_no_embedding``,
 ``flops``) are always computed exactly with :mod:`benchmark.costs`.
 

@@ -119,12 +119,13 @@ def _tables(sp: SearchSpace) -> _Tables:
 
 class CostBatch:
     """Validated encodings of one space and their per-architecture sums (int64, shape (N,)).
-    ``CostBatch(space, enc, False)`` trusts ``enc``; :func:`resolve_batch` validates first."""
+    ``CostBatch(space, enc, False)`` trusts ``enc`` (kept as ``.encodings``); :func:`resolve_batch`
+    validates first."""
 
     def __init__(self, space: SearchSpace, enc: np.ndarray, scalar: bool):
         t = _tables(space)
         lm = space.max_layers
-        self.space, self.scalar, self._enc = space, scalar, enc
+        self.space, self.scalar, self.encodings = space, scalar, enc
         self.embed = t.embed[enc[:, 0]]
         self.n_layer = t.n_layer[enc[:, 1]]
         self.bias = t.bias[enc[:, -1]]
@@ -133,7 +134,7 @@ class CostBatch:
 
     def per_layer_max(self) -> tuple[np.ndarray, np.ndarray]:
         """Largest n_head and mlp_ratio over the live layers."""
-        t, lm, enc = _tables(self.space), self.space.max_layers, self._enc
+        t, lm, enc = _tables(self.space), self.space.max_layers, self.encodings
         return (t.heads[enc[:, 2 + lm:2 + 2 * lm]].max(1, initial=0).astype(np.int64),
                 t.mlp[enc[:, 2:2 + lm]].max(1, initial=0).astype(np.int64))
 

@@ -18,7 +18,8 @@ interval, missing reason and in-table flag is flattened into arrays (floats comp
 repository with ``git archive`` into a temporary directory and runs this script there with the
 revision's package on ``PYTHONPATH`` (the release is the same ``--release``), then compares.
 Prints the number of values and strings compared and the mismatches (first few named); exit 1
-on any mismatch.
+on any mismatch or any answer the second run lacks. Answers only the second run has (a new
+interval) are counted and listed, not failures.
 """
 
 from __future__ import annotations
@@ -166,29 +167,38 @@ def compute(release: str | None, n: int, singles: int, seed: int) -> dict[str, n
     return rec.arrays()
 
 
+def _floats(x: dict) -> dict[str, np.ndarray]:
+    """key -> its values' 64-bit patterns."""
+    keys = [k.rsplit("#", 1) for k in x["fkeys"].tolist()]
+    ends = np.cumsum([int(n) for _, n in keys])
+    bits = x["fvals"].view(np.uint64)
+    return {k: bits[e - int(n):e] for (k, n), e in zip(keys, ends)}
+
+
 def compare(a: dict, b: dict) -> int:
-    bad = 0
-    for name in ("fkeys", "skeys"):
-        if a[name].shape != b[name].shape or not (a[name] == b[name]).all():
-            sa, sb = set(a[name].tolist()), set(b[name].tolist())
-            print(f"{name} differ: {len(sa - sb)} only in the first, {len(sb - sa)} only in the second; e.g. "
-                  f"{sorted(sa - sb)[:3]} / {sorted(sb - sa)[:3]}")
-            return 1
-    fa, fb = a["fvals"].view(np.uint64), b["fvals"].view(np.uint64)
-    diff = np.flatnonzero(fa != fb)
-    sdiff = np.flatnonzero(a["svals"] != b["svals"])
-    print(f"compared {len(fa):,} float values (bit for bit) under {len(a['fkeys']):,} keys and "
-          f"{len(a['svals']):,} strings: {len(diff)} float mismatches, {len(sdiff)} string mismatches")
-    if len(diff):
-        ends = np.cumsum([int(k.rsplit("#", 1)[1]) for k in a["fkeys"].tolist()])
-        for j in diff[:5]:
-            key = a["fkeys"][int(np.searchsorted(ends, j, side="right"))]
-            print(f"  {key}: {a['fvals'][j]!r} vs {b['fvals'][j]!r}")
-        bad = 1
-    for j in sdiff[:5]:
-        print(f"  {a['skeys'][j]}: {a['svals'][j]!r} vs {b['svals'][j]!r}")
-        bad = 1
-    return bad
+    """Bit-for-bit comparison of the answers both runs have. Answers only the second run has are
+    additions (e.g. an interval where the first had none: a string "absent" in the first) and are
+    counted, not failures; an answer the second run lacks is a failure."""
+    fa, fb = _floats(a), _floats(b)
+    sa = dict(zip(a["skeys"].tolist(), a["svals"].tolist()))
+    sb = dict(zip(b["skeys"].tolist(), b["svals"].tolist()))
+    added = (set(fb) - set(fa)) | (set(sb) - set(sa))
+    gone = [k for k in (set(fa) - set(fb)) | (set(sa) - set(sb))
+            if not (sa.get(k) == "absent" and k.endswith("/interval"))]  # an interval that is now there
+    fdiff = [k for k in set(fa) & set(fb) if fa[k].shape != fb[k].shape or (fa[k] != fb[k]).any()]
+    sdiff = [k for k in set(sa) & set(sb) if sa[k] != sb[k]]
+    n_values = sum(len(fa[k]) for k in set(fa) & set(fb))
+    print(f"compared {n_values:,} float values (bit for bit) under {len(set(fa) & set(fb)):,} keys and "
+          f"{len(set(sa) & set(sb)):,} strings: {len(fdiff)} float keys differ, {len(sdiff)} strings differ, "
+          f"{len(gone)} answers missing; {len(added)} answers added (e.g. {sorted(added)[:2]})")
+    for k in sorted(fdiff)[:5]:
+        j = int(np.flatnonzero(fa[k] != fb[k])[0]) if fa[k].shape == fb[k].shape else 0
+        print(f"  {k}[{j}]: {fa[k][j:j + 1].view(np.float64)} vs {fb[k][j:j + 1].view(np.float64)}")
+    for k in sorted(sdiff)[:5]:
+        print(f"  {k}: {sa[k]!r} vs {sb[k]!r}")
+    for k in sorted(gone)[:5]:
+        print(f"  missing: {k}")
+    return int(bool(fdiff or sdiff or gone))
 
 
 def main(argv=None) -> int:

@@ -92,7 +92,7 @@ def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting |
     """``(N, F)`` float64 features of an ``(N, encoding_length)`` integer encoding matrix."""
     sp = get_space(space)
     if isinstance(enc, costs.CostBatch):  # already validated (benchmark.api validates once per query)
-        batch, enc = enc, enc._enc
+        batch, enc = enc, enc.encodings
     else:
         enc = np.asarray(enc)
         if enc.ndim == 1:

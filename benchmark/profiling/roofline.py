@@ -183,7 +183,7 @@ def operator_table_encodings(space: str | SearchSpace, enc: np.ndarray, setting:
     ``arch_ids`` (optional) is carried into the result; otherwise ``arch_ids`` is empty."""
     sp = get_space(space)
     batch = costs.resolve_batch(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
-    enc = batch._enc
+    enc = batch.encodings
     lm = sp.max_layers
     t = costs._tables(sp)  # per-layer tables: PAD (-1) reads the trailing 0
     E = batch.embed.astype(float)[:, None]

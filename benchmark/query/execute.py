@@ -30,28 +30,37 @@ _EXACT_FEATURE = {"params": -2, "params_no_embedding": -1, "flops": 0}  # column
 
 
 class _Run:
-    """The state of one execution: which rows the table holds, and what was computed for the others."""
+    """The state of one execution: which rows the table holds, and what was computed for the
+    others. A row mask is a boolean array, or None for every row (the common cases — a batch the
+    table lacks entirely, or mode ``surrogate`` — then need no mask operations at all)."""
 
     def __init__(self, space: SearchSpace, rows: np.ndarray, enc: np.ndarray, trusted: bool):
         self.space, self.rows, self.enc, self.trusted = space, rows, enc, trusted
         self.n = len(rows)
         self.intab = rows >= 0
+        self.any_in = bool(self.intab.any())
         self.all_in = bool(self.intab.all())
-        self.outside = ~self.intab  # the rows the table lacks
-        self._batches: dict[bytes, Any] = {}
+        self.outside = None if not self.any_in else ~self.intab  # the rows the table lacks
+        self._batches: dict[Any, Any] = {}
         self.features: dict[tuple, np.ndarray] = {}
         self.roof: dict[tuple, tuple] = {}
 
-    def checked(self, mask: np.ndarray | None = None):
+    @staticmethod
+    def key(mask: np.ndarray | None) -> Any:
+        return None if mask is None else mask.tobytes()
+
+    def checked(self, mask: np.ndarray | None | bool = False):
         """Validated cost batch (:class:`benchmark.costs.CostBatch`) of ``enc[mask]`` (default: the
         rows the table lacks), built once per mask."""
         from benchmark import costs
 
-        mask = self.outside if mask is None else mask
-        key = mask.tobytes()
+        mask = self.outside if mask is False else mask
+        if mask is not None and mask.all():
+            mask = None
+        key = self.key(mask)
         b = self._batches.get(key)
         if b is None:
-            enc = np.ascontiguousarray(self.enc if mask.all() else self.enc[mask])
+            enc = np.ascontiguousarray(self.enc if mask is None else self.enc[mask])
             if self.trusted or costs.all_valid(self.space, enc):  # validated Architectures, or one vectorised check
                 b = costs.CostBatch(self.space, enc, False)
             else:
@@ -61,6 +70,23 @@ class _Run:
                     raise QueryError(str(e)) from None
             self._batches[key] = b
         return b
+
+
+def _same_rows(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return (a if a is not None else b) is None or bool((a if a is not None else b).all())
+    return np.array_equal(a, b)
+
+
+def _put(v: np.ndarray | None, mask: np.ndarray | None, x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` written at the rows ``mask`` (None: all) of ``v`` (None: a new float64 array of ``n``
+    NaN)."""
+    if mask is None:  # every x given here is a new array (a prediction, a fancy-indexed column, a draw)
+        return np.asarray(x, dtype=np.float64)
+    if v is None:
+        v = np.full(n, np.nan)
+    v[mask] = x
+    return v
 
 
 class Executor:
@@ -107,95 +133,99 @@ class Executor:
     # ------------------------------------------------------------------ exact metrics
     def _exact(self, sp: Spec, hw_setting: str | None, r: _Run) -> np.ndarray:
         dt = self.models.decode_tokens(sp.setting) if sp.metric == "flops" else 0
+        if r.n == 0:
+            return np.empty(0, np.float64)
         if r.all_in:
             return self.lookup.exact(sp.metric, sp.setting, dt)[r.rows]
-        out = np.empty(r.n, np.float64)
-        if not r.outside.all():
-            out[r.intab] = self.lookup.exact(sp.metric, sp.setting, dt)[r.rows[r.intab]]
-        X = r.features.get((hw_setting, r.outside.tobytes())) if hw_setting is not None else None
+        X = r.features.get((hw_setting, r.key(r.outside))) if hw_setting is not None else None
         if X is not None and (sp.metric != "flops" or sp.setting == hw_setting):
-            out[r.outside] = X[:, self.n_base + _EXACT_FEATURE[sp.metric]]  # features() computed exactly these
+            part = X[:, self.n_base + _EXACT_FEATURE[sp.metric]]  # features() computed exactly these
         else:
-            out[r.outside] = exact_values(self.space, sp.metric, sp.setting, r.checked(), dt)
+            part = exact_values(self.space, sp.metric, sp.setting, r.checked(), dt)
+        if r.outside is None:
+            return np.array(part, dtype=np.float64)
+        out = np.empty(r.n, np.float64)
+        out[r.intab] = self.lookup.exact(sp.metric, sp.setting, dt)[r.rows[r.intab]]
+        out[r.outside] = part
         return out
 
     # ------------------------------------------------------------------ table + models
+    def _table_rows(self, col, r: _Run, mode: str) -> np.ndarray | None:
+        """The rows answered by the table's column (a mask), or None when there are none."""
+        if mode == "surrogate" or col is None or not r.any_in:
+            return None
+        use = np.isfinite(col.median[r.rows]) if r.all_in else \
+            r.intab & np.isfinite(col.median[np.where(r.intab, r.rows, 0)])
+        return use if use.any() else None
+
     def _value(self, plan: Plan, sp: Spec, r: _Run, o: dict, pre: dict, out: dict) -> None:
-        m, mode = sp.metric, o["mode"]
+        m, n = sp.metric, r.n
         col = plan.columns.get(m)
-        if mode != "surrogate" and col is not None:
-            use = r.intab & np.isfinite(col.median[np.where(r.intab, r.rows, 0)]) if not r.all_in \
-                else np.isfinite(col.median[r.rows])
-        else:
-            use = np.zeros(r.n, bool)
-        if mode == "table" and not use.all():
-            self._table_mode_error(sp, r, use, o["ids"], col)
-        v = np.empty(r.n, np.float64)
-        lo = hi = None
-        any_use = bool(use.any())
-        if any_use:
-            ru = r.rows[use]
-            v[use] = col.median[ru]
+        use = self._table_rows(col, r, o["mode"])
+        everything = use is not None and bool(use.all())  # every row from the table
+        if o["mode"] == "table" and n and not everything:
+            self._table_mode_error(sp, r, use if use is not None else np.zeros(n, bool), o["ids"], col)
+        v = lo = hi = None
+        if use is not None:
+            ru, at = r.rows[use], (None if everything else use)
+            v = _put(None, at, col.median[ru], n)
             if col.lo is not None and o["intervals"]:
-                lo, hi = np.full(r.n, np.nan), np.full(r.n, np.nan)
-                lo[use], hi[use] = col.lo[ru], col.hi[ru]
+                lo, hi = _put(None, at, col.lo[ru], n), _put(None, at, col.hi[ru], n)
             if o["noise"] and col.repeats is not None:
-                v[use] = draw_repeats(col.repeats[ru], o["rng"])
+                v = _put(v, at, draw_repeats(col.repeats[ru], o["rng"]), n)
             if o["repeats"] and col.repeats is not None:
                 out["repeats"][m] = col.repeats[ru]
         src: Any = col.source if col is not None else "surrogate"
-        need = ~use
-        if not need.any():
+        need = None if use is None else ~use  # the rows a model answers (None: all)
+        if n == 0 or everything:
             pass
         elif sp.roofline:  # a modeled device: its model, exactly (deterministic, no interval)
-            rk = (sp.device, sp.setting, need.tobytes())
+            rk = (sp.device, sp.setting, r.key(need))
             if rk not in r.roof:
-                r.roof[rk] = self.models.roofline(sp.device, sp.setting).evaluate(r.checked(need)._enc)
-            v[need] = r.roof[rk][ROOFLINE_OUTPUT[m]]
+                r.roof[rk] = self.models.roofline(sp.device, sp.setting).evaluate(r.checked(need).encodings)
+            v = _put(v, need, r.roof[rk][ROOFLINE_OUTPUT[m]], n)
             src = "modeled"
         else:
-            lo, hi = self._predict(plan, sp, r, o, pre, need, v, lo, hi, out)
-            src = "surrogate" if not any_use else np.where(use, col.source, "surrogate")
-        out["values"][m], out["sources"][m] = v, src
+            v, lo, hi = self._predict(plan, sp, r, o, pre, need, v, lo, hi, out)
+            src = "surrogate" if use is None else np.where(use, col.source, "surrogate")
+        out["values"][m], out["sources"][m] = (v if v is not None else np.empty(0, np.float64)), src
         if lo is not None:
             out["intervals"][m] = (lo, hi)
         elif sp.roofline and o["intervals"]:
             out["intervals"][m] = None  # the roofline model is deterministic: no interval, by design
 
-    def _predict(self, plan: Plan, sp: Spec, r: _Run, o: dict, pre: dict, need: np.ndarray, v: np.ndarray,
-                 lo, hi, out: dict):
-        """The surrogate's values (into ``v[need]``) and 5-95 % interval of the rows ``need``."""
-        m = sp.metric
+    def _predict(self, plan: Plan, sp: Spec, r: _Run, o: dict, pre: dict, need: np.ndarray | None, v, lo, hi,
+                 out: dict) -> tuple:
+        """``(v, lo, hi)`` with the surrogate's values and 5-95 % interval at the rows ``need``."""
+        m, n = sp.metric, r.n
         s = self.models.surrogate(m, sp.device, sp.setting)
         # device-independent features are a prefix of any setting's: computed once per query
         st_f = s.setting if s.setting is not None else plan.hw_setting
         X = self._features(r, st_f, need)
         if s.setting is None and st_f is not None:
             X = X[:, :self.n_base]
-        raw = pre.get("raw", {}) if pre and np.array_equal(need, pre["mask"]) else {}
+        raw = pre["raw"] if pre and _same_rows(need, pre["mask"]) else {}
         point = s.predict(X, raw.get((s.stem, "mean")))
-        v[need] = point
+        v = _put(v, need, point, n)
         out["target_sources"][m] = s.meta.get("target_source", "measured")
         if not s.noisy and o["intervals"]:
             iv = s.predict_interval(point)
             if iv is not None:  # a split-conformal interval from held-out residuals
-                if lo is None:
-                    lo, hi = np.full(r.n, np.nan), np.full(r.n, np.nan)
-                lo[need], hi[need] = iv[:, 0], iv[:, 1]
+                lo, hi = _put(lo, need, iv[:, 0], n), _put(hi, need, iv[:, 1], n)
         if s.noisy and o["quantiles"]:
-            q = s.predict_quantiles(X, raw.get((s.stem, "quantile")), point=v[need])
+            q = s.predict_quantiles(X, raw.get((s.stem, "quantile")), point=point)
             if o["intervals"]:
-                if lo is None:
-                    lo, hi = np.full(r.n, np.nan), np.full(r.n, np.nan)
-                lo[need], hi[need] = q[:, 0], q[:, 2]
+                lo, hi = _put(lo, need, q[:, 0], n), _put(hi, need, q[:, 2], n)
             if o["noise"]:
-                v[need] = draw_quantiles(q, s.transform, o["rng"])
-        return lo, hi
+                v = _put(v, need, draw_quantiles(q, s.transform, o["rng"]), n)
+        return v, lo, hi
 
-    def _features(self, r: _Run, setting: str | None, mask: np.ndarray) -> np.ndarray:
+    def _features(self, r: _Run, setting: str | None, mask: np.ndarray | None) -> np.ndarray:
         from surrogates.features import features
 
-        fk = (setting, mask.tobytes())
+        if mask is not None and mask.all():
+            mask = None
+        fk = (setting, r.key(mask))
         X = r.features.get(fk)
         if X is None:
             try:
@@ -225,8 +255,8 @@ class Executor:
         outputs of every surrogate it consults, from one fused walk over all their trees; ``{}``
         when fewer than two models are needed or anything is unusual (the per-metric path then does
         the work and raises the proper errors)."""
-        if o["mode"] == "table" or r.n != 1:  # measured: fusing several rows' walks is no faster
-            return {}
+        if o["mode"] == "table" or r.n != 1 or not o["quantiles"]:
+            return {}  # measured: fusing several rows' walks, or two models' (no quantiles), is no faster
         todo = []
         for sp in plan.specs:
             if sp.kind != "value" or sp.roofline:  # the roofline model needs no trees
@@ -246,6 +276,5 @@ class Executor:
             return {}
         key = tuple(k for k, _ in todo)
         fused = self.models.fused(key, [e for _, e in todo])
-        mask = np.ones(1, bool)
-        outs = fused.predict_one(self._features(r, plan.hw_setting, mask))
-        return {} if outs is None else {"mask": mask, "raw": dict(zip(key, outs))}
+        outs = fused.predict_one(self._features(r, plan.hw_setting, None))
+        return {} if outs is None else {"mask": None, "raw": dict(zip(key, outs))}

@@ -46,14 +46,14 @@ class Inputs:
         if isinstance(archs, np.ndarray) and archs.ndim == 2 and archs.dtype.kind in "iu":
             if archs.shape[1] != L:
                 raise fail("encoding width", archs.shape[1], f"{L} (encoding_length of space {self.space.name!r})")
-            if len(archs) and (archs.min() < -1 or archs.max() > 127):
+            if len(archs) and archs.dtype != np.int8 and (archs.min() < -1 or archs.max() > 127):
                 from benchmark import costs
 
                 try:
                     costs.params(archs, space=self.space)  # words the error
                 except ArchitectureError as e:
                     raise QueryError(str(e)) from None
-            enc = archs.astype(np.int8, copy=False)
+            enc = archs.astype(np.int8, copy=False)  # int8 values outside the choices: the executor's check
             return self.rows_of_encodings(enc), enc
         if isinstance(archs, np.ndarray) and archs.ndim == 2:
             raise fail("encoding dtype", str(archs.dtype), "an integer dtype (choice indices, -1 = padded layer)")
@@ -160,24 +160,44 @@ class Inputs:
         return out
 
     def _assemble_ids(self, enc: np.ndarray) -> np.ndarray:
-        sp, lm = self.space, self.space.max_layers
+        """Ids written as bytes into one buffer: per column of the id, each row's token (from a
+        lookup table) at that row's running offset; read back as strings."""
         if self._id_tokens is None:
-            b = lambda choices: [str(c) for c in choices] + [""]  # noqa: E731  (index -1: padding)
-            self._id_tokens = (b(sp.n_layer_choices), b(sp.embed_dim_choices), b(sp.mlp_ratio_choices),
-                               b(sp.n_head_choices), b(sp.bias_choices))
-        t_layer, t_embed, t_mlp, t_head, t_bias = self._id_tokens
-        parts = [np.full(len(enc), f"gpt-{sp.name}-", object)]
-        cols = ([(t_layer, 1), ("-", None), (t_embed, 0), ("-", None)] + [(t_mlp, 2 + i) for i in range(lm)]
-                + [("-", None)] + [(t_head, 2 + lm + i) for i in range(lm)] + [("-", None), (t_bias, -1)])
-        for tokens, col in cols:
-            if col is None:
-                parts.append(tokens)
-            else:
-                parts.append(np.asarray(tokens, object)[enc[:, col]])
-        joined = parts[0]
-        for p in parts[1:]:
-            joined = joined + p
-        return joined
+            self._id_tokens = _id_layout(self.space)
+        blocks, width = self._id_tokens
+        n = len(enc)
+        out = np.zeros(n * width, np.uint8)
+        pos = np.arange(n, dtype=np.int64) * width  # where each row's next token goes
+        for table, lengths, col in blocks:
+            idx = 0 if col is None else enc[:, col]
+            for j in range(table.shape[1]):
+                has = lengths[idx] > j
+                if np.ndim(has) == 0:  # a constant token
+                    out[pos + j] = table[0, j]
+                else:
+                    out[pos[has] + j] = table[idx[has], j]
+            pos += lengths[idx]
+        return out.view(f"S{width}").astype(f"U{width}").astype(object)
+
+
+def _id_layout(sp: SearchSpace) -> tuple[list, int]:
+    """(``[(token byte table, token lengths, encoding column or None for a constant), ...]``, total
+    width) of
+    :attr:`Architecture.id` (``gpt-{space}-{L}-{E}-{mlps}-{heads}-{bias}``); index -1 (padding) of a
+    per-layer column is the empty token."""
+    def table(tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        m = np.zeros((len(tokens), max(len(t) for t in tokens)), np.uint8)
+        for i, t in enumerate(tokens):
+            m[i, :len(t)] = np.frombuffer(t.encode(), np.uint8)
+        return m, np.array([len(t) for t in tokens], np.int64)
+
+    choices = lambda cs, col: (*table([str(c) for c in cs] + [""]), col)  # noqa: E731
+    dash, lm = (*table(["-"]), None), sp.max_layers
+    blocks = [(*table([f"gpt-{sp.name}-"]), None), choices(sp.n_layer_choices, 1), dash,
+              choices(sp.embed_dim_choices, 0), dash]
+    blocks += [choices(sp.mlp_ratio_choices, 2 + i) for i in range(lm)] + [dash]
+    blocks += [choices(sp.n_head_choices, 2 + lm + i) for i in range(lm)] + [dash, choices(sp.bias_choices, -1)]
+    return blocks, sum(t.shape[1] for t, _, _ in blocks)
 
 
 def _tokens(s: str, table: dict[str, int]) -> list[int] | None:
