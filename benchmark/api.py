@@ -53,7 +53,7 @@ value and what is available — never a silent NaN or another device's value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 

@@ -7,7 +7,7 @@ import sys
 
 
 def _info(args) -> int:
-    from benchmark import __version__
+    from benchmark.version import __version__
     from benchmark.paths import data_dir
     from benchmark.spaces import SPACES
 
@@ -82,50 +82,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
     s.set_defaults(func=_train)
 
-    for register in _optional_registrations():
+    for register in _registrations():
         register(sub)
     return p
 
 
-def _optional_registrations():
-    """Subcommands that live beside the concept they drive (hub, profiling, surrogates, MOO, ...)."""
-    regs = []
-    try:
-        from benchmark.supernet.corpus import add_prepare_corpus_parser
-        regs.append(add_prepare_corpus_parser)
-    except ImportError:
-        pass
-    try:
-        from benchmark.hub import add_download_parser, add_publish_parser
-        regs += [add_download_parser, add_publish_parser]
-    except ImportError:
-        pass
-    try:
-        from benchmark.export import add_export_parser
-        regs.append(add_export_parser)
-    except ImportError:
-        pass
-    try:
-        from benchmark.profiling.runner import add_profile_parser, add_table_parser
-        regs += [add_profile_parser, add_table_parser]
-    except ImportError:
-        pass
-    try:
-        from surrogates.fit import add_fit_parser
-        regs.append(add_fit_parser)
-    except ImportError:
-        pass
-    try:
-        from benchmark.moo.cli import add_moo_parser
-        regs.append(add_moo_parser)
-    except ImportError:
-        pass
-    return regs
+def _registrations():
+    """Subcommands that live beside the concept they drive (corpus, hub, export, profiling,
+    surrogates, MOO). Imported unconditionally: a module that fails to import is a bug, and says so."""
+    from benchmark.export import add_export_parser
+    from benchmark.hub import add_download_parser, add_publish_parser
+    from benchmark.moo.cli import add_moo_parser
+    from benchmark.profiling.commands import add_profile_parser, add_table_parser
+    from benchmark.supernet.corpus import add_prepare_corpus_parser
+    from surrogates.fit import add_fit_parser
+
+    return [add_prepare_corpus_parser, add_download_parser, add_publish_parser, add_export_parser, add_profile_parser,
+            add_table_parser, add_fit_parser, add_moo_parser]
+
+
+# optional packages (setup.cfg extras) a subcommand may need only when it runs
+OPTIONAL_PACKAGES = {"transformers": "export", "pymoo": "moo", "optuna": "moo", "moocore": "moo",
+                     "botorch": "moo-bayes", "ray": "moo-ray", "pynvml": "gpu"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except ModuleNotFoundError as e:
+        extra = OPTIONAL_PACKAGES.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"hwlm {args.command}: needs the optional package {e.name!r}; install it with "
+              f"pip install -e '.[{extra}]'", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -69,13 +69,13 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.errors import HwlmError
 from benchmark.spaces import PAD, Architecture, ArchitectureError, SearchSpace, get_space
 
 __all__ = [
     "DTYPE_BYTES", "ATTENTION_MODES", "params", "flops", "flops_prefill", "flops_decode",
     "weight_bytes", "kv_cache_bytes", "activation_bytes_estimate",
-    # for callers that validate once and cost many times (surrogate features, the query engine)
-    "CostBatch", "resolve_batch", "all_valid", "batch_params", "batch_embedding_params",
+    "LayerTables", "layer_tables", "EncodedBatch", "encoded_batch", "all_valid", "batch_params", "embedding_params",
 ]
 
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
@@ -85,17 +85,11 @@ ATTENTION_MODES = ("full", "causal", "none")
 _INT64_LIMIT = float(2**62)  # refuse settings whose counts could overflow int64
 
 
-def _fail(field: str, value: Any, allowed: Any) -> ValueError:
-    return ValueError(f"invalid {field}: {value!r}; allowed: {allowed}")
-
-
-def _arch_fail(field: str, value: Any, allowed: Any) -> ArchitectureError:
-    return ArchitectureError(f"invalid {field}: {value!r}; allowed: {allowed}")
-
-
 # --------------------------------------------------------------------------- input resolution
 @dataclass(frozen=True)
-class _Tables:
+class LayerTables:
+    """Per-choice lookup tables of a space (the roofline model reads them too)."""
+
     embed: np.ndarray
     n_layer: np.ndarray
     heads: np.ndarray  # int16 choices + [0]: index PAD (-1) reads the trailing 0
@@ -103,38 +97,42 @@ class _Tables:
     bias: np.ndarray
 
 
-_TABLES: dict[SearchSpace, _Tables] = {}
+_TABLES: dict[SearchSpace, LayerTables] = {}
 
 
-def _tables(sp: SearchSpace) -> _Tables:
+def layer_tables(sp: SearchSpace) -> LayerTables:
+    """The space's :class:`LayerTables`, built once per space."""
     t = _TABLES.get(sp)
     if t is None:
         assert PAD == -1  # the trailing 0 of the per-layer tables is what index -1 reads
-        t = _Tables(np.array(sp.embed_dim_choices, np.int64), np.array(sp.n_layer_choices, np.int64),
+        t = LayerTables(np.array(sp.embed_dim_choices, np.int64), np.array(sp.n_layer_choices, np.int64),
                     np.array(sp.n_head_choices + (0,), np.int16), np.array(sp.mlp_ratio_choices + (0,), np.int16),
                     np.array([int(b) for b in sp.bias_choices], np.int64))
         _TABLES[sp] = t
     return t
 
 
-class CostBatch:
-    """Validated encodings of one space and their per-architecture sums (int64, shape (N,)).
-    ``CostBatch(space, enc, False)`` trusts ``enc`` (kept as ``.encodings``); :func:`resolve_batch`
-    validates first."""
+class EncodedBatch:
+    """Validated encodings of one space and their per-architecture sums (int64, shape (N,))."""
 
     def __init__(self, space: SearchSpace, enc: np.ndarray, scalar: bool):
-        t = _tables(space)
+        t = layer_tables(space)
         lm = space.max_layers
-        self.space, self.scalar, self.encodings = space, scalar, enc
+        self.space, self.scalar, self._enc = space, scalar, enc
         self.embed = t.embed[enc[:, 0]]
         self.n_layer = t.n_layer[enc[:, 1]]
         self.bias = t.bias[enc[:, -1]]
         self.heads_sum = t.heads[enc[:, 2 + lm:2 + 2 * lm]].sum(1, dtype=np.int64)  # sum_i n_head[i]
         self.mlp_sum = t.mlp[enc[:, 2:2 + lm]].sum(1, dtype=np.int64)  # sum_i mlp_ratio[i]
 
+    @property
+    def encodings(self) -> np.ndarray:
+        """The ``(N, encoding_length)`` encodings the batch was built from."""
+        return self._enc
+
     def per_layer_max(self) -> tuple[np.ndarray, np.ndarray]:
         """Largest n_head and mlp_ratio over the live layers."""
-        t, lm, enc = _tables(self.space), self.space.max_layers, self.encodings
+        t, lm, enc = layer_tables(self.space), self.space.max_layers, self._enc
         return (t.heads[enc[:, 2 + lm:2 + 2 * lm]].max(1, initial=0).astype(np.int64),
                 t.mlp[enc[:, 2:2 + lm]].max(1, initial=0).astype(np.int64))
 
@@ -145,59 +143,59 @@ def _space_arg(space: Any) -> SearchSpace | None:
     return get_space(space)  # raises ArchitectureError naming the space and the allowed names
 
 
-def resolve_batch(archs: Any, space: Any) -> CostBatch:
-    """Validated :class:`CostBatch` of architectures or encodings (a CostBatch is returned as is);
-    raises :class:`~benchmark.spaces.ArchitectureError` naming the first bad row."""
-    if isinstance(archs, CostBatch):  # validated once, costed several times (surrogates.features)
+def encoded_batch(archs: Any, space: Any) -> EncodedBatch:
+    """Validate architectures (Architecture(s), ids, encodings) once into an :class:`EncodedBatch`
+    that the cost functions accept as it is."""
+    if isinstance(archs, EncodedBatch):  # validated once, costed several times (surrogates.features)
         return archs
     sp = _space_arg(space)
     if isinstance(archs, Architecture):
         if sp is not None and archs.space != sp.name:
-            raise _arch_fail("space", archs.space, f"{sp.name!r} (the space argument)")
-        return CostBatch(archs.search_space, archs.encoding()[None, :], scalar=True)
+            raise ArchitectureError.invalid("space", archs.space, f"{sp.name!r} (the space argument)")
+        return EncodedBatch(archs.search_space, archs.encoding()[None, :], scalar=True)
     if isinstance(archs, np.ndarray):
         return _from_array(archs, sp)
     if isinstance(archs, (list, tuple)):
         if len(archs) == 0:  # nothing to count; any space gives empty results
             sp = sp or get_space("t")
-            return CostBatch(sp, np.zeros((0, sp.encoding_length), np.int8), scalar=False)
+            return EncodedBatch(sp, np.zeros((0, sp.encoding_length), np.int8), scalar=False)
         if all(isinstance(a, Architecture) for a in archs):
             names = sorted({a.space for a in archs})
             if len(names) > 1:
-                raise _arch_fail("space", names, "architectures of one space per call")
+                raise ArchitectureError.invalid("space", names, "architectures of one space per call")
             if sp is not None and names[0] != sp.name:
-                raise _arch_fail("space", names[0], f"{sp.name!r} (the space argument)")
+                raise ArchitectureError.invalid("space", names[0], f"{sp.name!r} (the space argument)")
             sp = archs[0].search_space
             enc = np.empty((len(archs), sp.encoding_length), np.int8)
             for i, a in enumerate(archs):
                 enc[i] = a.encoding()
-            return CostBatch(sp, enc, scalar=False)
+            return EncodedBatch(sp, enc, scalar=False)
         if any(isinstance(a, Architecture) for a in archs):
             bad = next(a for a in archs if not isinstance(a, Architecture))
-            raise _arch_fail("architecture", bad, "a list of Architecture objects (not mixed with other values)")
+            raise ArchitectureError.invalid("architecture", bad, "a list of Architecture objects (not mixed with other values)")
         return _from_array(np.asarray(archs), sp)
-    raise _arch_fail("archs", archs, "an Architecture, a list of Architectures, or an (N, encoding_length) "
+    raise ArchitectureError.invalid("archs", archs, "an Architecture, a list of Architectures, or an (N, encoding_length) "
                                      "integer encoding array with space=")
 
 
-def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> CostBatch:
+def _from_array(enc: np.ndarray, sp: SearchSpace | None) -> EncodedBatch:
     if sp is None:
-        raise _arch_fail("space", None, "a space name or SearchSpace (required with an encoding array)")
+        raise ArchitectureError.invalid("space", None, "a space name or SearchSpace (required with an encoding array)")
     if not np.issubdtype(enc.dtype, np.integer):
-        raise _arch_fail("encoding dtype", str(enc.dtype), "an integer dtype (choice indices, PAD=-1)")
+        raise ArchitectureError.invalid("encoding dtype", str(enc.dtype), "an integer dtype (choice indices, PAD=-1)")
     if enc.ndim == 1:
         scalar, enc = True, enc[None, :]
     elif enc.ndim == 2:
         scalar = False
     else:
-        raise _arch_fail("encoding shape", enc.shape, f"(N, {sp.encoding_length}) or ({sp.encoding_length},) "
+        raise ArchitectureError.invalid("encoding shape", enc.shape, f"(N, {sp.encoding_length}) or ({sp.encoding_length},) "
                                                       f"for space {sp.name!r}")
     if enc.shape[1] != sp.encoding_length:
-        raise _arch_fail("encoding width", enc.shape[1], f"{sp.encoding_length} (encoding_length of space "
+        raise ArchitectureError.invalid("encoding width", enc.shape[1], f"{sp.encoding_length} (encoding_length of space "
                                                          f"{sp.name!r})")
     if len(enc):
         _validate_encoding(sp, enc)
-    return CostBatch(sp, enc, scalar)
+    return EncodedBatch(sp, enc, scalar)
 
 
 _VALID: dict[SearchSpace, tuple[np.ndarray, int]] = {}
@@ -262,17 +260,17 @@ def _validate_encoding(sp: SearchSpace, enc: np.ndarray) -> None:
             sp.decode(enc[row])
         except ArchitectureError as e:
             raise ArchitectureError(f"encoding row {row} of {len(enc)}: {e}") from None
-        raise _arch_fail(f"encoding row {row}", enc[row].tolist(), f"a valid encoding of space {sp.name!r}")
+        raise ArchitectureError.invalid(f"encoding row {row}", enc[row].tolist(), f"a valid encoding of space {sp.name!r}")
 
 
 # --------------------------------------------------------------------------- setting validation
 def _pos_int(field: str, value: Any, lo: int, hi: int | None = None) -> int:
     allowed = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise _fail(field, value, allowed)
+        raise HwlmError.invalid(field, value, allowed)
     v = int(value)
     if v < lo or (hi is not None and v > hi):
-        raise _fail(field, value, allowed)
+        raise HwlmError.invalid(field, value, allowed)
     return v
 
 
@@ -281,17 +279,17 @@ def _dtype_bytes(dtype: Any) -> int:
     name = name[len("torch."):] if name.startswith("torch.") else name
     key = name if name in DTYPE_BYTES else _DTYPE_ALIASES.get(name)
     if key is None:
-        raise _fail("dtype", dtype, f"{sorted(DTYPE_BYTES)} (or float32/float16/bfloat16/torch dtypes)")
+        raise HwlmError.invalid("dtype", dtype, f"{sorted(DTYPE_BYTES)} (or float32/float16/bfloat16/torch dtypes)")
     return DTYPE_BYTES[key]
 
 
 def _attention(mode: Any) -> str:
     if mode not in ATTENTION_MODES:
-        raise _fail("attention", mode, list(ATTENTION_MODES))
+        raise HwlmError.invalid("attention", mode, list(ATTENTION_MODES))
     return mode
 
 
-def _out(b: CostBatch, values: np.ndarray):
+def _out(b: EncodedBatch, values: np.ndarray):
     return values[0] if b.scalar else values
 
 
@@ -308,12 +306,12 @@ def params(archs, space=None, embeddings: bool = True):
     The embedding is tied with the LM head and counted once. ``embeddings=False`` excludes the
     token embedding ``wte`` (``vocab_size * embed_dim``) — the usual "non-embedding" count.
     """
-    b = resolve_batch(archs, space)
+    b = encoded_batch(archs, space)
     return _out(b, batch_params(b, bool(embeddings)))
 
 
-def batch_params(b: CostBatch, embeddings: bool) -> np.ndarray:
-    """:func:`params` of a validated batch (int64, (N,))."""
+def batch_params(b: EncodedBatch, embeddings: bool) -> np.ndarray:
+    """Parameters of a validated batch (``params`` without re-validating)."""
     sp, E = b.space, b.embed
     W = b.heads_sum * sp.head_size  # sum of attention widths
     R = b.mlp_sum
@@ -321,11 +319,11 @@ def batch_params(b: CostBatch, embeddings: bool) -> np.ndarray:
     p += b.bias * (3 * W + 2 * E * b.n_layer + E * R)  # linear biases
     p += 2 * E  # ln_f
     if embeddings:
-        p += batch_embedding_params(b)
+        p += embedding_params(b)
     return p
 
 
-def batch_embedding_params(b: CostBatch) -> np.ndarray:
+def embedding_params(b: EncodedBatch) -> np.ndarray:
     """The token embedding ``wte`` (tied with the LM head): ``params - params(embeddings=False)``."""
     return b.space.vocab_size * b.embed
 
@@ -341,7 +339,7 @@ def flops(archs, batch: int, seq_len: int, context_len: int = 0, space=None, att
     ``"causal"`` counts only unmasked query-key pairs, ``"none"`` leaves the attention products
     out (what ``FlopCounterMode`` reports on CPU, where SDPA's kernel has no formula).
     """
-    b = resolve_batch(archs, space)
+    b = encoded_batch(archs, space)
     attention = _attention(attention)
     sp = b.space
     B = _pos_int("batch", batch, 1)
@@ -375,7 +373,7 @@ def flops_decode(archs, batch: int, context_len: int, space=None, attention: str
 
 def weight_bytes(archs, dtype: str = "fp32", space=None):
     """Bytes of the parameters stored in ``dtype`` (embeddings once; ``int64``)."""
-    b = resolve_batch(archs, space)
+    b = encoded_batch(archs, space)
     return _out(b, batch_params(b, True) * _dtype_bytes(dtype))
 
 
@@ -383,7 +381,7 @@ def kv_cache_bytes(archs, batch: int, seq_len: int, dtype: str = "fp32", space=N
     """Bytes of a KV cache for ``batch`` sequences of ``seq_len`` positions (``int64``):
     ``2 * batch * seq_len * head_size * sum_i n_head[i] * bytes`` — exactly
     ``model.new_cache(batch, seq_len, dtype).nbytes()``."""
-    b = resolve_batch(archs, space)
+    b = encoded_batch(archs, space)
     B = _pos_int("batch", batch, 1)
     S = _pos_int("seq_len", seq_len, 1, b.space.block_size)
     nbytes = _dtype_bytes(dtype)
@@ -409,7 +407,7 @@ def activation_bytes_estimate(archs, batch: int, seq_len: int, dtype: str = "fp3
     score matrix, so it is not included. Real peaks depend on the allocator and kernels; the
     profiling module measures them.
     """
-    b = resolve_batch(archs, space)
+    b = encoded_batch(archs, space)
     B = _pos_int("batch", batch, 1)
     S = _pos_int("seq_len", seq_len, 1, b.space.block_size)
     sp, E = b.space, b.embed
@@ -419,3 +417,8 @@ def activation_bytes_estimate(archs, batch: int, seq_len: int, dtype: str = "fp3
     head = E + sp.vocab_size
     per_token = np.maximum(np.maximum(attn, mlp), head).astype(np.float64)
     return _out(b, per_token * float(B * S * _dtype_bytes(dtype)))
+
+
+# The names the query engine and the surrogate features still use; new code uses the public ones.
+_resolve, _tables, _all_valid = encoded_batch, layer_tables, all_valid
+_params, _embedding_params = batch_params, embedding_params

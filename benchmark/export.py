@@ -39,12 +39,13 @@ from typing import Any
 
 import torch
 
-from benchmark.release import sha256_file
+from benchmark.errors import HwlmError
+from benchmark.files import sha256_file
+from benchmark.model import TORCH_DTYPES
 from benchmark.spaces import Architecture, ArchitectureError, SearchSpace, get_space
 
 __all__ = [
     "ExportError",
-    "DTYPES",
     "EXPORT_FILES",
     "VERIFY_ATOL",
     "default_checkpoint",
@@ -57,14 +58,13 @@ __all__ = [
     "run_export",
 ]
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 EXPORT_FILES = ("config.json", "configuration_hwlm.py", "modeling_hwlm.py", "model.safetensors",
                 "generation_config.json", "tokenizer.json", "tokenizer_config.json", "README.md")
 VERIFY_ATOL = 1e-4
 ARCH_KEYWORDS = ("largest", "smallest")
 
 
-class ExportError(ValueError):
+class ExportError(HwlmError):
     """Invalid input to an export: architecture, output directory, dtype, tokenizer or checkpoint."""
 
 
@@ -107,10 +107,12 @@ def resolve_architecture(arch: Any, space: str | SearchSpace) -> Architecture:
 
 
 def _dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
-    for name, dt in DTYPES.items():
+    """``(torch's name, torch dtype)`` of a package dtype name (fp32, fp16, bf16) or a torch dtype;
+    the exported files use torch's names, which ``transformers`` reads."""
+    for name, dt in TORCH_DTYPES.items():
         if dtype == name or dtype == dt:
-            return name, dt
-    raise ExportError(f"invalid dtype: {dtype!r}; allowed: {list(DTYPES)}")
+            return str(dt).removeprefix("torch."), dt
+    raise ExportError.invalid("dtype", dtype, list(TORCH_DTYPES))
 
 
 def _check_out_dir(out: Path, force: bool) -> None:
@@ -157,7 +159,7 @@ def _load_tokenizer(path):
 
 
 def export_architecture(supernet_path_or_net=None, arch: Any = None, out_dir=None, tokenizer_path=None,
-                        dtype: str = "float32", *, force: bool = False, verify: bool = True) -> Path:
+                        dtype: str = "fp32", *, force: bool = False, verify: bool = True) -> Path:
     """Write architecture ``arch`` of a supernet as a ``transformers`` model directory.
 
     Args:
@@ -166,7 +168,7 @@ def export_architecture(supernet_path_or_net=None, arch: Any = None, out_dir=Non
         arch: an :class:`Architecture` of the supernet's space, its id, ``"largest"`` or ``"smallest"``.
         out_dir: the directory to write; must not exist or be empty, unless ``force``.
         tokenizer_path: the ``tokenizer.json`` (default ``<data dir>/tokenizer.json``).
-        dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"`` for the saved weights.
+        dtype: ``"fp32"`` (default), ``"fp16"`` or ``"bf16"`` for the saved weights.
         force: write into an existing non-empty directory, replacing the export files in it.
         verify: load the export back and check its logits against the supernet's (see module doc).
 
@@ -176,7 +178,7 @@ def export_architecture(supernet_path_or_net=None, arch: Any = None, out_dir=Non
     """
     from safetensors.torch import save_file
 
-    from benchmark import __version__
+    from benchmark.version import __version__
     from benchmark.hf import AUTO_MAP, CODE_FILES, HF_DIR
     from benchmark.supernet.corpus import EOT_TOKEN, eot_id
 
@@ -385,7 +387,7 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help="supernet checkpoint (default: <data dir>/supernet_t.safetensors)")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json (default: <data dir>/tokenizer.json)")
-    p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="weights dtype (default float32)")
+    p.add_argument("--dtype", default="fp32", choices=list(TORCH_DTYPES), help="weights dtype (default fp32)")
     p.add_argument("--force", action="store_true", help="write into an existing non-empty directory")
     p.add_argument("--no-verify", action="store_true", help="skip the logits check against the supernet")
     p.add_argument("--generate", metavar="PROMPT", default=None,

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from benchmark import __version__
+from benchmark.version import __version__
 from benchmark.release import (
     MANIFEST_NAME,
     FileMismatch,

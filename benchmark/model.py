@@ -24,6 +24,9 @@ import torch.nn.functional as F
 
 from benchmark.spaces import Architecture
 
+# the package's dtype names (benchmark.settings.DTYPES) as torch dtypes
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 ROTARY_FRACTION = 0.5
 ROPE_BASE = 10000.0
 LN_EPS = 1e-5

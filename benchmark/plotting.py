@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.files import atomic_path
+
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Lay out, write ``fig`` to ``path`` atomically (a temporary name, then a rename, so a reader
@@ -11,10 +13,10 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None)
+    finally:
+        plt.close(fig)
     return path

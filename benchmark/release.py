@@ -33,15 +33,16 @@ Paths are relative, ``/``-separated and may not leave the directory. Extra top-l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
+
+from benchmark.errors import HwlmError
+from benchmark.files import sha256_file, write_text  # sha256_file: part of this module's API
 
 __all__ = [
     "MANIFEST_NAME",
@@ -72,10 +73,9 @@ _SPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Names never listed when a manifest is built from a directory listing.
 _SKIP_SUFFIXES = (".tmp", ".incomplete", ".lock", ".pyc")
 _SKIP_NAMES = {"__pycache__", MANIFEST_NAME}
-_CHUNK = 1 << 20
 
 
-class ReleaseError(ValueError):
+class ReleaseError(HwlmError):
     """A release directory or its manifest is missing, malformed, or does not match its files."""
 
 
@@ -122,15 +122,6 @@ class VerificationError(ReleaseError):
 # helpers
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks; symlinks are followed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _manifest_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p if p.name == MANIFEST_NAME and not p.is_dir() else p / MANIFEST_NAME
@@ -161,7 +152,7 @@ def _check_version(value: Any, name: str, supported: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ReleaseError(f"{where}: invalid {name} {value!r}; allowed: an integer >= 1")
     if value > supported:
-        from benchmark import __version__
+        from benchmark.version import __version__
 
         raise SchemaVersionError(
             f"{where}: {name} {value} is newer than this hwlm-bench {__version__} supports (up to {supported}). "
@@ -190,22 +181,6 @@ def list_release_files(directory: str | os.PathLike) -> list[str]:
     return sorted(out)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 # --------------------------------------------------------------------------------------------
 # manifest
 
@@ -219,7 +194,7 @@ def write_manifest(directory: str | os.PathLike, space: str, schema_version: int
     ``created`` defaults to now (UTC); pass a fixed value for byte-identical manifests.
     ``extra`` adds top-level keys (e.g. ``{"description": ...}``); they may not replace core keys.
     """
-    from benchmark import __version__
+    from benchmark.version import __version__
 
     root = Path(directory)
     if not root.is_dir():
@@ -252,7 +227,7 @@ def write_manifest(directory: str | os.PathLike, space: str, schema_version: int
             raise ReleaseError(f"extra key {key!r} would replace a core manifest field")
         manifest[key] = value
     manifest["files"] = entries
-    _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
 
 

@@ -26,21 +26,19 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.errors import HwlmError
+
 PAD = -1  # encoding value of a layer slot beyond n_layer
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(HwlmError):
     """Invalid architecture, space name, id, encoding or dict."""
-
-
-def _fail(field: str, value: Any, allowed: Any) -> ArchitectureError:
-    return ArchitectureError(f"invalid {field}: {value!r}; allowed: {allowed}")
 
 
 def _as_int(field: str, value: Any, allowed: Any) -> int:
     # bool is an int subclass; a bool where a size is expected is a bug, not a 1.
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise _fail(field, value, allowed)
+        raise ArchitectureError.invalid(field, value, allowed)
     return int(value)
 
 
@@ -158,7 +156,7 @@ class SearchSpace:
         n_live = 3 + 2 * arch.n_layer
         p = 1.0 / n_live if p is None else float(p)
         if not 0.0 < p <= 1.0:
-            raise _fail("p", p, "a probability in (0, 1]")
+            raise ArchitectureError.invalid("p", p, "a probability in (0, 1]")
         while True:
             embed, n_layer, bias = arch.embed_dim, arch.n_layer, arch.bias
             heads, mlps = list(arch.n_head), list(arch.mlp_ratio)
@@ -183,7 +181,7 @@ class SearchSpace:
         Architecture of this space."""
         if isinstance(arch, Architecture):
             if arch.space != self.name:
-                raise _fail("space", arch.space, f"{self.name!r} (this benchmark's space)")
+                raise ArchitectureError.invalid("space", arch.space, f"{self.name!r} (this benchmark's space)")
             return arch
         if isinstance(arch, str):
             return self.from_id(arch)
@@ -191,7 +189,7 @@ class SearchSpace:
             return self.from_hwgpt_dict(arch)
         if isinstance(arch, (np.ndarray, list, tuple)):
             return self.decode(arch)
-        raise _fail("architecture", arch, "an Architecture, an id string, an integer encoding or a HW-GPT-Bench dict")
+        raise ArchitectureError.invalid("architecture", arch, "an Architecture, an id string, an integer encoding or a HW-GPT-Bench dict")
 
     def from_id(self, arch_id: str) -> "Architecture":
         return Architecture.from_id(arch_id, space=self.name)
@@ -212,7 +210,7 @@ class SearchSpace:
     def decode(self, encoding: Sequence[int] | np.ndarray) -> "Architecture":
         enc = np.asarray(encoding)
         if enc.shape != (self.encoding_length,) or not np.issubdtype(enc.dtype, np.integer):
-            raise _fail("encoding", encoding, f"{self.encoding_length} integers for space {self.name!r}")
+            raise ArchitectureError.invalid("encoding", encoding, f"{self.encoding_length} integers for space {self.name!r}")
         lm = self.max_layers
         embed = _pick("embed_dim index", enc[0], self.embed_dim_choices)
         n_layer = _pick("n_layer index", enc[1], self.n_layer_choices)
@@ -220,7 +218,7 @@ class SearchSpace:
         heads = tuple(_pick(f"n_head[{i}] index", enc[2 + lm + i], self.n_head_choices) for i in range(n_layer))
         for i in range(n_layer, lm):
             if enc[2 + i] != PAD or enc[2 + lm + i] != PAD:
-                raise _fail(f"encoding layer {i} (beyond n_layer={n_layer})",
+                raise ArchitectureError.invalid(f"encoding layer {i} (beyond n_layer={n_layer})",
                             (int(enc[2 + i]), int(enc[2 + lm + i])), f"padding {PAD}")
         bias = _pick("bias index", enc[-1], self.bias_choices)
         return Architecture(self.name, embed, n_layer, heads, mlps, bias)
@@ -230,20 +228,20 @@ class SearchSpace:
         keys = ("sample_embed_dim", "sample_n_layer", "sample_mlp_ratio", "sample_n_head", "sample_bias")
         missing = [k for k in keys if k not in d]
         if missing:
-            raise _fail("HW-GPT-Bench dict keys", sorted(d), f"all of {list(keys)} (missing {missing})")
+            raise ArchitectureError.invalid("HW-GPT-Bench dict keys", sorted(d), f"all of {list(keys)} (missing {missing})")
         n_layer = _as_int("sample_n_layer", d["sample_n_layer"], self.n_layer_choices)
         lists = {}
         for k in ("sample_mlp_ratio", "sample_n_head"):
             v = d[k]
             if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
-                raise _fail(k, v, f"a list of at least n_layer={n_layer} integers")
+                raise ArchitectureError.invalid(k, v, f"a list of at least n_layer={n_layer} integers")
             if len(v) < n_layer:
-                raise _fail(k, v, f"a list of at least n_layer={n_layer} integers (got {len(v)})")
+                raise ArchitectureError.invalid(k, v, f"a list of at least n_layer={n_layer} integers (got {len(v)})")
             lists[k] = _as_tuple(k, v[:n_layer])
         bias = d["sample_bias"]
         if isinstance(bias, str):
             if bias not in ("True", "False"):
-                raise _fail("sample_bias", bias, ["True", "False"])
+                raise ArchitectureError.invalid("sample_bias", bias, ["True", "False"])
             bias = bias == "True"
         return Architecture(self.name, d["sample_embed_dim"], n_layer, lists["sample_n_head"],
                             lists["sample_mlp_ratio"], bias)
@@ -251,14 +249,14 @@ class SearchSpace:
 
 def _as_tuple(field: str, v: Any) -> tuple:
     if isinstance(v, (str, bytes)) or not isinstance(v, (Sequence, np.ndarray)):
-        raise _fail(field, v, "a sequence of integers, one per layer")
+        raise ArchitectureError.invalid(field, v, "a sequence of integers, one per layer")
     return tuple(v)
 
 
 def _pick(field: str, index: Any, choices: Sequence) -> Any:
     i = int(index)
     if not 0 <= i < len(choices):
-        raise _fail(field, i, f"0..{len(choices) - 1} (choices {list(choices)})")
+        raise ArchitectureError.invalid(field, i, f"0..{len(choices) - 1} (choices {list(choices)})")
     return choices[i]
 
 
@@ -278,7 +276,7 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise _fail("seed", seed, "an int or a numpy.random.Generator (sampling is always seeded)")
+        raise ArchitectureError.invalid("seed", seed, "an int or a numpy.random.Generator (sampling is always seeded)")
     return np.random.default_rng(int(seed))
 
 
@@ -310,7 +308,7 @@ def get_space(name: str | SearchSpace) -> SearchSpace:
     try:
         return SPACES[name]
     except (KeyError, TypeError):
-        raise _fail("space", name, sorted(SPACES)) from None
+        raise ArchitectureError.invalid("space", name, sorted(SPACES)) from None
 
 
 @dataclass(frozen=True)
@@ -329,23 +327,23 @@ class Architecture:
         set_ = object.__setattr__  # frozen dataclass: normalise numpy scalars to plain Python values
         embed = _as_int("embed_dim", self.embed_dim, list(sp.embed_dim_choices))
         if embed not in sp.embed_dim_choices:
-            raise _fail("embed_dim", self.embed_dim, list(sp.embed_dim_choices))
+            raise ArchitectureError.invalid("embed_dim", self.embed_dim, list(sp.embed_dim_choices))
         n_layer = _as_int("n_layer", self.n_layer, list(sp.n_layer_choices))
         if n_layer not in sp.n_layer_choices:
-            raise _fail("n_layer", self.n_layer, list(sp.n_layer_choices))
+            raise ArchitectureError.invalid("n_layer", self.n_layer, list(sp.n_layer_choices))
         for field, choices in (("n_head", sp.n_head_choices), ("mlp_ratio", sp.mlp_ratio_choices)):
             values = _as_tuple(field, getattr(self, field))
             if len(values) != n_layer:
-                raise _fail(f"{field} (length)", len(values), f"n_layer={n_layer} values, one per layer")
+                raise ArchitectureError.invalid(f"{field} (length)", len(values), f"n_layer={n_layer} values, one per layer")
             clean = []
             for i, v in enumerate(values):
                 v = _as_int(f"{field}[{i}]", v, list(choices))
                 if v not in choices:
-                    raise _fail(f"{field}[{i}]", v, list(choices))
+                    raise ArchitectureError.invalid(f"{field}[{i}]", v, list(choices))
                 clean.append(v)
             set_(self, field, tuple(clean))
         if not isinstance(self.bias, (bool, np.bool_)):
-            raise _fail("bias", self.bias, "True or False (a bool; HW-GPT-Bench's strings go through from_hwgpt_dict)")
+            raise ArchitectureError.invalid("bias", self.bias, "True or False (a bool; HW-GPT-Bench's strings go through from_hwgpt_dict)")
         set_(self, "embed_dim", embed)
         set_(self, "n_layer", n_layer)
         set_(self, "bias", bool(self.bias))
@@ -398,22 +396,22 @@ class Architecture:
     @classmethod
     def from_id(cls, arch_id: str, space: str | None = None) -> "Architecture":
         if not isinstance(arch_id, str):
-            raise _fail("architecture id", arch_id, "a string gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
+            raise ArchitectureError.invalid("architecture id", arch_id, "a string gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
         m = _ID_RE.fullmatch(arch_id)
         if m is None:
-            raise _fail("architecture id", arch_id, "the form gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
+            raise ArchitectureError.invalid("architecture id", arch_id, "the form gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
         name, n_layer, embed, mlps, heads, bias = m.groups()
         sp = get_space(name)
         if space is not None and name != space:
-            raise _fail("architecture id space", name, f"{space!r}")
+            raise ArchitectureError.invalid("architecture id space", name, f"{space!r}")
         n_layer = int(n_layer)
         if n_layer not in sp.n_layer_choices:
-            raise _fail("n_layer", n_layer, list(sp.n_layer_choices))
+            raise ArchitectureError.invalid("n_layer", n_layer, list(sp.n_layer_choices))
         mlp_t = _split_digits("mlp_ratio", mlps, sp.mlp_ratio_choices, n_layer, arch_id)
         head_t = _split_digits("n_head", heads, sp.n_head_choices, n_layer, arch_id)
         arch = cls(name, int(embed), n_layer, head_t, mlp_t, bias == "True")
         if arch.id != arch_id:  # e.g. leading zeros: one architecture, one id
-            raise _fail("architecture id", arch_id, f"the canonical form {arch.id!r}")
+            raise ArchitectureError.invalid("architecture id", arch_id, f"the canonical form {arch.id!r}")
         return arch
 
 
@@ -434,7 +432,7 @@ def _split_digits(field: str, s: str, choices: Sequence[int], n_layer: int, arch
                 pos += len(t)
                 break
         else:
-            raise _fail(f"{field} digits in id {arch_id!r}", s[pos:], list(choices))
+            raise ArchitectureError.invalid(f"{field} digits in id {arch_id!r}", s[pos:], list(choices))
     if len(out) != n_layer:
-        raise _fail(f"{field} (length) in id {arch_id!r}", len(out), f"n_layer={n_layer} values")
+        raise ArchitectureError.invalid(f"{field} (length) in id {arch_id!r}", len(out), f"n_layer={n_layer} values")
     return tuple(out)

@@ -25,13 +25,10 @@ replaced the file since they opened it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
 import re
-import secrets
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,18 +38,19 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from benchmark.errors import HwlmError
+from benchmark.files import atomic_path, json_default, remove_stale_temporaries, sha256_file
+from benchmark.settings import DTYPES, MODES, Setting, SettingError  # noqa: F401  (part of this module's API)
 from benchmark.spaces import Architecture, get_space
 
 __all__ = ["SCHEMA_VERSION", "FORMAT", "SOURCES", "DEVICE_SOURCES", "DEVICE_KINDS", "MODES", "DTYPES",
-           "TableError", "Setting", "TableWriter", "Table", "merge_tables"]
+           "TableError", "Setting", "device_kind", "TableWriter", "Table", "merge_tables"]
 
 SCHEMA_VERSION = 1
 FORMAT = "hwlm-bench table"
 SOURCES = ("measured", "exact", "modeled", "surrogate")  # of a /metrics dataset
 DEVICE_SOURCES = ("measured", "modeled")  # of a /hardware/<device> group
 DEVICE_KINDS = ("cpu", "gpu")
-MODES = ("prefill", "decode")
-DTYPES = ("fp32", "fp16", "bf16")
 COMPRESSIONS = ("gzip", "lzf", None)
 MEASURED_AT = "measured_at"
 # root attributes the package owns; the rest are free (corpus_sha256, tokenizer_sha256, eval_tokens, ...)
@@ -62,17 +60,13 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _STR = h5py.string_dtype("utf-8")
 
 
-class TableError(ValueError):
+class TableError(HwlmError):
     """An invalid table file or table operation; the message names the file and the problem."""
-
-
-def _fail(field_: str, value: Any, allowed: Any) -> TableError:
-    return TableError(f"invalid {field_}: {value!r}; allowed: {allowed}")
 
 
 def _check_name(kind: str, name: Any) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise _fail(kind, name, "a name of letters, digits and _ . + - starting with a letter or digit")
+        raise TableError.invalid(kind, name, "a name of letters, digits and _ . + - starting with a letter or digit")
     return name
 
 
@@ -82,7 +76,7 @@ def _scalar(what: str, v: Any) -> str | int | float | bool:
         v = v.item()
     if isinstance(v, (str, bool, int, float)):
         return v
-    raise _fail(what, v, "a string, bool, int or float")
+    raise TableError.invalid(what, v, "a string, bool, int or float")
 
 
 def _plain(v: Any) -> Any:
@@ -94,13 +88,16 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def json_default(o: Any) -> Any:
-    """``json.dumps(default=...)`` for numpy scalars and arrays (as Python numbers and lists)."""
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+_json_default = json_default  # the name surrogates/fit.py imports; new code uses benchmark.files.json_default
+
+
+def device_kind(device: str, meta: Mapping[str, Any]) -> str | None:
+    """The kind (cpu, gpu) of a table device from its ``devices()`` entry: the declared kind, else
+    the provenance's, else the ``cpu-``/``gpu-`` prefix of its id; None when nothing says."""
+    kind = meta.get("kind") or (meta.get("provenance") or {}).get("kind")
+    if kind:
+        return str(kind)
+    return next((k for k in DEVICE_KINDS if device.startswith(k + "-")), None)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -117,65 +114,24 @@ def _as_float(what: str, v: Any) -> float:
     if v is None:
         return math.nan
     if isinstance(v, (str, bytes)) or isinstance(v, (bool, np.bool_)):
-        raise _fail(what, v, "a real number or None (missing)")
+        raise TableError.invalid(what, v, "a real number or None (missing)")
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise _fail(what, v, "a real number or None (missing)") from None
+        raise TableError.invalid(what, v, "a real number or None (missing)") from None
 
 
 # ---------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class Setting:
-    """A hardware measurement setting, named canonically ``{mode}-b{batch}-s{seq_len}-{dtype}``.
-
-    ``prefill``: one forward over ``batch x seq_len`` tokens. ``decode``: generating one token
-    per sequence with ``seq_len`` tokens of context in the KV cache.
-    """
-
-    mode: str
-    batch: int
-    seq_len: int
-    dtype: str = "fp32"
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise _fail("setting mode", self.mode, list(MODES))
-        for f in ("batch", "seq_len"):
-            v = getattr(self, f)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise _fail(f"setting {f}", v, "an integer >= 1")
-            object.__setattr__(self, f, int(v))
-        if self.dtype not in DTYPES:
-            raise _fail("setting dtype", self.dtype, list(DTYPES))
-
-    @property
-    def name(self) -> str:
-        return f"{self.mode}-b{self.batch}-s{self.seq_len}-{self.dtype}"
-
-    def __str__(self) -> str:
-        return self.name
-
-    def attrs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def parse(cls, s: "str | Setting") -> "Setting":
-        """A Setting from its name (or a Setting, returned as is)."""
-        if isinstance(s, Setting):
-            return s
-        m = re.fullmatch(r"([a-z]+)-b([0-9]+)-s([0-9]+)-([a-z0-9]+)", s) if isinstance(s, str) else None
-        if m is None:
-            raise _fail("setting name", s, "the form {prefill|decode}-b{batch}-s{seq_len}-{fp32|fp16|bf16}, "
-                                           "e.g. 'prefill-b1-s256-fp32'")
-        st = cls(m[1], int(m[2]), int(m[3]), m[4])
-        if st.name != s:  # e.g. leading zeros: one setting, one name
-            raise _fail("setting name", s, f"the canonical form {st.name!r}")
-        return st
+def _parse_setting(s: Any) -> Setting:
+    """``Setting.parse``, failing as a table operation does (TableError)."""
+    try:
+        return Setting.parse(s)
+    except SettingError as e:
+        raise TableError(str(e)) from None
 
 
 def _setting_name(s: Any) -> str:
-    return Setting.parse(s).name
+    return _parse_setting(s).name
 
 
 # ---------------------------------------------------------------------------- content
@@ -206,12 +162,9 @@ def _chunk(n: int, width: int = 1) -> int:
 
 
 def _write(content: _Content, path: Path, compression: str | None = "gzip") -> None:
-    """Write ``content`` to a temporary file next to ``path``, fsync it, rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temporary(path)
-    try:
-        from benchmark import __version__
+    """Write ``content`` to ``path`` atomically (:func:`benchmark.files.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        from benchmark.version import __version__
 
         comp: dict = {}
         if compression == "gzip":
@@ -267,48 +220,10 @@ def _write(content: _Content, path: Path, compression: str | None = "gzip") -> N
                     else:
                         f.create_dataset(f"log/{name}/{col}", data=np.asarray(values, np.float64).reshape(k),
                                          maxshape=(None,), chunks=(_chunk(k),), **comp)
-        if path.exists():  # keep the permissions of the file being replaced
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _column_kind(values: Sequence) -> str:
     return "str" if any(isinstance(v, str) for v in values) else "float"
-
-
-def _tmp_re(path: Path) -> re.Pattern:
-    return re.compile(re.escape(f".{path.name}.tmp-") + r"[0-9a-f]{16}")
-
-
-def _new_temporary(path: Path) -> Path:
-    """A new empty file ``.<name>.tmp-<random>`` next to ``path``, created with the umask's mode."""
-    while True:
-        tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:  # pragma: no cover - 64 random bits
-            continue
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _WriteLock:
@@ -367,16 +282,6 @@ class _WriteLock:
             self.release()
 
 
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporaries left by a writer that was killed mid-flush (only called while holding the lock)."""
-    pat = _tmp_re(path)
-    with contextlib.suppress(OSError):
-        for p in path.parent.iterdir():
-            if pat.fullmatch(p.name):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-
-
 # ---------------------------------------------------------------------------- writing
 class TableWriter:
     """Append rows to a table file, resuming it if it exists.
@@ -403,14 +308,14 @@ class TableWriter:
             raise TableError(f"table {self.path}: {e}") from None
         if flush_every is not None and (isinstance(flush_every, bool) or not isinstance(flush_every, int)
                                         or flush_every < 1):
-            raise _fail("flush_every", flush_every, "an integer >= 1, or None (flush only on flush()/close())")
+            raise TableError.invalid("flush_every", flush_every, "an integer >= 1, or None (flush only on flush()/close())")
         if compression not in COMPRESSIONS:
-            raise _fail("compression", compression, list(COMPRESSIONS))
+            raise TableError.invalid("compression", compression, list(COMPRESSIONS))
         new_attrs = {}
         for k, v in (attrs or {}).items():
             _check_name("attribute name", k)
             if k in RESERVED_ATTRS:
-                raise _fail("attribute name", k, f"a free name, not one of the reserved {list(RESERVED_ATTRS)}")
+                raise TableError.invalid("attribute name", k, f"a free name, not one of the reserved {list(RESERVED_ATTRS)}")
             new_attrs[k] = _scalar(f"attribute {k!r}", v)
         self.flush_every, self.compression = flush_every, compression
         self._pending = 0
@@ -418,7 +323,7 @@ class TableWriter:
         self._lock = _WriteLock(self.path)
         try:
             if self._lock.held:
-                _remove_stale_temporaries(self.path)
+                remove_stale_temporaries(self.path)
             if self.path.exists():
                 try:
                     self._c = Table(self.path)._content()
@@ -452,7 +357,7 @@ class TableWriter:
         for k, v in attrs.items():
             _check_name("attribute name", k)
             if k in RESERVED_ATTRS:
-                raise _fail("attribute name", k, f"a free name, not one of the reserved {list(RESERVED_ATTRS)}")
+                raise TableError.invalid("attribute name", k, f"a free name, not one of the reserved {list(RESERVED_ATTRS)}")
             self._c.attrs[k] = _scalar(f"attribute {k!r}", v)
 
     def __len__(self) -> int:
@@ -488,7 +393,7 @@ class TableWriter:
         self._check_open()
         _check_name("metric name", name)
         if source not in SOURCES:
-            raise _fail(f"source of metric {name!r}", source, list(SOURCES))
+            raise TableError.invalid(f"source of metric {name!r}", source, list(SOURCES))
         meta = {"unit": _str("unit", unit), "source": source, "description": _str("description", description)}
         if missing_reason is not None:
             meta["missing_reason"] = _str("missing_reason", missing_reason)
@@ -503,16 +408,16 @@ class TableWriter:
         self._check_open()
         _check_name("device", device)
         if source not in DEVICE_SOURCES:
-            raise _fail(f"source of device {device!r}", source, list(DEVICE_SOURCES))
+            raise TableError.invalid(f"source of device {device!r}", source, list(DEVICE_SOURCES))
         if not isinstance(provenance, Mapping):
-            raise _fail(f"provenance of device {device!r}", provenance, "a dict")
+            raise TableError.invalid(f"provenance of device {device!r}", provenance, "a dict")
         try:
             prov = json.loads(json.dumps(dict(provenance), sort_keys=True, default=json_default, allow_nan=True))
         except (TypeError, ValueError) as e:
-            raise _fail(f"provenance of device {device!r}", provenance, f"a JSON-serialisable dict ({e})") from None
+            raise TableError.invalid(f"provenance of device {device!r}", provenance, f"a JSON-serialisable dict ({e})") from None
         kind = prov.get("kind") if kind is None else kind
         if kind is not None and kind not in DEVICE_KINDS:
-            raise _fail(f"kind of device {device!r}", kind, list(DEVICE_KINDS))
+            raise TableError.invalid(f"kind of device {device!r}", kind, list(DEVICE_KINDS))
         meta = {"source": source, "provenance": prov}
         if kind is not None:
             meta["kind"] = kind
@@ -522,14 +427,14 @@ class TableWriter:
         """A setting group ``/hardware/<device>/<setting>``; ``attrs`` are free scalars (warmup,
         repeats, ...). Returns the setting's name."""
         self._check_open()
-        s = Setting.parse(setting)
+        s = _parse_setting(setting)
         if device not in self._c.device_meta:
-            raise _fail("device", device, f"a declared device {sorted(self._c.device_meta)} (declare_device first)")
+            raise TableError.invalid("device", device, f"a declared device {sorted(self._c.device_meta)} (declare_device first)")
         meta = s.attrs()
         for k, v in attrs.items():
             _check_name("setting attribute", k)
             if k in _SETTING_FIELDS:
-                raise _fail(f"setting attribute of {s.name}", k, f"not one of {list(_SETTING_FIELDS)} "
+                raise TableError.invalid(f"setting attribute of {s.name}", k, f"not one of {list(_SETTING_FIELDS)} "
                                                                  "(they come from the setting itself)")
             meta[k] = _scalar(f"setting attribute {k!r}", v)
         self._declare(self._c.setting_meta, (device, s.name), meta, "setting")
@@ -544,12 +449,12 @@ class TableWriter:
         s = _setting_name(setting)
         _check_name("hardware metric", metric)
         if metric == MEASURED_AT:
-            raise _fail("hardware metric", metric, f"any name but the reserved {MEASURED_AT!r}")
+            raise TableError.invalid("hardware metric", metric, f"any name but the reserved {MEASURED_AT!r}")
         if (device, s) not in self._c.setting_meta:
-            raise _fail("setting", f"{device}/{s}",
+            raise TableError.invalid("setting", f"{device}/{s}",
                         f"a declared setting {[f'{d}/{x}' for d, x in sorted(self._c.setting_meta)]}")
         if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-            raise _fail("repeats", repeats, "an integer >= 1")
+            raise TableError.invalid("repeats", repeats, "an integer >= 1")
         meta = {"unit": _str("unit", unit), "repeats": int(repeats)}
         if missing_reason is not None:
             meta["missing_reason"] = _str("missing_reason", missing_reason)
@@ -578,27 +483,27 @@ class TableWriter:
         vals = {}
         for name, v in (metrics or {}).items():
             if name not in c.metric_meta:
-                raise _fail("metric", name, f"a declared metric {sorted(c.metric_meta)}")
+                raise TableError.invalid("metric", name, f"a declared metric {sorted(c.metric_meta)}")
             vals[name] = _as_float(f"value of metric {name!r}", v)
         rows = {}
         for key, values in _flat_hardware(hardware or {}):
             if key not in c.hw_meta:
-                raise _fail("hardware key", key, f"a declared (device, setting, metric) {sorted(c.hw_meta)}")
+                raise TableError.invalid("hardware key", key, f"a declared (device, setting, metric) {sorted(c.hw_meta)}")
             R = c.hw_meta[key]["repeats"]
             v = np.asarray([_as_float(f"repeat of {key}", x) for x in np.ravel(np.asarray(values, dtype=object))],
                            dtype=np.float64)
             if v.size > R:
-                raise _fail(f"number of repeats of {key}", v.size, f"at most the declared {R}")
+                raise TableError.invalid(f"number of repeats of {key}", v.size, f"at most the declared {R}")
             row = np.full(R, np.nan)
             row[: v.size] = v
             rows[key] = row
         times = {}
         for key, t in (measured_at or {}).items():
             if not isinstance(key, tuple) or len(key) != 2:
-                raise _fail("measured_at key", key, "a (device, setting) pair")
+                raise TableError.invalid("measured_at key", key, "a (device, setting) pair")
             k = (key[0], _setting_name(key[1]))
             if k not in c.setting_meta:
-                raise _fail("measured_at key", key, f"a declared (device, setting) {sorted(c.setting_meta)}")
+                raise TableError.invalid("measured_at key", key, f"a declared (device, setting) {sorted(c.setting_meta)}")
             times[k] = _as_float(f"measured_at of {k}", t)
         # validated: now mutate
         self._index[a.id] = c.n()
@@ -620,16 +525,16 @@ class TableWriter:
         Returns the number of values filled."""
         self._check_open()
         if name not in self._c.metric_meta:
-            raise _fail("metric", name, f"a declared metric {sorted(self._c.metric_meta)}")
+            raise TableError.invalid("metric", name, f"a declared metric {sorted(self._c.metric_meta)}")
         column = self._c.metrics[name]
         filled = {}
         for arch_id, v in values.items():
             if arch_id not in self._index:
-                raise _fail("architecture id", arch_id, f"an id of one of the table's {self._c.n()} rows")
+                raise TableError.invalid("architecture id", arch_id, f"an id of one of the table's {self._c.n()} rows")
             x = _as_float(f"value of metric {name!r} for {arch_id}", v)
             old = column[self._index[arch_id]]
             if not math.isnan(old) and not _same(old, x):
-                raise _fail(f"value of metric {name!r} for {arch_id}", x,
+                raise TableError.invalid(f"value of metric {name!r} for {arch_id}", x,
                             f"the value already there ({old!r}); measured values are never overwritten")
             if math.isnan(old):
                 filled[self._index[arch_id]] = x
@@ -645,9 +550,9 @@ class TableWriter:
         self._check_open()
         meta = self._c.device_meta.get(device)
         if meta is None:
-            raise _fail("device", device, f"a device of the table {sorted(self._c.device_meta)}")
+            raise TableError.invalid("device", device, f"a device of the table {sorted(self._c.device_meta)}")
         if meta["source"] != "modeled":
-            raise _fail(f"source of device {device!r}", meta["source"], "'modeled' (measurements are never dropped)")
+            raise TableError.invalid(f"source of device {device!r}", meta["source"], "'modeled' (measurements are never dropped)")
         del self._c.device_meta[device]
         for store in (self._c.setting_meta, self._c.measured_at, self._c.hw_meta, self._c.hardware):
             for key in [k for k in store if k[0] == device]:
@@ -667,18 +572,18 @@ class TableWriter:
         s = _setting_name(setting)
         key = (device, s, metric)
         if key not in self._c.hw_meta:
-            raise _fail("hardware key", key, f"a declared (device, setting, metric) {sorted(self._c.hw_meta)}")
+            raise TableError.invalid("hardware key", key, f"a declared (device, setting, metric) {sorted(self._c.hw_meta)}")
         if self._c.device_meta[device]["source"] != "modeled":
-            raise _fail(f"source of device {device!r}", self._c.device_meta[device]["source"],
+            raise TableError.invalid(f"source of device {device!r}", self._c.device_meta[device]["source"],
                         "'modeled' (measured values enter a table only with append())")
         R = self._c.hw_meta[key]["repeats"]
         rows = {}
         for arch_id, v in values.items():
             if arch_id not in self._index:
-                raise _fail("architecture id", arch_id, f"an id of one of the table's {self._c.n()} rows")
+                raise TableError.invalid("architecture id", arch_id, f"an id of one of the table's {self._c.n()} rows")
             arr = np.asarray([_as_float(f"value of {key} for {arch_id}", x) for x in np.ravel(np.asarray(v))])
             if arr.size > R:
-                raise _fail(f"number of repeats of {key}", arr.size, f"at most the declared {R}")
+                raise TableError.invalid(f"number of repeats of {key}", arr.size, f"at most the declared {R}")
             row = np.full(R, np.nan)
             row[: arr.size] = arr
             rows[self._index[arch_id]] = row
@@ -696,10 +601,10 @@ class TableWriter:
         self._check_open()
         _check_name("log name", name)
         if not isinstance(record, Mapping) or not record:
-            raise _fail(f"record of log {name!r}", record, "a non-empty dict of column -> scalar")
+            raise TableError.invalid(f"record of log {name!r}", record, "a non-empty dict of column -> scalar")
         cols = self._c.logs.get(name)
         if cols is not None and set(cols) != set(record):
-            raise _fail(f"columns of log {name!r} record", sorted(record), sorted(cols))
+            raise TableError.invalid(f"columns of log {name!r} record", sorted(record), sorted(cols))
         clean = {}
         for k, v in record.items():
             _check_name(f"column of log {name!r}", k)
@@ -709,7 +614,7 @@ class TableWriter:
             if kind == "float":
                 v = _as_float(f"log {name!r} column {k!r}", v)
             if cols is not None and cols[k] and _column_kind(cols[k]) != kind:
-                raise _fail(f"log {name!r} column {k!r}", v, f"a {_column_kind(cols[k])} like the earlier records")
+                raise TableError.invalid(f"log {name!r} column {k!r}", v, f"a {_column_kind(cols[k])} like the earlier records")
             clean[k] = v
         cols = self._c.logs.setdefault(name, {k: [] for k in clean})
         for k, v in clean.items():
@@ -758,7 +663,7 @@ class TableWriter:
 
 def _str(what: str, v: Any) -> str:
     if not isinstance(v, str):
-        raise _fail(what, v, "a string")
+        raise TableError.invalid(what, v, "a string")
     return v
 
 
@@ -770,7 +675,7 @@ def _flat_hardware(hardware: Mapping) -> Iterator[tuple[tuple[str, str, str], An
             for metric, v in values.items():
                 yield (key[0], _setting_name(key[1]), metric), v
         else:
-            raise _fail("hardware key", key, "(device, setting, metric) -> repeats, or "
+            raise TableError.invalid("hardware key", key, "(device, setting, metric) -> repeats, or "
                                              "(device, setting) -> {metric: repeats}")
 
 
@@ -911,7 +816,7 @@ class Table:
                 devices[dev]["kind"] = meta["kind"]
             for st, sg in g.items():
                 try:
-                    s = Setting.parse(st)
+                    s = _parse_setting(st)
                 except TableError as e:
                     raise TableError(f"{where}: /hardware/{dev}/{st}: {e}") from None
                 if not isinstance(sg, h5py.Group):
@@ -1002,7 +907,7 @@ class Table:
     def metric(self, name: str) -> np.ndarray:
         """(N,) float64 values of a device-independent metric; NaN = missing."""
         if name not in self._structure["metrics"]:
-            raise _fail(f"metric of table {self.path}", name, sorted(self._structure["metrics"]))
+            raise TableError.invalid(f"metric of table {self.path}", name, sorted(self._structure["metrics"]))
         return self._load(f"metrics/{name}")
 
     # ------------------------------------------------------------------ hardware
@@ -1022,7 +927,7 @@ class Table:
     def setting_attrs(self, device: str, setting: Setting | str) -> dict:
         st = _setting_name(setting)
         if (device, st) not in self._structure["settings"]:
-            raise _fail(f"setting of device {device!r} in table {self.path}", st, self.settings(device))
+            raise TableError.invalid(f"setting of device {device!r} in table {self.path}", st, self.settings(device))
         return dict(self._structure["settings"][(device, st)])
 
     def hardware_metrics(self, device: str, setting: Setting | str) -> dict[str, dict]:
@@ -1036,7 +941,7 @@ class Table:
         st = _setting_name(setting)
         avail = self.hardware_metrics(device, st)
         if metric not in avail:
-            raise _fail(f"hardware metric at {device}/{st} in table {self.path}", metric, sorted(avail))
+            raise TableError.invalid(f"hardware metric at {device}/{st} in table {self.path}", metric, sorted(avail))
         return self._load(f"hardware/{device}/{st}/{metric}")
 
     def measured_at(self, device: str, setting: Setting | str) -> np.ndarray:
@@ -1047,7 +952,7 @@ class Table:
 
     def _check_device(self, device: str) -> None:
         if device not in self._structure["devices"]:
-            raise _fail(f"device of table {self.path}", device, sorted(self._structure["devices"]))
+            raise TableError.invalid(f"device of table {self.path}", device, sorted(self._structure["devices"]))
 
     # ------------------------------------------------------------------ logs
     def logs(self) -> list[str]:
@@ -1056,7 +961,7 @@ class Table:
     def log(self, name: str) -> dict[str, np.ndarray]:
         """{column: aligned 1-D array} of the free log ``name``."""
         if name not in self._structure["logs"]:
-            raise _fail(f"log of table {self.path}", name, self.logs())
+            raise TableError.invalid(f"log of table {self.path}", name, self.logs())
         return {c: self._load(f"log/{name}/{c}") for c in self._structure["logs"][name]}
 
     # ------------------------------------------------------------------ identity
@@ -1064,8 +969,6 @@ class Table:
         """Hex sha256 of the file's bytes: the table's identity (surrogates record what they were
         fitted on). Computed on first call; refused if the file changed since it was opened."""
         if self._sha256 is None:
-            from benchmark.release import sha256_file  # release imports this module
-
             with self._open():  # checks the identity; the bytes are those of the file opened
                 self._sha256 = sha256_file(self.path)
             with self._open():  # ... and still are after hashing
@@ -1114,11 +1017,11 @@ def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
     paths = [Path(p) for p in inputs]
     output = Path(output)
     if not paths:
-        raise _fail("merge inputs", [], "at least one table file")
+        raise TableError.invalid("merge inputs", [], "at least one table file")
     if on_conflict not in ("first", "error"):
-        raise _fail("on_conflict", on_conflict, ["first", "error"])
+        raise TableError.invalid("on_conflict", on_conflict, ["first", "error"])
     if compression not in COMPRESSIONS:
-        raise _fail("compression", compression, list(COMPRESSIONS))
+        raise TableError.invalid("compression", compression, list(COMPRESSIONS))
     tables = [Table(p) for p in paths]
     contents = [t._content() for t in tables]
     first = tables[0]
@@ -1221,7 +1124,7 @@ def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
     lock = _WriteLock(output)
     try:
         if lock.held:
-            _remove_stale_temporaries(output)
+            remove_stale_temporaries(output)
         _write(out, output, compression)
     finally:
         lock.release()

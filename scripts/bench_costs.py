@@ -7,7 +7,7 @@ times ``costs.params`` + ``costs.flops_prefill`` on the encoding matrix, then bu
 HW-GPT-Bench obtains params), checks that both agree, and prints the per-architecture ratio.
 
     python scripts/bench_costs.py                       # space s, 1e5 encodings, 20 dense CPU models
-    python scripts/bench_costs.py --space l --device meta
+    python scripts/bench_costs.py --space l --torch-device meta
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="s", choices=sorted(SPACES))
     ap.add_argument("-n", type=int, default=100_000, help="encodings to cost (default 1e5)")
     ap.add_argument("--n-dense", type=int, default=20, help="dense models to build (default 20)")
-    ap.add_argument("--device", default="cpu", help="device of the dense models: cpu (allocates weights, "
+    ap.add_argument("--torch-device", default="cpu", help="torch device of the dense models: cpu (allocates weights, "
                                                    "as HW-GPT-Bench does) or meta")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seq-len", type=int, default=None, help="default: the space's context length")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     dense = []
     for a in archs[: args.n_dense]:
-        with torch.device(args.device):
+        with torch.device(args.torch_device):
             m = GPT(a)
         dense.append(sum(q.numel() for q in m.parameters()))
         del m
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if dense != p[:n_dense].tolist():
         print("MISMATCH between closed-form params and dense numel", file=sys.stderr)
         return 1
-    print(f"dense models on {args.device}: built {n_dense} and counted numel in {dense_s:.2f} s "
+    print(f"dense models on {args.torch_device}: built {n_dense} and counted numel in {dense_s:.2f} s "
           f"({dense_s / n_dense * 1e3:.1f} ms per architecture); params agree exactly")
     ratio = (dense_s / n_dense) / (vec_s / args.n)
     print(f"per-architecture speed-up of the closed form over building the model: {ratio:,.0f}x")

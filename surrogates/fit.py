@@ -48,12 +48,13 @@ from typing import Iterable
 
 import numpy as np
 
+from benchmark.files import sha256_bytes, write_text
 from benchmark.table import Table
 from surrogates.features import DEFAULT_DECODE_TOKENS, feature_names, features
 from surrogates.model import (FORMAT_VERSION, INDEX_FORMAT, LOG_METRICS, MODEL_FORMATS, QUANTILES,  # noqa: F401
                               SIDECAR_FORMAT, Surrogate, SurrogateError, architecture_features,
                               forward_transform, model_stem, nanmedian_rows, read_index, surrogate_dir,
-                              train_quantile_booster, write_json, write_text, xgb_params)
+                              train_quantile_booster, write_json, xgb_params)
 
 __all__ = ["CANDIDATES", "Target", "targets", "split_rows", "fit_target", "fit_table", "roofline_devices",
            "heldout_calibration", "add_fit_parser",
@@ -279,7 +280,7 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
     sha = t.sha256()
     base = {"table_sha256": sha, "table_path": str(Path(t.path).name), "table_rows": len(t), "split_seed": int(seed),
             "test_fraction": float(test_fraction), "n_test_architectures": int(len(test)),
-            "test_ids_sha256": _sha256_text("\n".join(sorted(ids[test].tolist())))}
+            "test_ids_sha256": sha256_bytes("\n".join(sorted(ids[test].tolist())).encode())}
     roofline = roofline_devices(t)
     all_targets = [tg for tg in targets(t) if tg.metric not in roofline.get(tg.device, {}).get("metrics", {}).get(
         tg.setting, {})]  # a modeled device's own model answers exactly: no surrogate of it
@@ -349,7 +350,7 @@ def heldout_calibration(s: Surrogate, table: Table, coverage: float = 0.9) -> di
         return None
     _, test = split_rows(len(table), int(meta["split_seed"]), float(meta["test_fraction"]))
     ids = np.asarray(table.ids)
-    if _sha256_text("\n".join(sorted(ids[test].tolist()))) != meta["test_ids_sha256"]:
+    if sha256_bytes("\n".join(sorted(ids[test].tolist())).encode()) != meta["test_ids_sha256"]:
         return None
     if s.device is None:
         y = np.asarray(table.metric(s.metric), np.float64)[test]
@@ -365,12 +366,6 @@ def heldout_calibration(s: Surrogate, table: Table, coverage: float = 0.9) -> di
     return {"method": "split-conformal on the held-out architectures' residuals, transformed space",
             "widening": float(np.quantile(e, level, method="higher")), "n_scores": int(n),
             "coverage_target": coverage}
-
-
-def _sha256_text(s: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(s.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmark.spaces import get_space
-from benchmark.table import Setting, json_default
+from benchmark.errors import HwlmError
+from benchmark.files import json_default, sha256_bytes, sha256_file, write_bytes, write_text
+from benchmark.settings import Setting
 from surrogates.fastpredict import TreeEnsemble
 from surrogates.features import DEFAULT_DECODE_TOKENS, feature_names, features
 
 __all__ = ["SIDECAR_FORMAT", "INDEX_FORMAT", "FORMAT_VERSION", "QUANTILES", "LOG_METRICS", "TRANSFORMS",
            "MODEL_FORMATS", "SurrogateError", "Surrogate", "model_stem", "surrogate_dir", "read_index",
            "forward_transform", "inverse_transform", "nanmedian_rows", "xgb_params", "train_quantile_booster", "architecture_features",
-           "write_json", "write_text"]
+           "write_json"]
 
 SIDECAR_FORMAT = "hwlm-bench surrogate"
 INDEX_FORMAT = "hwlm-bench surrogates index"
@@ -51,7 +52,7 @@ _REQUIRED = {  # sidecar field -> type
 }
 
 
-class SurrogateError(ValueError):
+class SurrogateError(HwlmError):
     """A missing, invalid or tampered surrogate file; names the file, the field, the value and what is allowed."""
 
 
@@ -235,14 +236,9 @@ class Surrogate:
             if booster is None:
                 continue
             name = f"{self.stem}.{model_format}" if role == "mean" else f"{self.stem}.quantile.{model_format}"
-            tmp = d / f".{name}.tmp-{secrets.token_hex(4)}.{model_format}"
-            try:
-                booster.save_model(str(tmp))
-                digest = _sha256(tmp)
-                os.replace(tmp, d / name)
-            finally:
-                tmp.unlink(missing_ok=True)
-            files[role] = {"path": name, "sha256": digest}
+            data = bytes(booster.save_raw(model_format))  # what save_model writes to a .json/.ubj file
+            write_bytes(d / name, data)
+            files[role] = {"path": name, "sha256": sha256_bytes(data)}
         self.meta["files"] = files
         sidecar = d / f"{self.stem}.meta.json"
         write_json(sidecar, self.meta)
@@ -270,7 +266,7 @@ class Surrogate:
                             f"a file name in the same directory ending in {['.' + f for f in MODEL_FORMATS]}")
             if not p.is_file():
                 raise _fail(sidecar, f"files.{role}.path", entry["path"], "an existing file (it is missing)")
-            digest = _sha256(p)
+            digest = sha256_file(p)
             if digest != entry["sha256"]:
                 raise _fail(sidecar, f"files.{role}.sha256", entry["sha256"],
                             f"the sha256 of {p} ({digest}); the model file was modified or replaced")
@@ -284,20 +280,9 @@ class Surrogate:
         return cls(meta, boosters["mean"], boosters.get("quantile"))
 
 
-def _sha256(path: Path) -> str:
-    from benchmark.release import sha256_file
-
-    return sha256_file(path)
-
-
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as sorted, indented JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=json_default) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``obj`` as sorted, indented JSON atomically (:func:`benchmark.files.write_text`)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=json_default) + "\n")
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -359,12 +344,3 @@ def read_index(directory: str | os.PathLike) -> dict:
     return idx
 
 
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

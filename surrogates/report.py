@@ -72,7 +72,8 @@ def render_report(index: dict) -> str:
 
 def write_report(surrogate_directory: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Render the report of ``<surrogate_directory>/index.json`` to ``out`` (atomically)."""
-    from surrogates.model import read_index, write_text
+    from benchmark.files import write_text
+    from surrogates.model import read_index
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ from benchmark import Benchmark, QueryError, costs
 from benchmark.api import HWGPTBenchCompat
 from benchmark.spaces import get_space
 from hwtable import CPU, DECODE, DECODE_TOKENS, ENERGY_REASON, GPU, GPU_SETTING, PREFILL, shared_release
-from surrogates.fit import model_stem
 
 T = get_space("t")
 

@@ -20,6 +20,9 @@ import torch
 
 from benchmark.supernet import corpus as C
 from benchmark.supernet.corpus import CorpusError
+from benchmark.files import sha256_file
+from benchmark.supernet.corpus.rdata import RReader, r_lazyload_blob
+from benchmark.supernet.corpus.sources import deb_members
 
 SAMPLE = Path(__file__).parent / "data" / "corpus_sample.txt"
 BLOCK_CHARS = 1000
@@ -398,12 +401,12 @@ def _rxdr_character_vector(values):
 
 def test_r_reader_and_lazyload_blob():
     data = _rxdr_character_vector(["It is a truth", "", None, "\u00a3 5"])
-    obj = C._RReader(data, "test").read()
+    obj = RReader(data, "test").read()
     assert obj.kind == 16 and obj.values == ["It is a truth", "", None, "\u00a3 5"]
     blob = struct.pack(">I", len(data)) + zlib.compress(data)
-    assert C._r_lazyload_blob(blob, "test") == data
+    assert r_lazyload_blob(blob, "test") == data
     with pytest.raises(CorpusError, match="not R XDR"):
-        C._RReader(b"RDX3\n", "test").read()
+        RReader(b"RDX3\n", "test").read()
 
 
 def _make_deb(path: Path, files: dict[str, bytes]) -> Path:
@@ -423,10 +426,10 @@ def _make_deb(path: Path, files: dict[str, bytes]) -> Path:
 
 def test_deb_reader(tmp_path):
     path = _make_deb(tmp_path / "x.deb", {"usr/share/x/file.txt": b"hello", "usr/other": b"no"})
-    assert C._deb_members(path, "usr/share/x/") == {"usr/share/x/file.txt": b"hello"}
+    assert deb_members(path, "usr/share/x/") == {"usr/share/x/file.txt": b"hello"}
     (tmp_path / "bad.deb").write_bytes(gzip.compress(b"no"))
     with pytest.raises(CorpusError, match="deb archive"):
-        C._deb_members(tmp_path / "bad.deb", "usr/")
+        deb_members(tmp_path / "bad.deb", "usr/")
 
 
 def _ztext(blocks: list[bytes], verses: list[tuple[int, int, int]]) -> dict[str, bytes]:
@@ -478,11 +481,11 @@ def test_shipped_corpus_matches_manifest():
     assert manifest["settings"]["vocab_size"] == 4096
     assert [s["name"] for s in manifest["sources"]] == list(C.SOURCE_NAMES)
     for s in manifest["sources"]:
-        spec = C._source_spec(s["name"])
+        spec = C.get_source(s["name"])
         assert s["archive_sha256"] == spec.archive_sha256 and s["version"] == spec.version
     tok = C.load_tokenizer(DATA / "tokenizer.json")
     assert tok.get_vocab_size() == 4096 and C.eot_id(tok) == manifest["settings"]["eot_id"]
-    assert C.sha256_file(DATA / "tokenizer.json") == manifest["tokenizer"]["sha256"]
+    assert sha256_file(DATA / "tokenizer.json") == manifest["tokenizer"]["sha256"]
     for name in C.SPLITS:
         info = manifest["splits"][name]
         if not (DATA / info["path"]).is_file():

@@ -87,7 +87,7 @@ def test_modeled_devices_are_their_roofline_model(bench):
 
 def test_inherited_perplexity_is_reproducible_from_the_release(bench):
     """A table perplexity is what the released supernet gives on the released test split."""
-    from benchmark.profiling.perplexity import measure_perplexity
+    from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
 

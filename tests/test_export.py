@@ -218,7 +218,7 @@ def test_cache_padding_and_loss(assets, bias):
 
 def test_half_precision_export_and_generate_text(assets, tmp_path):
     out = export_architecture(assets["net"], "smallest", tmp_path / "m16", tokenizer_path=assets["tok"],
-                              dtype="bfloat16")
+                              dtype="bf16")
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), framework="pt") as f:
@@ -255,7 +255,7 @@ def test_bad_checkpoint_tokenizer_dtype(assets, tmp_path):
         export_architecture(bad, "smallest", tmp_path / "a", **kw)
     with pytest.raises(ExportError, match=r"tokenizer .*nope\.json"):
         export_architecture(assets["ckpt"], "smallest", tmp_path / "a", tokenizer_path=tmp_path / "nope.json")
-    with pytest.raises(ExportError, match=r"invalid dtype: 'int8'; allowed: \['float32', 'float16', 'bfloat16'\]"):
+    with pytest.raises(ExportError, match=r"invalid dtype: 'int8'; allowed: \['fp32', 'fp16', 'bf16'\]"):
         export_architecture(assets["ckpt"], "smallest", tmp_path / "a", dtype="int8", **kw)
 
 

@@ -44,7 +44,7 @@ def full(tmp_path_factory, ckpt, tiny_corpus) -> Path:
 
 
 def test_rows_metrics_provenance(full, ckpt, tiny_corpus):
-    from benchmark.profiling.perplexity import measure_perplexity
+    from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.release import sha256_file
     from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet

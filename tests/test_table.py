@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from benchmark import __version__
 from benchmark.spaces import get_space
+from benchmark.settings import SettingError
 from benchmark.table import (FORMAT, SCHEMA_VERSION, Setting, Table, TableError, TableWriter, merge_tables)
 
 T = get_space("t")
@@ -65,14 +66,14 @@ def test_setting_names():
                                         ("prefill-b1-s256-fp64", "dtype"), ("x", "setting name"),
                                         ("prefill-b01-s256-fp32", "canonical"), (3, "setting name")])
 def test_setting_names_refused(bad, field):
-    with pytest.raises(TableError, match=field):
+    with pytest.raises(SettingError, match=field):
         Setting.parse(bad)
 
 
 def test_setting_fields_validated():
     for kw, field in [(dict(mode="train"), "mode"), (dict(batch=0), "batch"), (dict(batch=True), "batch"),
                       (dict(seq_len=1.5), "seq_len"), (dict(dtype="int4"), "dtype")]:
-        with pytest.raises(TableError, match=f"invalid setting {field}.*allowed"):
+        with pytest.raises(SettingError, match=f"invalid setting {field}.*allowed"):
             Setting(**{"mode": "prefill", "batch": 1, "seq_len": 8, **kw})
 
 

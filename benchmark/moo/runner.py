@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.files import atomic_path
 from benchmark.moo.algorithms import ALGORITHMS, get_algorithm
 from benchmark.moo.indicators import hypervolume_curve
 from benchmark.moo.problems import Problem, ProblemError
@@ -123,40 +123,25 @@ def save_results(path: str | Path, content: Mapping[str, Any]) -> None:
     """Write ``content`` (as returned by :func:`load_results`) atomically."""
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = RESULTS_FORMAT
-            f.attrs["version"] = RESULTS_VERSION
-            for sname, s in content.items():
-                g = f.create_group(sname)
-                g.attrs["suite"] = json.dumps(s["suite"], sort_keys=True)
-                g.attrs["labels"] = json.dumps(s["labels"])
-                g.attrs["release"] = str(s.get("release", ""))
-                if s.get("reference_front") is not None:
-                    g.create_dataset("reference_front", data=np.asarray(s["reference_front"], dtype=float))
-                for alg, runs in s["runs"].items():
-                    ga = g.create_group(alg)
-                    for seed, r in runs.items():
-                        gr = ga.create_group(str(seed))
-                        for k in ("wall_s", "query_s", "n_queries", "finished"):
-                            gr.attrs[k] = r[k]
-                        gr.create_dataset("ids", data=np.array(r["ids"], dtype=h5py.string_dtype()))
-                        for k in ("objectives", "normalised", "clock_s", "hypervolume"):
-                            gr.create_dataset(k, data=np.asarray(r[k], dtype=float))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = RESULTS_FORMAT
+        f.attrs["version"] = RESULTS_VERSION
+        for sname, s in content.items():
+            g = f.create_group(sname)
+            g.attrs["suite"] = json.dumps(s["suite"], sort_keys=True)
+            g.attrs["labels"] = json.dumps(s["labels"])
+            g.attrs["release"] = str(s.get("release", ""))
+            if s.get("reference_front") is not None:
+                g.create_dataset("reference_front", data=np.asarray(s["reference_front"], dtype=float))
+            for alg, runs in s["runs"].items():
+                ga = g.create_group(alg)
+                for seed, r in runs.items():
+                    gr = ga.create_group(str(seed))
+                    for k in ("wall_s", "query_s", "n_queries", "finished"):
+                        gr.attrs[k] = r[k]
+                    gr.create_dataset("ids", data=np.array(r["ids"], dtype=h5py.string_dtype()))
+                    for k in ("objectives", "normalised", "clock_s", "hypervolume"):
+                        gr.create_dataset(k, data=np.asarray(r[k], dtype=float))
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from benchmark.errors import describe_invalid
 from benchmark.moo.problems import CANDIDATES, MODES, METRICS, Objective, Problem, ProblemError, resolve_device
 
 __all__ = ["Suite", "SUITES_FILE", "load_suites", "get_suite", "SUITES_VERSION"]
@@ -25,7 +26,7 @@ SUITES_VERSION = 1
 
 
 def _fail(field_: str, value: Any, allowed: Any) -> ProblemError:
-    return ProblemError(f"invalid {field_}: {value!r}; allowed: {allowed}")
+    return ProblemError(describe_invalid(field_, value, allowed))
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from benchmark.settings import DTYPES  # part of this module's API: the dtypes of a spec sheet
+
 __all__ = [
     "Figure", "DeviceSpec", "REGISTRY", "DTYPES", "get_device", "with_threads", "list_devices", "match_registry",
     "cpu_model_name", "local_device_id", "host_provenance",
 ]
 
-DTYPES = ("fp32", "fp16", "bf16")
 KINDS = ("cpu", "gpu")
 BASES = ("datasheet", "derived", "estimate")
 

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from benchmark.model import GPT
-from benchmark.profiling.latency import (DEFAULT_DECODE_TOKENS, DEFAULT_REPEATS, DEFAULT_WARMUP, _check_counts,
-                                         _device, _no_gc, _threads, device_lock, prepare)
+from benchmark.profiling.latency import (DEFAULT_DECODE_TOKENS, DEFAULT_REPEATS, DEFAULT_WARMUP, check_counts,
+                                         as_torch_device, gc_paused, torch_threads, device_lock, prepare)
 from benchmark.spaces import Architecture
 
 __all__ = ["EnergyUnavailable", "EnergyResult", "RaplCounter", "NvmlCounter", "energy_counter", "measure_energy",
@@ -211,8 +211,8 @@ def measure_energy(arch: Architecture, setting: Any, device: Any = "cpu", warmup
     """Measured energy per forward (mJ; per decoded token for decode settings), ``repeats`` values,
     or :class:`EnergyUnavailable` when the device has no readable counter (checked before any
     model is built). Holds the device lock throughout (the counters are device-wide)."""
-    _check_counts(warmup, repeats)
-    dev = _device(device)
+    check_counts(warmup, repeats)
+    dev = as_torch_device(device)
     counter = energy_counter(dev) if counter is None else counter
     if isinstance(counter, EnergyUnavailable):
         return counter
@@ -220,7 +220,7 @@ def measure_energy(arch: Architecture, setting: Any, device: Any = "cpu", warmup
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     values = np.empty(int(repeats), dtype=np.float64)
     lock_cm = device_lock(dev, lock_timeout) if lock else contextlib.nullcontext()
-    with _threads(threads), torch.inference_mode(), lock_cm:
+    with torch_threads(threads), torch.inference_mode(), lock_cm:
         w.setup()
         for _ in range(max(1, int(warmup))):
             w.rewind()
@@ -233,7 +233,7 @@ def measure_energy(arch: Architecture, setting: Any, device: Any = "cpu", warmup
         sync()
         unit_s = max(time.perf_counter() - t0, 1e-6)
         n = max(1, math.ceil(float(min_seconds) / unit_s))
-        with _no_gc():
+        with gc_paused():
             for r in range(int(repeats)):
                 w.setup()  # decode: fresh cache + context prefill, outside the counted interval
                 sync()

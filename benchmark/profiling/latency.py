@@ -58,23 +58,23 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from benchmark.model import GPT, KVCache
-from benchmark.profiling.settings import DEFAULT_DECODE_TOKENS, MODES, RunSetting, resolve_setting  # noqa: F401 (re-exported)
+from benchmark.model import TORCH_DTYPES, GPT, KVCache  # TORCH_DTYPES: re-exported
+from benchmark.settings import DEFAULT_DECODE_TOKENS, MODES, Setting, resolve_setting  # noqa: F401 (re-exported)
 from benchmark.spaces import Architecture
 
 __all__ = [
-    "DEFAULT_DECODE_TOKENS", "DEFAULT_REPEATS", "DEFAULT_WARMUP", "TORCH_DTYPES", "MODES", "RunSetting",
+    "DEFAULT_DECODE_TOKENS", "DEFAULT_REPEATS", "DEFAULT_WARMUP", "TORCH_DTYPES", "MODES", "Setting",
     "DeviceBusy", "resolve_setting", "build_model", "random_tokens", "lock_dir", "lock_key", "device_lock",
     "Workload", "prepare", "measure_latency",
 ]
 
 DEFAULT_WARMUP = 3
 DEFAULT_REPEATS = 10
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 # --------------------------------------------------------------------------- model and inputs
-def _device(device: Any) -> torch.device:
+def as_torch_device(device: Any) -> torch.device:
+    """``device`` as a torch device; a bare ``cuda`` becomes the current CUDA device."""
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
@@ -91,13 +91,13 @@ def build_model(arch: Architecture, device: Any = "cpu", dtype: str = "fp32", se
     if dtype not in TORCH_DTYPES:
         raise ValueError(f"invalid dtype: {dtype!r}; allowed: {list(TORCH_DTYPES)}")
     model = GPT(arch).init_weights(seed).eval().requires_grad_(False)
-    return model.to(device=_device(device), dtype=TORCH_DTYPES[dtype])
+    return model.to(device=as_torch_device(device), dtype=TORCH_DTYPES[dtype])
 
 
 def random_tokens(batch: int, length: int, vocab_size: int, seed: int, device: Any = "cpu") -> torch.Tensor:
     """Seeded uniform token ids of shape (batch, length), drawn on the CPU then moved."""
     g = torch.Generator().manual_seed(int(seed))
-    return torch.randint(0, vocab_size, (batch, length), generator=g).to(_device(device))
+    return torch.randint(0, vocab_size, (batch, length), generator=g).to(as_torch_device(device))
 
 
 # --------------------------------------------------------------------------- the device lock
@@ -128,7 +128,7 @@ def lock_key(device: Any = "cpu") -> str:
     if dev.type == "cpu":
         return "cpu"
     if dev.type == "cuda":
-        dev = _device(dev)
+        dev = as_torch_device(dev)
         uuid = getattr(torch.cuda.get_device_properties(dev), "uuid", None)
         return f"cuda-{uuid}" if uuid is not None else f"cuda-{dev.index}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(dev))
@@ -206,7 +206,8 @@ def _timer(dev: torch.device) -> Callable[[Callable[[], Any]], float]:
 
 
 @contextlib.contextmanager
-def _threads(n: int | None):
+def torch_threads(n: int | None):
+    """Run the block with ``torch.set_num_threads(n)`` (restored afterwards); ``None`` changes nothing."""
     if n is None:
         yield
         return
@@ -219,7 +220,8 @@ def _threads(n: int | None):
 
 
 @contextlib.contextmanager
-def _no_gc():
+def gc_paused():
+    """Run the block with Python's garbage collector off (a collection inside a timed run is noise)."""
     was = gc.isenabled()
     # Long-lived objects (torch's modules, the table) move to the permanent generation first, so
     # the collection before timing scans only what is new: ~0.3 s less per measurement. Unfrozen
@@ -235,7 +237,8 @@ def _no_gc():
             gc.enable()
 
 
-def _check_counts(warmup: int, repeats: int) -> None:
+def check_counts(warmup: int, repeats: int) -> None:
+    """Refuse a negative ``warmup`` or ``repeats`` < 1, naming the value."""
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
         raise ValueError(f"invalid warmup: {warmup!r}; allowed: an integer >= 0")
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
@@ -264,7 +267,7 @@ class Workload:
     number of forwards per ``run()`` (1 for prefill): per-token values divide by it.
     """
 
-    setting: RunSetting
+    setting: Setting
     device: torch.device
     model: GPT
     run: Callable[[], Any]
@@ -284,7 +287,7 @@ def prepare(arch: Architecture, setting: Any, device: Any = "cpu", seed: int = 0
     """Validate ``setting`` for ``arch`` and build the :class:`Workload` (model with seeded random
     weights unless ``model`` is given; seeded random token ids)."""
     st = resolve_setting(setting)
-    dev = _device(device)
+    dev = as_torch_device(device)
     if not isinstance(arch, Architecture):
         raise ValueError(f"invalid arch: {arch!r}; allowed: an Architecture")
     block = arch.search_space.block_size
@@ -341,16 +344,16 @@ def measure_latency(arch: Architecture, setting: Any, device: Any = "cpu", warmu
     callers that already hold it or deliberately measure contention. ``lock_timeout`` as in
     :func:`device_lock`.
     """
-    _check_counts(warmup, repeats)
+    check_counts(warmup, repeats)
     w = prepare(arch, setting, device, seed, model, decode_tokens)
     timer = _timer(w.device)
     times = np.empty(int(repeats), dtype=np.float64)
     lock_cm = device_lock(w.device, lock_timeout) if lock else contextlib.nullcontext()
-    with _threads(threads), torch.inference_mode(), lock_cm:
+    with torch_threads(threads), torch.inference_mode(), lock_cm:
         for _ in range(int(warmup)):
             w.setup()
             w.run()
-        with _no_gc():
+        with gc_paused():
             for r in range(int(repeats)):
                 w.setup()
                 times[r] = timer(w.run) / w.tokens

@@ -86,7 +86,7 @@ def _measured_latency(t: Table, device: str) -> list[tuple[str, dict[str, np.nda
 
 
 def _decode_tokens(t: Table, device: str, setting: str) -> int:
-    from benchmark.profiling.roofline import DEFAULT_DECODE_TOKENS
+    from benchmark.settings import DEFAULT_DECODE_TOKENS
 
     return int(t.setting_attrs(device, setting).get("decode_tokens", DEFAULT_DECODE_TOKENS))
 

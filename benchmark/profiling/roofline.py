@@ -63,7 +63,7 @@ import numpy as np
 from benchmark import costs
 from benchmark.costs import DTYPE_BYTES
 from benchmark.profiling.devices import DeviceSpec, get_device
-from benchmark.profiling.settings import DEFAULT_DECODE_TOKENS, RunSetting, resolve_setting
+from benchmark.settings import DEFAULT_DECODE_TOKENS, Setting, resolve_setting
 from benchmark.spaces import Architecture, SearchSpace, get_space
 
 __all__ = ["LAYER_OPS", "GLOBAL_OPS", "RooflineParams", "DEFAULT_PARAMS", "OperatorTable", "RooflineResult",
@@ -182,10 +182,10 @@ def operator_table_encodings(space: str | SearchSpace, enc: np.ndarray, setting:
     (``SearchSpace.encode_many``; validated here), without building an Architecture per row.
     ``arch_ids`` (optional) is carried into the result; otherwise ``arch_ids`` is empty."""
     sp = get_space(space)
-    batch = costs.resolve_batch(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
-    enc = batch.encodings
+    batch = costs.encoded_batch(np.asarray(enc), sp)  # validates every row (ArchitectureError names the bad one)
+    enc = batch._enc
     lm = sp.max_layers
-    t = costs._tables(sp)  # per-layer tables: PAD (-1) reads the trailing 0
+    t = costs.layer_tables(sp)  # per-layer tables: PAD (-1) reads the trailing 0
     E = batch.embed.astype(float)[:, None]
     H = t.heads[enc[:, 2 + lm:2 + 2 * lm]].astype(float)
     R = t.mlp[enc[:, 2:2 + lm]].astype(float)
@@ -196,7 +196,7 @@ def operator_table_encodings(space: str | SearchSpace, enc: np.ndarray, setting:
                          st.dtype)
 
 
-def _operator_arrays(sp: SearchSpace, st: RunSetting, decode_tokens: int, E: np.ndarray, H: np.ndarray,
+def _operator_arrays(sp: SearchSpace, st: Setting, decode_tokens: int, E: np.ndarray, H: np.ndarray,
                      R: np.ndarray, bias: np.ndarray) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
     """The operator formulas (module docstring): ``E`` and ``bias`` (N, 1), per-layer heads ``H`` and
     MLP ratios ``R`` (N, max_layers, 0 beyond an architecture's depth) -> names, flops, bytes, live."""
@@ -327,7 +327,7 @@ class EncodedRoofline:
         # only layer slot 0 is used, the other slots are empty (no work, no overhead)
         e, h, r, bi = (x.ravel() for x in np.meshgrid(np.arange(ne), np.arange(nh + 1), np.arange(nm + 1),
                                                         np.arange(nb), indexing="ij"))
-        t = costs._tables(sp)
+        t = costs.layer_tables(sp)
         E = t.embed[e].astype(float)[:, None]
         H = np.zeros((len(e), lm))
         R = np.zeros((len(e), lm))

@@ -42,23 +42,26 @@ the separate perplexity pass :func:`add_perplexity` can use local worker process
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from benchmark.table import Setting, Table, TableError, TableWriter
+from benchmark.profiling.perplexity_pass import (add_perplexity, declare_perplexity,  # noqa: F401  add_perplexity: re-exported
+                                                 measure_perplexity_for, perplexity_inputs, set_eval_tokens)
+from benchmark.settings import DEFAULT_DECODE_TOKENS, Setting, resolve_setting
+from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
+from benchmark.table import Table, TableError, TableWriter
 
-__all__ = ["DEFAULT_SETTINGS", "default_settings", "profile", "select_architectures", "profile_order",
-           "parse_shard", "add_profile_parser", "add_table_parser", "add_perplexity", "profile_ray", "shard_path"]
-
-DECODE_TOKENS = 16
+__all__ = ["DEFAULT_SETTINGS", "default_settings", "ProfileConfig", "profile", "run_profile", "measure_hardware",
+           "measure_setting", "exact_metrics", "select_architectures", "profile_order", "parse_shard", "add_perplexity",
+           "profile_ray", "shard_path"]
 
 DEFAULT_SETTINGS: dict[str, tuple[str, ...]] = {
-    # decode context + DECODE_TOKENS must fit the space's context (t: 128 + 16 <= 256; s/m/l: 512 + 16 <= 1024)
+    # decode context + DEFAULT_DECODE_TOKENS must fit the space's context (t: 128 + 16 <= 256; s/m/l: 512 + 16 <= 1024)
     "t": ("prefill-b1-s256-fp32", "prefill-b8-s256-fp32", "decode-b1-s128-fp32"),
     **{sp: ("prefill-b1-s1024-fp32", "prefill-b8-s1024-fp32", "decode-b1-s512-fp32") for sp in ("s", "m", "l")},
 }
@@ -145,77 +148,149 @@ def _check_attrs(path: Path, attrs: dict) -> None:
                              f"from different checkpoints/tokenizers are never mixed — use a new shard file")
 
 
-def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs: Iterable[Any] | None = None,
-            seed: int = 0, settings: Sequence[str] | None = None, dtype: str | None = None,
-            shard: tuple[int, int] | str = (0, 1), warmup: int = 3, repeats: int = 10, device_id: str | None = None,
-            checkpoint=None, data_dir=None, eval_tokens: int = 65536, perplexity: bool = True,
-            latency: bool = True, memory: bool = True, energy: bool = True, include_extremes: bool = True,
-            reference_every: int = 50, decode_tokens: int = DECODE_TOKENS, threads: int | None = None,
-            progress: bool = True) -> Path:
-    """Profile a shard of architectures of ``space`` on ``device`` into the table ``out``; returns its path.
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What one :func:`profile` run measures, where, and how (the keyword arguments of ``profile``).
 
-    ``settings`` default to ``DEFAULT_SETTINGS[space]`` in ``dtype`` (default fp32 on CPU, fp16
-    on CUDA). ``device_id`` is the table's device name (default
-    :func:`~benchmark.profiling.devices.local_device_id`). ``checkpoint`` defaults to
-    ``data/supernet_<space>.safetensors``; ``data_dir`` (tokenizer + test split) to the
-    package's data directory. ``threads`` sets ``torch.set_num_threads`` for the run (restored
-    afterwards); the thread count is part of the device id and provenance. See the module docstring for what a row holds, resume, order,
-    drift records and the device lock (latency runs one at a time per device).
+    ``torch_device`` is where the models run (``cpu``, ``cuda``, ``cuda:1``); ``device`` is the
+    table's device id (default :func:`~benchmark.profiling.devices.local_device_id`). ``settings``
+    default to ``DEFAULT_SETTINGS[space]`` in ``dtype`` (default fp32 on CPU, fp16 on CUDA).
+    ``checkpoint`` defaults to ``data/supernet_<space>.safetensors``; ``data_dir`` (tokenizer +
+    test split) to the package's data directory. ``threads`` sets ``torch.set_num_threads`` for
+    the run (restored afterwards); the thread count is part of the device id and provenance.
     """
-    import torch
 
-    if threads is not None:
-        if int(threads) < 1:
-            raise ValueError(f"invalid threads: {threads!r}; allowed: an integer >= 1")
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
-            return profile(space, out, device=device, n=n, archs=archs, seed=seed, settings=settings, dtype=dtype,
-                           shard=shard, warmup=warmup, repeats=repeats, device_id=device_id, checkpoint=checkpoint,
-                           data_dir=data_dir, eval_tokens=eval_tokens, perplexity=perplexity, latency=latency,
-                           memory=memory, energy=energy, include_extremes=include_extremes,
-                           reference_every=reference_every, decode_tokens=decode_tokens, threads=None,
-                           progress=progress)
-        finally:
-            torch.set_num_threads(before)
+    space: str
+    out: Path
+    torch_device: str = "cpu"
+    device: str | None = None
+    n: int | None = None
+    archs: Iterable[Any] | None = None
+    seed: int = 0
+    settings: Sequence[str] | None = None
+    dtype: str | None = None
+    shard: tuple[int, int] | str = (0, 1)
+    warmup: int = 3
+    repeats: int = 10
+    checkpoint: Any = None
+    data_dir: Any = None
+    eval_tokens: int = DEFAULT_EVAL_TOKENS
+    perplexity: bool = True
+    latency: bool = True
+    memory: bool = True
+    energy: bool = True
+    include_extremes: bool = True
+    reference_every: int = 50
+    decode_tokens: int = DEFAULT_DECODE_TOKENS
+    threads: int | None = None
+    progress: bool = True
+
+    @property
+    def hardware(self) -> bool:
+        return self.latency or self.memory or self.energy
+
+    def setting_list(self, space, device_type: str) -> list[Setting]:
+        """The settings of the run on a ``device_type`` (cpu, cuda) device, each checked to fit the
+        space's context."""
+        dtype = self.dtype or ("fp32" if device_type == "cpu" else "fp16")
+        names = list(self.settings) if self.settings else list(default_settings(space.name, dtype))
+        out = [resolve_setting(s) for s in names]
+        for st in out:
+            need = st.seq_len + (self.decode_tokens if st.mode == "decode" else 0)
+            if need > space.block_size:
+                raise ValueError(f"invalid setting: {st.name!r}; allowed: seq_len"
+                                 f"{' + decode_tokens' if st.mode == 'decode' else ''} = {need} <= the space's "
+                                 f"context {space.block_size}")
+        return out
+
+
+@dataclass
+class _Run:
+    """What the steps of one run share: the resolved inputs and the open table writer."""
+
+    config: ProfileConfig
+    space: Any
+    torch_device: Any
+    settings: list[Setting]
+    device: str  # the table's device id
+    writer: TableWriter
+    net: Any = None  # supernet and test tokens for perplexity
+    tokens: Any = None
+    counter: Any = None  # energy counter (or EnergyUnavailable)
+    run_record: dict = field(default_factory=dict)  # this run's entry of the "runs" log
+
+
+def profile(space: str, out, **options: Any) -> Path:
+    """Profile a shard of architectures of ``space`` into the table ``out``; returns its path.
+
+    ``options`` are the fields of :class:`ProfileConfig`. See the module docstring for what a row
+    holds, resume, order, drift records and the device lock (latency runs one at a time per device).
+    """
+    return run_profile(ProfileConfig(space, Path(out), **options))
+
+
+def run_profile(config: ProfileConfig) -> Path:
+    """:func:`profile` for a :class:`ProfileConfig`."""
+    if config.threads is not None and int(config.threads) < 1:
+        raise ValueError(f"invalid threads: {config.threads!r}; allowed: an integer >= 1")
+    if config.reference_every < 1:
+        raise ValueError(f"invalid reference_every: {config.reference_every!r}; allowed: an integer >= 1")
+    from benchmark.profiling.latency import torch_threads
+
+    with torch_threads(config.threads):
+        return _profile(config)
+
+
+def _profile(cfg: ProfileConfig) -> Path:
+    import torch
     from tqdm.auto import tqdm
 
-    from benchmark import costs
-    from benchmark.profiling.devices import host_provenance, local_device_id
-    from benchmark.profiling.energy import EnergyUnavailable, energy_counter, measure_energy
-    from benchmark.profiling.latency import build_model, device_lock, measure_latency, resolve_setting
-    from benchmark.profiling.memory import measure_memory
     from benchmark.spaces import get_space
 
-    sp = get_space(space)
-    out = Path(out)
-    tdev = torch.device(device)
-    if dtype is None:
-        dtype = "fp32" if tdev.type == "cpu" else "fp16"
-    setting_names = list(settings) if settings else list(default_settings(sp.name, dtype))
-    run_settings = [resolve_setting(s) for s in setting_names]
-    for rs in run_settings:
-        need = rs.seq_len + (decode_tokens if rs.mode == "decode" else 0)
-        if need > sp.block_size:
-            raise ValueError(f"invalid setting: {rs.name!r}; allowed: seq_len{' + decode_tokens' if rs.mode == 'decode' else ''}"
-                             f" = {need} <= the space's context {sp.block_size}")
-    table_settings = [Setting(rs.mode, rs.batch, rs.seq_len, rs.dtype) for rs in run_settings]
-    hardware = latency or memory or energy
-    if reference_every < 1:
-        raise ValueError(f"invalid reference_every: {reference_every!r}; allowed: an integer >= 1")
+    sp = get_space(cfg.space)
+    settings = cfg.setting_list(sp, torch.device(cfg.torch_device).type)
+    todo_all = profile_order(select_architectures(sp, cfg.n, cfg.archs, cfg.seed, cfg.include_extremes, cfg.shard),
+                             cfg.seed)
+    run = _open(cfg, sp, settings)
+    w = run.writer
+    with w:  # every append flushes atomically; the writer is closed (and flushed) on the way out
+        todo = [a for a in todo_all if a not in w]
+        if todo:
+            w.log(RUNS_LOG, {**run.run_record, "rows": len(w.ids()), "device": run.device if cfg.hardware else ""})
+        bar = tqdm(total=len(todo_all), initial=len(todo_all) - len(todo), desc=f"profile {cfg.out.name}",
+                   unit="arch", disable=not cfg.progress, dynamic_ncols=True)
+        if todo and cfg.hardware:
+            _reference_timings(run)
+        for i, arch in enumerate(todo, 1):
+            metrics = exact_metrics(arch, settings, cfg.decode_tokens)
+            if cfg.perplexity:
+                metrics.update(_perplexity(run, arch))
+            hw, when = measure_hardware(run, arch) if cfg.hardware else ({}, {})
+            w.append(arch, metrics=metrics, hardware=hw, measured_at=when)  # flushed atomically
+            bar.update(1)
+            if cfg.hardware and i % cfg.reference_every == 0 and i < len(todo):
+                _reference_timings(run)
+        bar.close()
+        rows = len(w.ids())
+    if cfg.progress:
+        where = f"{cfg.out}: {rows} rows ({len(todo)} profiled now), device {run.device if cfg.hardware else '-'}"
+        print(f"shard written to {where}", file=sys.stderr)
+    return cfg.out
 
-    todo_all = profile_order(select_architectures(sp, n, archs, seed, include_extremes, shard), seed)
 
-    # -- perplexity inputs
+def _open(cfg: ProfileConfig, sp, settings: list[Setting]) -> _Run:
+    """Load the perplexity inputs, check that the run may extend ``cfg.out``, open and declare the table."""
+    import torch
+
+    from benchmark.profiling.devices import host_provenance, local_device_id
+
     attrs: dict[str, Any] = {}
     net = tokens = None
-    if perplexity:
-        net, tokens, pins = _perplexity_inputs(sp.name, checkpoint, data_dir)
-        attrs.update(pins)
-        _check_attrs(out, attrs)
-
-    # -- device provenance (refuse to mix machines)
-    dev_id = device_id or local_device_id(tdev)
+    if cfg.perplexity:
+        net, tokens, attrs = perplexity_inputs(sp.name, cfg.checkpoint, cfg.data_dir)
+        _check_attrs(cfg.out, attrs)
+    tdev = torch.device(cfg.torch_device)
+    dev_id = cfg.device or local_device_id(tdev)
     prov = dict(host_provenance(tdev))
     prov["torch_threads"] = torch.get_num_threads()
     # what changes from run to run goes to the "runs" log, not into the device declaration (which
@@ -223,296 +298,132 @@ def profile(space: str, out, *, device: str = "cpu", n: int | None = None, archs
     run_record = {"unix_time": time.time(), "date_utc": str(prov.pop("date_utc", "")),
                   "load_avg_1m": float("nan") if prov.get("load_avg_1m") is None else float(prov["load_avg_1m"])}
     prov.pop("load_avg_1m", None)
-    if hardware:
-        _check_same_machine(out, dev_id, prov)
-
-    w = TableWriter(out, sp.name, attrs=attrs)
-    if True:  # (block kept for readability) every append flushes atomically; nothing to clean up on error
-        w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
-        w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
-        for s in table_settings:
-            desc = ("FLOPs of one forward at the setting" if s.mode == "prefill" else
-                    f"FLOPs per generated token (mean over {decode_tokens} steps after the context)")
-            w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact", description=desc)
-        if perplexity:
-            _declare_perplexity(w)
-        counter = None
-        if hardware:
-            if dev_id in w._c.device_meta:  # resuming on the same machine (checked above): keep its provenance
-                pass
-            else:
-                w.declare_device(dev_id, source="measured", provenance=prov)
-            if energy:
-                counter = energy_counter(tdev)
-            for s in table_settings:
-                extra = {"decode_tokens": decode_tokens} if s.mode == "decode" else {}
-                w.declare_setting(dev_id, s, warmup=warmup, repeats=repeats, **extra)
-                if latency:
-                    w.declare_hardware_metric(dev_id, s, "latency_ms", unit="ms", repeats=repeats)
-                if memory:
-                    w.declare_hardware_metric(dev_id, s, "memory_mb", unit="MB", repeats=1)
-                if energy:
-                    reason = counter.reason if isinstance(counter, EnergyUnavailable) else None
-                    w.declare_hardware_metric(dev_id, s, "energy_mj", unit="mJ", repeats=repeats,
-                                              missing_reason=reason)
-
-        def reference_timings(rows: int) -> None:
-            if not latency:
-                return
-            rs = run_settings[0]
-            for ref in (sp.largest(), sp.smallest()):
-                ms = measure_latency(ref, rs, tdev, warmup, repeats, seed, decode_tokens=decode_tokens)
-                w.log(REFERENCE_LOG, {"arch": ref.id, "unix_time": time.time(), "rows": rows,
-                                      "median_ms": float(np.median(ms))})
-            w.flush()
-
-        todo = [a for a in todo_all if a not in w]
-        if todo:
-            w.log(RUNS_LOG, {**run_record, "rows": len(w.ids()), "device": dev_id if hardware else ""})
-        bar = tqdm(total=len(todo_all), initial=len(todo_all) - len(todo), desc=f"profile {out.name}",
-                   unit="arch", disable=not progress, dynamic_ncols=True)
-        profiled = 0
-        if todo and hardware:
-            reference_timings(len(w.ids()))
-        for arch in todo:
-            metrics: dict[str, float] = {
-                "params": float(costs.params([arch])[0]),
-                "params_no_embedding": float(costs.params([arch], embeddings=False)[0]),
-            }
-            for s in table_settings:
-                if s.mode == "prefill":
-                    f = costs.flops_prefill([arch], batch=s.batch, seq_len=s.seq_len)[0]
-                else:
-                    f = np.mean([costs.flops_decode([arch], batch=s.batch, context_len=s.seq_len + j)[0]
-                                 for j in range(decode_tokens)])
-                metrics[f"flops_{s.name}"] = float(f)
-            if perplexity:
-                with device_lock("cpu"):
-                    r = measure_perplexity_for(net, arch, tokens, eval_tokens)
-                metrics["perplexity"], metrics["token_accuracy"] = r.perplexity, r.token_accuracy
-                _set_eval_tokens(w, r.tokens)
-            hw: dict = {}
-            when: dict = {}
-            if hardware:
-                with device_lock(tdev):
-                    models: dict[str, Any] = {}
-                    for rs, s in zip(run_settings, table_settings):
-                        if rs.dtype not in models:
-                            models[rs.dtype] = build_model(arch, tdev, rs.dtype, seed)
-                        model = models[rs.dtype]
-                        when[(dev_id, s.name)] = time.time()
-                        if latency:
-                            hw[(dev_id, s.name, "latency_ms")] = measure_latency(
-                                arch, rs, tdev, warmup, repeats, seed, decode_tokens=decode_tokens, model=model)
-                        if memory:
-                            hw[(dev_id, s.name, "memory_mb")] = [measure_memory(arch, rs, tdev, seed,
-                                                                                model=model).memory_mb]
-                        if energy and not isinstance(counter, EnergyUnavailable):
-                            e = measure_energy(arch, rs, tdev, warmup, repeats, seed, decode_tokens=decode_tokens,
-                                               model=model, counter=counter)
-                            if isinstance(e, EnergyUnavailable):
-                                raise RuntimeError(f"energy counter became unavailable: {e.reason}")
-                            hw[(dev_id, s.name, "energy_mj")] = e.energy_mj
-                    del models
-            w.append(arch, metrics=metrics, hardware=hw, measured_at=when)  # flushed atomically
-            profiled += 1
-            bar.update(1)
-            if hardware and profiled % reference_every == 0 and profiled < len(todo):
-                reference_timings(len(w.ids()))
-        bar.close()
-        w.flush()
-    where = f"{out}: {len(w.ids())} rows ({profiled} profiled now), device {dev_id if hardware else '-'}"
-    if progress:
-        print(f"shard written to {where}", file=sys.stderr)
-    return out
+    if cfg.hardware:
+        _check_same_machine(cfg.out, dev_id, prov)
+    run = _Run(cfg, sp, tdev, settings, dev_id, TableWriter(cfg.out, sp.name, attrs=attrs), net, tokens,
+               run_record=run_record)
+    _declare(run, prov)
+    return run
 
 
-def _declare_perplexity(w: TableWriter) -> None:
-    w.declare_metric("perplexity", unit="1", source="measured",
-                     description="test-split perplexity with inherited supernet weights")
-    w.declare_metric("token_accuracy", unit="1", source="measured",
-                     description="test-split next-token accuracy with inherited supernet weights")
+def _declare(run: _Run, provenance: dict) -> None:
+    """Declare the metrics, device, settings and hardware metrics the rows of this run hold."""
+    from benchmark.profiling.energy import EnergyUnavailable, energy_counter
+
+    cfg, w = run.config, run.writer
+    w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
+    w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
+    for s in run.settings:
+        desc = ("FLOPs of one forward at the setting" if s.mode == "prefill" else
+                f"FLOPs per generated token (mean over {cfg.decode_tokens} steps after the context)")
+        w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact", description=desc)
+    if cfg.perplexity:
+        declare_perplexity(w)
+    if not cfg.hardware:
+        return
+    if run.device not in w.devices():  # resuming on the same machine (checked before): keep its provenance
+        w.declare_device(run.device, source="measured", provenance=provenance)
+    if cfg.energy:
+        run.counter = energy_counter(run.torch_device)
+    for s in run.settings:
+        extra = {"decode_tokens": cfg.decode_tokens} if s.mode == "decode" else {}
+        w.declare_setting(run.device, s, warmup=cfg.warmup, repeats=cfg.repeats, **extra)
+        if cfg.latency:
+            w.declare_hardware_metric(run.device, s, "latency_ms", unit="ms", repeats=cfg.repeats)
+        if cfg.memory:
+            w.declare_hardware_metric(run.device, s, "memory_mb", unit="MB", repeats=1)
+        if cfg.energy:
+            reason = run.counter.reason if isinstance(run.counter, EnergyUnavailable) else None
+            w.declare_hardware_metric(run.device, s, "energy_mj", unit="mJ", repeats=cfg.repeats,
+                                      missing_reason=reason)
 
 
-def _set_eval_tokens(w: TableWriter, tokens: int) -> None:
-    if w.attrs.get("eval_tokens") not in (None, tokens):
-        raise TableError(f"table {w.path}: eval_tokens {w.attrs['eval_tokens']} there, {tokens} now; "
-                         f"perplexities on different token counts are never mixed")
-    w.set_attrs(eval_tokens=int(tokens))
+def exact_metrics(arch, settings: Sequence[Setting], decode_tokens: int) -> dict[str, float]:
+    """Parameters and FLOPs per setting (decode: mean per generated token over ``decode_tokens`` steps)."""
+    from benchmark import costs
+
+    metrics = {"params": float(costs.params([arch])[0]),
+               "params_no_embedding": float(costs.params([arch], embeddings=False)[0])}
+    for s in settings:
+        if s.mode == "prefill":
+            f = costs.flops_prefill([arch], batch=s.batch, seq_len=s.seq_len)[0]
+        else:
+            f = np.mean([costs.flops_decode([arch], batch=s.batch, context_len=s.seq_len + j)[0]
+                         for j in range(decode_tokens)])
+        metrics[f"flops_{s.name}"] = float(f)
+    return metrics
 
 
-def _perplexity_paths(space: str, checkpoint, data_dir) -> tuple[Path, Path]:
-    """The supernet checkpoint and the data directory (tokenizer, test split), defaults resolved."""
-    from benchmark.paths import data_dir as default_data_dir
-
-    ddir = Path(data_dir) if data_dir is not None else default_data_dir()
-    ckpt = Path(checkpoint) if checkpoint is not None else default_data_dir() / f"supernet_{space}.safetensors"
-    return ckpt, ddir
-
-
-def _perplexity_pins(ckpt: Path, ddir: Path) -> dict[str, str]:
-    """The root attributes that pin a perplexity: sha256 of the checkpoint and of the tokenizer."""
-    from benchmark.release import sha256_file
-
-    return {"supernet_sha256": sha256_file(ckpt), "tokenizer_sha256": sha256_file(ddir / "tokenizer.json")}
-
-
-def _load_perplexity_inputs(space: str, ckpt: Path, ddir: Path) -> tuple[Any, np.ndarray]:
-    from benchmark.supernet.corpus import load_split
-    from benchmark.supernet.elastic import load_supernet
-
-    return load_supernet(ckpt, space), np.asarray(load_split("test", ddir))
-
-
-def _perplexity_inputs(space: str, checkpoint, data_dir) -> tuple[Any, np.ndarray, dict[str, str]]:
-    """The supernet, the test tokens and the root attributes that pin them (sha256s)."""
-    ckpt, ddir = _perplexity_paths(space, checkpoint, data_dir)
-    net, tokens = _load_perplexity_inputs(space, ckpt, ddir)
-    return net, tokens, _perplexity_pins(ckpt, ddir)
-
-
-# one perplexity worker process (add_perplexity(workers=N)): its supernet and test tokens, loaded once
-_WORKER: dict[str, Any] = {}
-
-
-def _perplexity_worker_init(space: str, ckpt: str, ddir: str, eval_tokens: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # N workers share the machine's cores, one thread each
-    net, tokens = _load_perplexity_inputs(space, Path(ckpt), Path(ddir))
-    _WORKER.update(space=space, net=net, tokens=tokens, eval_tokens=int(eval_tokens))
-
-
-def _perplexity_worker(arch_id: str) -> tuple[str, float, float, int]:
-    from benchmark.spaces import get_space
-
-    arch = get_space(_WORKER["space"]).from_id(arch_id)
-    return _perplexity_record(_WORKER["net"], arch, _WORKER["tokens"], _WORKER["eval_tokens"])
-
-
-def _perplexity_record(net, arch, tokens, eval_tokens) -> tuple[str, float, float, int]:
-    """``(id, perplexity, token_accuracy, tokens predicted)`` of one architecture."""
-    r = measure_perplexity_for(net, arch, tokens, eval_tokens)
-    return arch.id, float(r.perplexity), float(r.token_accuracy), int(r.tokens)
-
-
-def add_perplexity(table, checkpoint=None, data_dir=None, eval_tokens: int = 65536, flush_every: int = 10,
-                   progress: bool = True, reuse: Sequence = (), workers: int = 1) -> int:
-    """Measure perplexity and token accuracy for every row of ``table`` that lacks them (a
-    perplexity pass after a hardware-only ``profile(..., perplexity=False)``). Resumable: values
-    are flushed every ``flush_every`` rows and rows already measured are skipped; the checkpoint
-    and tokenizer must be those of earlier perplexities (sha256 in the root attributes).
-
-    ``reuse``: tables whose perplexities are copied instead of measured again (e.g. an earlier
-    shard of the same architectures whose timings were superseded). Perplexity does not depend
-    on the machine, but each must pin the same checkpoint, tokenizer and ``eval_tokens`` (checked;
-    a mismatch is a TableError). Returns the number of rows measured now (copies not counted).
-
-    ``workers``: 1 (default) measures in this process, taking the CPU's measurement lock per
-    architecture (a timing runner on this machine interleaves). ``N > 1`` measures in N local
-    processes with one torch thread each, and holds the CPU lock for the whole pass (no timing runs
-    meanwhile: perplexity then uses the cores); results are written in table order, flushed as
-    with one worker, so a killed pass resumes the same way. Values agree with one worker's to float
-    rounding (thread count changes the order of float sums)."""
-    from tqdm.auto import tqdm
-
-    if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-        raise ValueError(f"invalid flush_every: {flush_every!r}; allowed: an integer >= 1")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"invalid workers: {workers!r}; allowed: an integer >= 1")
-    t = Table(table)
-    sp = t.space
-    todo = t.architectures()
-    if "perplexity" in t.metrics():
-        missing = np.isnan(t.metric("perplexity"))
-        todo = [a for a, m in zip(todo, missing) if m]
-    ckpt, ddir = _perplexity_paths(sp.name, checkpoint, data_dir)
-    attrs = _perplexity_pins(ckpt, ddir)
-    copies = _reusable_perplexities(reuse, {a.id for a in todo}, attrs, eval_tokens)
-    done = 0
-    # flushed here, per row, not per fill: a row is two fills
-    with TableWriter(table, sp.name, attrs=attrs, flush_every=None) as w:
-        _declare_perplexity(w)
-        if copies:
-            _set_eval_tokens(w, eval_tokens)
-            for name in ("token_accuracy", "perplexity"):
-                w.fill_metric(name, {aid: v[name] for aid, v in copies.items()})
-            w.flush()
-            todo = [a for a in todo if a.id not in copies]
-            if progress:
-                print(f"perplexity of {len(copies)} rows copied from {', '.join(map(str, reuse))}", file=sys.stderr)
-        bar = tqdm(total=len(todo), desc=f"perplexity {Path(table).name}", unit="arch", disable=not progress)
-        for aid, ppl, acc, n_tokens in _perplexities(todo, sp.name, ckpt, ddir, eval_tokens, workers):
-            _set_eval_tokens(w, n_tokens)
-            w.fill_metric("token_accuracy", {aid: acc})
-            w.fill_metric("perplexity", {aid: ppl})
-            done += 1
-            bar.update(1)
-            if done % flush_every == 0:
-                w.flush()
-        bar.close()
-    if progress:
-        print(f"perplexity of {done} rows written to {table}", file=sys.stderr)
-    return done
-
-
-def _perplexities(todo: Sequence, space: str, ckpt: Path, ddir: Path, eval_tokens: int, workers: int):
-    """Yield ``(id, perplexity, token_accuracy, tokens)`` for ``todo``, in order (see add_perplexity)."""
+def _perplexity(run: _Run, arch) -> dict[str, float]:
     from benchmark.profiling.latency import device_lock
 
-    if not todo:
-        return
-    if workers == 1:
-        net, tokens = _load_perplexity_inputs(space, ckpt, ddir)
-        for arch in todo:
-            with device_lock("cpu"):
-                record = _perplexity_record(net, arch, tokens, eval_tokens)
-            yield record
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn: a fresh interpreter per worker (no forked torch/OpenMP state)
-    with device_lock("cpu"), ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-            initializer=_perplexity_worker_init, initargs=(space, str(ckpt), str(ddir), eval_tokens)) as pool:
-        yield from pool.map(_perplexity_worker, [a.id for a in todo])
+    with device_lock("cpu"):  # perplexity runs on the CPU: no timing there meanwhile
+        r = measure_perplexity_for(run.net, arch, run.tokens, run.config.eval_tokens)
+    set_eval_tokens(run.writer, r.tokens)
+    return {"perplexity": r.perplexity, "token_accuracy": r.token_accuracy}
 
 
-def _reusable_perplexities(reuse: Sequence, wanted: set, attrs: Mapping[str, str], eval_tokens: int) -> dict:
-    """{architecture id: {"perplexity", "token_accuracy"}} from the ``reuse`` tables for ids in
-    ``wanted``, after checking that each table measured them the same way (first table wins)."""
-    out: dict[str, dict[str, float]] = {}
-    for path in reuse:
-        src = Table(path)
-        for key, want in (*attrs.items(), ("eval_tokens", eval_tokens)):
-            have = src.attrs.get(key)
-            if have is None or (int(have) != int(want) if key == "eval_tokens" else have != want):
-                raise TableError(f"cannot reuse perplexities of {path}: its {key} is {have!r}, this pass uses "
-                                 f"{want!r}; perplexities measured differently are never mixed")
-        if "perplexity" not in src.metrics():
-            continue
-        ppl, acc = src.metric("perplexity"), src.metric("token_accuracy")
-        for aid, p, a in zip(src.ids, ppl, acc):
-            if aid in wanted and aid not in out and np.isfinite(p) and np.isfinite(a):
-                out[aid] = {"perplexity": float(p), "token_accuracy": float(a)}
+def measure_hardware(run: _Run, arch) -> tuple[dict, dict]:
+    """Every hardware metric of ``arch`` at every setting, holding the device lock throughout:
+    ``({(device, setting, metric): repeats}, {(device, setting): unix time})``. One model per
+    dtype is built and shared by the settings."""
+    from benchmark.profiling.latency import build_model, device_lock
+
+    cfg = run.config
+    hw: dict = {}
+    when: dict = {}
+    with device_lock(run.torch_device):
+        models: dict[str, Any] = {}
+        for s in run.settings:
+            if s.dtype not in models:
+                models[s.dtype] = build_model(arch, run.torch_device, s.dtype, cfg.seed)
+            when[(run.device, s.name)] = time.time()
+            for metric, values in measure_setting(arch, models[s.dtype], s, run.torch_device, cfg,
+                                                  run.counter).items():
+                hw[(run.device, s.name, metric)] = values
+        del models
+    return hw, when
+
+
+def measure_setting(arch, model, setting: Setting, torch_device, cfg: ProfileConfig, counter) -> dict[str, Any]:
+    """The hardware metrics of ``arch`` at one setting on a built ``model``: ``{metric: values}``
+    (latency and energy: every repeat; memory: one value). The caller holds the device lock.
+    This is where a timing protocol or a runtime other than eager torch plugs in."""
+    from benchmark.profiling.energy import EnergyUnavailable, measure_energy
+    from benchmark.profiling.latency import measure_latency
+    from benchmark.profiling.memory import measure_memory
+
+    out: dict[str, Any] = {}
+    if cfg.latency:
+        out["latency_ms"] = measure_latency(arch, setting, torch_device, cfg.warmup, cfg.repeats, cfg.seed,
+                                            decode_tokens=cfg.decode_tokens, model=model)
+    if cfg.memory:
+        out["memory_mb"] = [measure_memory(arch, setting, torch_device, cfg.seed, model=model).memory_mb]
+    if cfg.energy and not isinstance(counter, EnergyUnavailable):
+        e = measure_energy(arch, setting, torch_device, cfg.warmup, cfg.repeats, cfg.seed,
+                           decode_tokens=cfg.decode_tokens, model=model, counter=counter)
+        if isinstance(e, EnergyUnavailable):
+            raise RuntimeError(f"energy counter became unavailable: {e.reason}")
+        out["energy_mj"] = e.energy_mj
     return out
 
 
-def measure_perplexity_for(net, arch, tokens, eval_tokens):
-    from benchmark.profiling.perplexity import measure_perplexity
+def _reference_timings(run: _Run) -> None:
+    """Re-time the largest and smallest architectures at the first setting (the drift log)."""
+    from benchmark.profiling.latency import measure_latency
 
-    return measure_perplexity(net, arch, tokens, max_tokens=eval_tokens)
+    cfg = run.config
+    if not cfg.latency:
+        return
+    for ref in (run.space.largest(), run.space.smallest()):
+        ms = measure_latency(ref, run.settings[0], run.torch_device, cfg.warmup, cfg.repeats, cfg.seed,
+                             decode_tokens=cfg.decode_tokens)
+        run.writer.log(REFERENCE_LOG, {"arch": ref.id, "unix_time": time.time(), "rows": len(run.writer.ids()),
+                                       "median_ms": float(np.median(ms))})
+    run.writer.flush()
 
 
-# --------------------------------------------------------------------------- CLI
-def _shard_arg(s: str) -> tuple[int, int]:
-    try:
-        return parse_shard(s)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
+# --------------------------------------------------------------------------- Ray
 RAY_RESOURCE = "hwlm_profile_slot"  # one per machine: at most one profiling task times a device at once
 
 
@@ -558,139 +469,3 @@ def profile_ray(address: str, space: str, out, n_shards: int, **kwargs) -> Path:
         if started:
             ray.shutdown()
     return merge_tables(shards, out)
-
-
-def _profile_args(args) -> dict:
-    return dict(device=args.device, n=args.n, archs=args.archs, seed=args.seed, settings=args.settings,
-                dtype=args.dtype, warmup=args.warmup, repeats=args.repeats, device_id=args.device_id,
-                checkpoint=args.checkpoint, data_dir=args.data_dir, eval_tokens=args.eval_tokens,
-                perplexity=not args.no_perplexity, latency=not args.no_latency, memory=not args.no_memory,
-                energy=not args.no_energy, include_extremes=not args.no_extremes,
-                reference_every=args.reference_every, threads=args.threads)
-
-
-def _profile_cmd(args) -> int:
-    if args.ray:
-        out = profile_ray(args.ray, args.space, args.out, args.ray_shards, **_profile_args(args))
-    else:
-        out = profile(args.space, args.out, shard=args.shard, progress=not args.quiet, **_profile_args(args))
-    print(out)
-    return 0
-
-
-def add_profile_parser(sub) -> None:
-    s = sub.add_parser(
-        "profile", help="profile architectures on this machine into a shard table (resumable)",
-        description="Measure perplexity (inherited supernet weights, test split), exact params/FLOPs, and "
-                    "latency, peak memory and energy per setting on this device; one row per architecture, "
-                    "written atomically, so a rerun resumes. Shards (--shard i/n) merge with 'hwlm table merge'. "
-                    "With --ray, shards run as Ray tasks and are merged into --out.")
-    s.add_argument("--space", default="t", help="search space (t, s, m, l); default t")
-    s.add_argument("--out", required=True, help="shard table to write or resume (HDF5)")
-    s.add_argument("--device", default="cpu", help="torch device to measure on: cpu, cuda, cuda:1 (default cpu)")
-    s.add_argument("--device-id", default=None, help="device name in the table (default: derived from the "
-                                                     "hardware, e.g. cpu-epyc-2c)")
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("-n", type=int, default=None, help="number of architectures to sample uniformly (seeded)")
-    g.add_argument("--archs", nargs="+", default=None, metavar="ID", help="explicit architecture ids")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sample, the profiling order and the random "
-                                                       "weights/tokens used for timing (default 0)")
-    s.add_argument("--settings", nargs="+", default=None, metavar="NAME",
-                   help="settings like prefill-b1-s256-fp32 decode-b1-s128-fp32 (default: the space's defaults)")
-    s.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"],
-                   help="dtype of the default settings (default fp32 on CPU, fp16 on GPU)")
-    s.add_argument("--shard", type=_shard_arg, default=(0, 1), metavar="i/n",
-                   help="profile every n-th architecture starting at i (0 <= i < n); default 0/1")
-    s.add_argument("--ray", default=None, metavar="ADDRESS",
-                   help="run --ray-shards shards as Ray tasks (a cluster address, or 'local') and merge them into "
-                        "--out; needs the moo-ray extra and nodes started with one 'hwlm_profile_slot' resource")
-    s.add_argument("--ray-shards", type=int, default=2, help="number of shards with --ray (default 2)")
-    s.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
-    s.add_argument("--repeats", type=int, default=10, help="timed repeats stored per setting (default 10)")
-    s.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
-    s.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
-    s.add_argument("--eval-tokens", type=int, default=65536, help="test tokens for perplexity (default 65536)")
-    s.add_argument("--reference-every", type=int, default=50,
-                   help="re-time the largest/smallest architectures every this many rows (drift log; default 50)")
-    s.add_argument("--threads", type=int, default=None,
-                   help="torch threads for the whole run (default: torch's; part of the device id)")
-    s.add_argument("--no-perplexity", action="store_true", help="skip perplexity and token accuracy")
-    s.add_argument("--no-latency", action="store_true", help="skip latency")
-    s.add_argument("--no-memory", action="store_true", help="skip peak memory")
-    s.add_argument("--no-energy", action="store_true", help="skip energy")
-    s.add_argument("--no-extremes", action="store_true", help="do not add the largest and smallest architectures")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=_profile_cmd)
-
-
-def _merge_cmd(args) -> int:
-    from benchmark.table import Table, merge_tables
-
-    out = merge_tables(args.shards, args.out)
-    print(f"merged {len(args.shards)} shard(s) into {out}: {len(Table(out))} rows")
-    return 0
-
-
-def add_table_parser(sub) -> None:
-    s = sub.add_parser("table", help="operations on benchmark tables",
-                       description="Operations on hwlm-bench HDF5 tables.")
-    tsub = s.add_subparsers(dest="table_command", metavar="ACTION", required=True)
-    m = tsub.add_parser("merge", help="merge shard tables (de-duplicated by architecture id)",
-                        description="Merge shard tables into OUT, written atomically. The first shard holding an "
-                                    "architecture wins; shards must agree on space, declarations and device "
-                                    "provenance.")
-    m.add_argument("out", metavar="OUT", help="merged table to write")
-    m.add_argument("shards", nargs="+", metavar="SHARD", help="shard tables, in priority order")
-    m.set_defaults(func=_merge_cmd)
-    a = tsub.add_parser("add-modeled", help="add (or recompute) modeled devices, calibrated on the measured ones",
-                        description="Add modeled latency_ms and energy_mj of every row for the registry's devices "
-                                    "(roofline + power model, source 'modeled'), calibrated on the table's measured "
-                                    "latencies; rewrites TABLE atomically. See docs/devices.md.")
-    a.add_argument("table", metavar="TABLE", help="table to extend in place")
-    a.add_argument("--devices", nargs="+", default=None, metavar="ID", help="registry ids (default: all)")
-    a.add_argument("--cpu-spec", default="cpu-epyc-7513",
-                   help="registry entry describing the measured CPU when its model string matches none "
-                        "(default cpu-epyc-7513)")
-    a.set_defaults(func=_add_modeled_cmd)
-    pp = tsub.add_parser("add-perplexity", help="measure perplexity of rows that lack it (resumable)",
-                         description="Fill perplexity and token accuracy (inherited supernet weights, test split) "
-                                     "of every row of TABLE that lacks them, e.g. after 'hwlm profile "
-                                     "--no-perplexity'. Resumable; never overwrites a value.")
-    pp.add_argument("table", metavar="TABLE")
-    pp.add_argument("--checkpoint", default=None, help="supernet safetensors (default data/supernet_<space>.safetensors)")
-    pp.add_argument("--data-dir", default=None, help="directory with tokenizer.json and corpus/test.npy (default data)")
-    pp.add_argument("--eval-tokens", type=int, default=65536, help="test tokens (default 65536)")
-    pp.add_argument("--reuse", nargs="+", default=(), metavar="TABLE",
-                    help="copy perplexities of the same architectures from these tables (same checkpoint, "
-                         "tokenizer and --eval-tokens, checked) instead of measuring them again")
-    pp.add_argument("--workers", type=int, default=1,
-                    help="local worker processes, one torch thread each (default 1: this process); with "
-                         "N > 1 the CPU's measurement lock is held for the whole pass")
-    pp.set_defaults(func=lambda a: print(add_perplexity(a.table, a.checkpoint, a.data_dir, a.eval_tokens,
-                                                        reuse=a.reuse, workers=a.workers)) or 0)
-    c = tsub.add_parser("card", help="write the data card of a table (markdown + plots)",
-                        description="Rows and provenance per device, profiling time, noise (CV of repeats), drift "
-                                    "of the reference architectures, modeled-device calibration error and metric "
-                                    "distributions, as a markdown page with plots beside it.")
-    c.add_argument("table", metavar="TABLE")
-    c.add_argument("--out", required=True, help="markdown file to write (plots go beside it)")
-    c.set_defaults(func=_card_cmd)
-
-
-def _card_cmd(args) -> int:
-    from benchmark.datacard import write_data_card
-
-    print(f"data card written to {write_data_card(args.table, args.out)}")
-    return 0
-
-
-def _add_modeled_cmd(args) -> int:
-    from benchmark.profiling.modeled import add_modeled_devices
-
-    r = add_modeled_devices(args.table, devices=args.devices, cpu_spec=args.cpu_spec)
-    for kind, c in r["calibration"].items():
-        cv = ", ".join(f"{s}: MAPE {v['mape']:.1%}, Kendall tau {v['kendall_tau']:.2f}"
-                       for s, v in c["two_fold_cv"].items())
-        print(f"{kind} model calibrated on {c['measured_device']} ({c['spec']}); two-fold CV: {cv}")
-    print(f"{len(r['devices'])} modeled devices written to {args.table}")
-    return 0

@@ -8,31 +8,19 @@ from typing import Any
 
 from benchmark.query.results import fail
 
-__all__ = ["EXACT_METRICS", "DEFAULT_UNITS", "Catalog", "setting_order", "device_kind", "model_key"]
+__all__ = ["EXACT_METRICS", "DEFAULT_UNITS", "Catalog", "setting_order", "model_key"]
 
 EXACT_METRICS = ("params", "params_no_embedding", "flops")
 DEFAULT_UNITS = {"perplexity": "1", "token_accuracy": "1", "params": "1", "params_no_embedding": "1",
                  "flops": "FLOPs", "latency_ms": "ms", "energy_mj": "mJ", "memory_mb": "MB"}
-_TORCH_DEVICE_KIND = {"cpu": "cpu", "cuda": "gpu", "mps": "gpu", "xpu": "gpu"}
 
 
 def setting_order(name: str) -> tuple:
     """Sort key of settings: prefill before decode, then batch, sequence length, dtype."""
-    from benchmark.table import Setting
+    from benchmark.settings import Setting
 
     s = Setting.parse(name)
     return (s.mode != "prefill", s.batch, s.seq_len, s.dtype)
-
-
-def device_kind(device: str, meta: dict) -> str | None:
-    """``"cpu"`` / ``"gpu"``: the device's declared kind, else its provenance's (the kind of a
-    modeled device, the torch device a measured one was profiled on), else its id's prefix."""
-    prov = meta.get("provenance") or {}
-    kind = meta.get("kind") or prov.get("kind") or _TORCH_DEVICE_KIND.get(str(prov.get("device", "")).split(":")[0])
-    if kind:
-        return str(kind)
-    prefix = device.split("-", 1)[0]
-    return prefix if prefix in ("cpu", "gpu") else None
 
 
 def model_key(k: tuple) -> str:
@@ -52,6 +40,7 @@ class Catalog:
     def build(cls, table: Any, index: dict | None, models: dict, missing: dict) -> "Catalog":
         """From a :class:`benchmark.table.Table` (or None) and a surrogate index (or None);
         ``models`` / ``missing``: the index's entries by (metric, device, setting)."""
+        from benchmark.table import device_kind
         devs: dict[str, dict] = {}
         cells: dict[tuple, dict] = {}
         if table is not None:

@@ -50,7 +50,7 @@ class _Run:
         return None if mask is None else mask.tobytes()
 
     def checked(self, mask: np.ndarray | None | bool = False):
-        """Validated cost batch (:class:`benchmark.costs.CostBatch`) of ``enc[mask]`` (default: the
+        """Validated cost batch (:class:`benchmark.costs.EncodedBatch`) of ``enc[mask]`` (default: the
         rows the table lacks), built once per mask."""
         from benchmark import costs
 
@@ -62,10 +62,10 @@ class _Run:
         if b is None:
             enc = np.ascontiguousarray(self.enc if mask is None else self.enc[mask])
             if self.trusted or costs.all_valid(self.space, enc):  # validated Architectures, or one vectorised check
-                b = costs.CostBatch(self.space, enc, False)
+                b = costs.EncodedBatch(self.space, enc, False)
             else:
                 try:
-                    b = costs.resolve_batch(enc, self.space)  # words the error
+                    b = costs.encoded_batch(enc, self.space)  # words the error
                 except ArchitectureError as e:
                     raise QueryError(str(e)) from None
             self._batches[key] = b

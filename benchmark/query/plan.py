@@ -71,7 +71,7 @@ class Planner:
             return setting
         if setting is None:
             return None
-        from benchmark.table import Setting
+        from benchmark.settings import Setting
 
         try:
             return Setting.parse(setting).name

@@ -8,16 +8,18 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.errors import HwlmError
+
 __all__ = ["QueryError", "QueryResult", "fail", "display_unit", "batch_dict", "batch_frame"]
 
 
-class QueryError(ValueError):
+class QueryError(HwlmError):
     """Invalid query: names the field, the value and what is available."""
 
 
 def fail(field_: str, value: Any, allowed: Any) -> QueryError:
     """The package's error wording: the field, the value, what is allowed."""
-    return QueryError(f"invalid {field_}: {value!r}; allowed: {allowed}")
+    return QueryError.invalid(field_, value, allowed)
 
 
 def display_unit(unit: str) -> str:

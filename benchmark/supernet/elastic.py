@@ -18,7 +18,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.model import GPT, GPTConfig, LN_EPS, apply_rope, init_gpt_weights, rope_cache
+from benchmark.errors import HwlmError
+from benchmark.files import atomic_path
+from benchmark.model import (
+    GPT,
+    LN_EPS,
+    GPTConfig,
+    apply_rope,
+    init_gpt_weights,
+    rope_cache,
+)
 from benchmark.spaces import Architecture, SearchSpace, get_space
 
 
@@ -147,22 +156,19 @@ class Supernet(nn.Module):
 FORMAT = "hwlm-supernet"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HwlmError):
     """A supernet file that is missing, corrupt or not for the requested space."""
 
 
 def save_supernet(net: Supernet, path, dtype: torch.dtype = torch.float16, **metadata: str) -> None:
     """Save the weights (safetensors, default fp16) with the metadata needed to rebuild the net."""
-    import os
-
     from safetensors.torch import save_file
 
     meta = {"format": FORMAT, "space": net.space.name, "vocab_size": str(net.vocab_size),
             "block_size": str(net.block_size), "dtype": str(dtype).replace("torch.", "")}
     meta.update({k: str(v) for k, v in metadata.items()})
-    tmp = f"{path}.tmp"
-    save_file({k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()}, tmp, metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
 
 
 def load_supernet(path, space: str | None = None) -> Supernet:

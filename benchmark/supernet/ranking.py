@@ -4,7 +4,7 @@ Trains a handful of architectures *standalone* (from scratch, no weight sharing,
 optimiser, schedule and token budget each) and compares their test perplexity with the test
 perplexity the trained supernet gives them with inherited weights: Kendall tau and Spearman rho
 of the two rankings, and a scatter plot. Both perplexities are measured the same way
-(:func:`benchmark.profiling.perplexity.measure_perplexity`, the held-out test split, the same
+(:func:`benchmark.supernet.perplexity.measure_perplexity`, the held-out test split, the same
 windows).
 
 Architectures are spread over the space deterministically: a seeded uniform sample is sorted by
@@ -20,13 +20,14 @@ stopped, losing at most the run in flight (and that run resumes from its last ch
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from benchmark import costs
+from benchmark.files import write_text
 from benchmark.spaces import Architecture, get_space
+from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 
 def spread_architectures(space: str, n: int, seed: int = 0, pool: int = 2000) -> list[Architecture]:
@@ -40,14 +41,12 @@ def spread_architectures(space: str, n: int, seed: int = 0, pool: int = 2000) ->
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n: int = 12, steps: int = 300,
               seed: int = 0, runs_dir: str | Path = "runs/standalone", data_dir: str | Path | None = None,
-              eval_tokens: int = 65536, base_config: dict | None = None, progress: bool = True) -> dict:
+              eval_tokens: int = DEFAULT_EVAL_TOKENS, base_config: dict | None = None, progress: bool = True) -> dict:
     """Train ``n`` spread architectures standalone for ``steps`` each and compare rankings.
 
     ``base_config``: further :class:`~benchmark.supernet.train.TrainConfig` fields (batch size,
@@ -58,9 +57,9 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, n:
     from scipy import stats
 
     from benchmark.paths import data_dir as default_data_dir
-    from benchmark.profiling.perplexity import measure_perplexity
     from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
+    from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.supernet.train import TrainConfig, load_run, train
 
     ddir = Path(data_dir) if data_dir is not None else default_data_dir()

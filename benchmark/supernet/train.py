@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from benchmark.files import write_text
 from benchmark.supernet.corpus import get_batch, load_split
 from benchmark.supernet.elastic import Supernet
 
@@ -89,7 +89,7 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def evaluate(net: Supernet, arch, tokens: np.ndarray, block_size: int, max_tokens: int) -> dict:
     """Validation loss, perplexity and accuracy on deterministic windows of ``tokens``."""
-    from benchmark.profiling.perplexity import measure_perplexity
+    from benchmark.supernet.perplexity import measure_perplexity
 
     r = measure_perplexity(net, arch, tokens, max_tokens=max_tokens, block_size=block_size)
     return {"loss": r.loss, "perplexity": r.perplexity, "token_accuracy": r.token_accuracy, "tokens": r.tokens}
@@ -112,12 +112,7 @@ def save_checkpoint(out_dir: Path, net: Supernet, opt, step: int, rng: np.random
     save_file(tensors, str(ck / optim_file))
     state = {"step": step, "model": model_file, "optim": optim_file, "param_groups": groups,
              "rng": rng.bit_generator.state, "config": dataclasses.asdict(config)}
-    tmp = ck / (STATE_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(state, f, default=int)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, ck / STATE_FILE)
+    write_text(ck / STATE_FILE, json.dumps(state, default=int))
     for old in ck.glob("*.safetensors"):
         if old.name not in (model_file, optim_file):
             old.unlink()
@@ -231,9 +226,7 @@ def _truncate_log(log_path: Path, step: int) -> None:
     if not log_path.exists():
         return
     keep = [line for line in log_path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = log_path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, log_path)
+    write_text(log_path, "".join(line + "\n" for line in keep))
 
 
 def read_log(log_path: str | Path) -> list[dict]:

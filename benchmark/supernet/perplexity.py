@@ -15,10 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.supernet.corpus import iter_eval_windows, num_eval_windows
+from benchmark.supernet.corpus import DEFAULT_EVAL_TOKENS, iter_eval_windows, num_eval_windows
 from benchmark.supernet.elastic import Supernet
-
-DEFAULT_EVAL_TOKENS = 65536
 
 
 @dataclass(frozen=True)
