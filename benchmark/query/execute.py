@@ -38,8 +38,8 @@ class _Run:
         self.space, self.rows, self.enc, self.trusted = space, rows, enc, trusted
         self.n = len(rows)
         self.intab = rows >= 0
-        self.any_in = bool(self.intab.any())
-        self.all_in = bool(self.intab.all())
+        k = int(np.count_nonzero(self.intab))
+        self.any_in, self.all_in = k > 0, k == self.n
         self.outside = None if not self.any_in else ~self.intab  # the rows the table lacks
         self._batches: dict[Any, Any] = {}
         self.features: dict[tuple, np.ndarray] = {}
@@ -116,7 +116,7 @@ class Executor:
                "in_table": r.intab}
         if not trusted and not r.all_in:
             r.checked()  # validate user-given encodings up front, whatever the metrics
-        pre = self._fused_walk(plan, r, opts)
+        pre = self._fused_walk(plan, r, opts) if r.n == 1 and opts["quantiles"] else {}
         # exact metrics last: for rows not in the table they reuse the surrogate features if computed
         for sp in plan.specs:
             if sp.kind == "missing":
@@ -127,7 +127,8 @@ class Executor:
         for sp in plan.specs:
             if sp.kind == "exact":
                 out["values"][sp.metric], out["sources"][sp.metric] = self._exact(sp, plan.hw_setting, r), "exact"
-        out["values"] = {sp.metric: out["values"][sp.metric] for sp in plan.specs}  # the plan's order
+        if plan.has_exact:
+            out["values"] = {sp.metric: out["values"][sp.metric] for sp in plan.specs}  # the plan's order
         return out
 
     # ------------------------------------------------------------------ exact metrics
@@ -161,7 +162,7 @@ class Executor:
     def _value(self, plan: Plan, sp: Spec, r: _Run, o: dict, pre: dict, out: dict) -> None:
         m, n = sp.metric, r.n
         col = plan.columns.get(m)
-        use = self._table_rows(col, r, o["mode"])
+        use = self._table_rows(col, r, o["mode"]) if r.any_in and col is not None else None
         everything = use is not None and bool(use.all())  # every row from the table
         if o["mode"] == "table" and n and not everything:
             self._table_mode_error(sp, r, use if use is not None else np.zeros(n, bool), o["ids"], col)
@@ -198,7 +199,9 @@ class Executor:
                  out: dict) -> tuple:
         """``(v, lo, hi)`` with the surrogate's values and 5-95 % interval at the rows ``need``."""
         m, n = sp.metric, r.n
-        s = self.models.surrogate(m, sp.device, sp.setting)
+        s = plan.surrogates.get(m)
+        if s is None:
+            s = plan.surrogates[m] = self.models.surrogate(m, sp.device, sp.setting)
         # device-independent features are a prefix of any setting's: computed once per query
         st_f = s.setting if s.setting is not None else plan.hw_setting
         X = self._features(r, st_f, need)

@@ -37,7 +37,11 @@ class Plan:
     hw_setting: str | None  # the setting of the hardware metrics (features of surrogates are built at it)
     units: dict[str, str]
     columns: dict[str, Column | None] = field(default_factory=dict)  # metric -> its table column (values)
-    executed: dict = field(default_factory=dict)  # the executor's per-plan cache (fused model walks)
+    surrogates: dict = field(default_factory=dict)  # metric -> its surrogate, loaded on first use
+
+    @property
+    def has_exact(self) -> bool:
+        return any(sp.kind == "exact" for sp in self.specs)
 
 
 class Planner:
