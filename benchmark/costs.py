@@ -125,6 +125,11 @@ class EncodedBatch:
         self.heads_sum = t.heads[enc[:, 2 + lm:2 + 2 * lm]].sum(1, dtype=np.int64)  # sum_i n_head[i]
         self.mlp_sum = t.mlp[enc[:, 2:2 + lm]].sum(1, dtype=np.int64)  # sum_i mlp_ratio[i]
 
+    @property
+    def encodings(self) -> np.ndarray:
+        """The ``(N, encoding_length)`` encodings the batch was built from."""
+        return self._enc
+
     def per_layer_max(self) -> tuple[np.ndarray, np.ndarray]:
         """Largest n_head and mlp_ratio over the live layers."""
         t, lm, enc = layer_tables(self.space), self.space.max_layers, self._enc

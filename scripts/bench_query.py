@@ -7,7 +7,8 @@
 
 Measured in one run and printed: the time to open ``Benchmark``; single ``query`` of all metrics
 of one device, p50 and p99, from the table and from the surrogates; ``query_batch`` throughput
-(architectures/s) in table and surrogate mode, given encodings and given ids; and, for the same
+(architectures/s) in table and surrogate mode, given encodings and given ids, as DataFrames (with
+their ``id`` column) and as arrays (``as_frame=False``, the engine alone); and, for the same
 answers (params and prefill FLOPs), building ``benchmark.model.GPT`` per architecture and counting
 ``sum(p.numel())`` and ``torch.utils.flop_counter.FlopCounterMode`` over one forward — with the ratios.
 When the release has a modeled device, its latency and energy of unprofiled architectures (the
@@ -130,18 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     r_ti = _rate(lambda: b.query_batch(ids_t, device=device, mode="table"), n)
     r_se = _rate(lambda: b.query_batch(enc_s, device=device, mode="surrogate"), n)
     r_si = _rate(lambda: b.query_batch(ids_s, device=device, mode="surrogate"), len(ids_s))
+    d_te = _rate(lambda: b.query_batch(enc_t, device=device, mode="table", as_frame=False), n)
+    d_se = _rate(lambda: b.query_batch(enc_s, device=device, mode="surrogate", as_frame=False), n)
     print(f"query_batch, table mode,     {n:,} encodings: {r_te:12,.0f} archs/s   (target >= 200,000)")
     print(f"query_batch, table mode,     {n:,} ids:       {r_ti:12,.0f} archs/s")
     print(f"query_batch, surrogate mode, {n:,} encodings: {r_se:12,.0f} archs/s   (target >= 20,000)")
     print(f"query_batch, surrogate mode, {len(ids_s):,} ids (unprofiled, parsed): {r_si:12,.0f} archs/s")
+    print(f"query_batch as_frame=False (arrays, no id column): table mode {d_te:12,.0f} archs/s, "
+          f"surrogate mode {d_se:12,.0f} archs/s")
     modeled = sorted(d for d, i in b.devices().items() if i["source"] == "modeled")
     if modeled:
         dm = modeled[0]
         hw = ["latency_ms", "energy_mj"]
         p50m, p99m = _percentiles(lambda a: b.query(a, metrics=hw, device=dm), unseen, args.singles)
         r_me = _rate(lambda: b.query_batch(enc_s, metrics=hw, device=dm), n)
+        d_me = _rate(lambda: b.query_batch(enc_s, metrics=hw, device=dm, as_frame=False), n)
         print(f"modeled device {dm} ({', '.join(hw)}; roofline evaluated for unprofiled architectures):")
-        print(f"  single query p50 {p50m:8.1f} us   p99 {p99m:8.1f} us;   query_batch {n:,} encodings: {r_me:12,.0f} archs/s")
+        print(f"  single query p50 {p50m:8.1f} us   p99 {p99m:8.1f} us;   query_batch {n:,} encodings: {r_me:12,.0f} archs/s"
+              f" (as_frame=False: {d_me:12,.0f} archs/s)")
 
     # the HW-GPT-Bench way: build the dense model, count parameters and FLOPs of one forward
     import torch

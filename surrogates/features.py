@@ -24,12 +24,10 @@ import numpy as np
 
 from benchmark import costs
 from benchmark.spaces import SearchSpace, get_space
-from benchmark.table import Setting
+from benchmark.settings import DEFAULT_DECODE_TOKENS, Setting
 
 __all__ = ["DEFAULT_DECODE_TOKENS", "feature_names", "features", "exact_flops"]
 
-# what ``hwlm profile`` uses (benchmark.profiling.runner.DECODE_TOKENS) when a table does not say
-DEFAULT_DECODE_TOKENS = 16
 
 
 def feature_names(space: str | SearchSpace, setting: str | Setting | None = None) -> list[str]:
@@ -51,7 +49,7 @@ def exact_flops(space: str | SearchSpace, enc: np.ndarray, setting: str | Settin
     one prefill forward, or for decode the mean over ``decode_tokens`` generated tokens at contexts
     ``seq_len .. seq_len + decode_tokens - 1``."""
     sp, s = get_space(space), Setting.parse(setting)
-    enc = costs._resolve(enc, sp)  # validate once
+    enc = costs.encoded_batch(enc, sp)  # validate once
     if s.mode == "prefill":
         return costs.flops_prefill(enc, batch=s.batch, seq_len=s.seq_len, space=sp).astype(np.float64)
     # FLOPs are affine in the context, so the mean over the steps is the mean of the first and the last
@@ -91,16 +89,16 @@ def features(space: str | SearchSpace, enc: np.ndarray, setting: str | Setting |
              decode_tokens: int = DEFAULT_DECODE_TOKENS) -> np.ndarray:
     """``(N, F)`` float64 features of an ``(N, encoding_length)`` integer encoding matrix."""
     sp = get_space(space)
-    if isinstance(enc, costs._Batch):  # already validated (benchmark.api validates once per query)
-        batch, enc = enc, enc._enc
+    if isinstance(enc, costs.EncodedBatch):  # already validated (benchmark.api validates once per query)
+        batch, enc = enc, enc.encodings
     else:
         enc = np.asarray(enc)
         if enc.ndim == 1:
             enc = enc[None, :]
-        batch = costs._resolve(enc, sp)  # validates every row, once
+        batch = costs.encoded_batch(enc, sp)  # validates every row, once
     s = _setting(setting) if setting is not None else None
-    params_ne = costs._params(batch, False)
-    params = params_ne + costs._embedding_params(batch)  # exactly costs.params, without recomputing the rest
+    params_ne = costs.batch_params(batch, False)
+    params = params_ne + costs.embedding_params(batch)  # exactly costs.params, without recomputing the rest
     lm = sp.max_layers
     t_embed, t_layer, t_bias, t_mlp, t_heads = _lookups(sp)
     embed = t_embed[enc[:, 0]]

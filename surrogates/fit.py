@@ -41,32 +41,29 @@ is allowed.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
-from benchmark.spaces import get_space
-from benchmark.table import Setting, Table, _json_default
-from surrogates.fastpredict import TreeEnsemble
+from benchmark.files import sha256_bytes, write_text
+from benchmark.table import Table
 from surrogates.features import DEFAULT_DECODE_TOKENS, feature_names, features
+from surrogates.model import (FORMAT_VERSION, INDEX_FORMAT, LOG_METRICS, MODEL_FORMATS, QUANTILES,  # noqa: F401
+                              SIDECAR_FORMAT, Surrogate, SurrogateError, architecture_features,
+                              forward_transform, model_stem, nanmedian_rows, read_index, surrogate_dir,
+                              train_quantile_booster, write_json, xgb_params)
 
-__all__ = ["SIDECAR_FORMAT", "INDEX_FORMAT", "FORMAT_VERSION", "QUANTILES", "LOG_METRICS", "CANDIDATES",
-           "SurrogateError", "Target", "Surrogate", "targets", "split_rows", "model_stem", "fit_target",
-           "fit_table", "read_index", "roofline_devices", "surrogate_dir", "add_fit_parser"]
+__all__ = ["CANDIDATES", "Target", "targets", "split_rows", "fit_target", "fit_table", "roofline_devices",
+           "heldout_calibration", "add_fit_parser",
+           # the estimator and its files (surrogates.model), importable from here too
+           "SIDECAR_FORMAT", "INDEX_FORMAT", "FORMAT_VERSION", "QUANTILES", "LOG_METRICS", "SurrogateError",
+           "Surrogate", "model_stem", "read_index", "surrogate_dir"]
 
-SIDECAR_FORMAT = "hwlm-bench surrogate"
-INDEX_FORMAT = "hwlm-bench surrogates index"
-FORMAT_VERSION = 1
-QUANTILES = (0.05, 0.5, 0.95)
-LOG_METRICS = frozenset({"latency_ms", "energy_mj", "memory_mb", "perplexity"})
-TRANSFORMS = ("log", "identity")
-MODEL_FORMATS = ("json", "ubj")
 # a few cheap candidates (at most 300 trees: fitting and single-query prediction stay fast); chosen
+# per target by 3-fold CV on the training split
 # per target by 3-fold CV on the training split
 CANDIDATES: tuple[dict, ...] = (
     {"max_depth": 3, "eta": 0.1, "num_boost_round": 300, "min_child_weight": 1.0, "subsample": 0.9},
@@ -74,31 +71,6 @@ CANDIDATES: tuple[dict, ...] = (
     {"max_depth": 6, "eta": 0.1, "num_boost_round": 200, "min_child_weight": 3.0, "subsample": 0.8},
 )
 CV_FOLDS = 3
-# up to this many rows, predict with surrogates.fastpredict (bit-identical to the booster): measured in a MOO loop
-# (caches cold between queries), the numpy walk beats inplace_predict's fixed cost up to ~150 rows
-FAST_ROWS = 128
-_REQUIRED = {  # sidecar field -> type
-    "format": str, "format_version": int, "space": str, "metric": str, "unit": str, "target_source": str,
-    "feature_names": list, "target_transform": str, "xgboost_version": str, "table_sha256": str,
-    "split_seed": int, "hyperparameters": dict, "quality": dict, "files": dict, "decode_tokens": int,
-}
-
-
-class SurrogateError(ValueError):
-    """A missing, invalid or tampered surrogate file; names the file, the field, the value and what is allowed."""
-
-
-def _fail(path: Path | str, field_: str, value: Any, allowed: Any) -> SurrogateError:
-    return SurrogateError(f"surrogate {path}: invalid {field_}: {value!r}; allowed: {allowed}")
-
-
-def model_stem(metric: str, device: str | None = None, setting: str | None = None) -> str:
-    return metric if device is None else f"{metric}@{device}@{setting}"
-
-
-def surrogate_dir(release: str | os.PathLike, space: str) -> Path:
-    """``<release>/surrogates/<space>``."""
-    return Path(release) / "surrogates" / space
 
 
 # ---------------------------------------------------------------------------- targets
@@ -131,14 +103,6 @@ class Target:
         return self.repeats is not None
 
 
-def _nanmedian(x: np.ndarray) -> np.ndarray:
-    out = np.full(len(x), np.nan)
-    ok = np.isfinite(x).any(1)
-    if ok.any():
-        out[ok] = np.nanmedian(x[ok], axis=1)
-    return out
-
-
 def targets(table: Table) -> list[Target]:
     """Every modelled quantity of a table (fitted or, when all NaN, missing with the reason)."""
     out = []
@@ -154,7 +118,7 @@ def targets(table: Table) -> list[Target]:
             for m, hmeta in sorted(table.hardware_metrics(dev, st).items()):
                 rep = np.asarray(table.hardware(dev, st, m), np.float64)
                 noisy = rep.shape[1] > 1
-                out.append(Target(m, dev, st, hmeta.get("unit", ""), dmeta["source"], _nanmedian(rep),
+                out.append(Target(m, dev, st, hmeta.get("unit", ""), dmeta["source"], nanmedian_rows(rep),
                                   rep if noisy else None, dmeta["source"], kind, dt, hmeta.get("missing_reason")))
     return out
 
@@ -190,236 +154,7 @@ def split_rows(n: int, seed: int, test_fraction: float) -> tuple[np.ndarray, np.
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-# ---------------------------------------------------------------------------- transforms
-def _forward(transform: str, y: np.ndarray) -> np.ndarray:
-    return np.log(y) if transform == "log" else y
-
-
-def _inverse(transform: str, z: np.ndarray) -> np.ndarray:
-    return np.exp(z) if transform == "log" else z
-
-
-# ---------------------------------------------------------------------------- the model
-class Surrogate:
-    """A fitted surrogate: mean booster, optional quantile booster, and its sidecar ``meta``."""
-
-    def __init__(self, meta: dict, mean, quantile=None):
-        self.meta, self.mean_booster, self.quantile_booster = meta, mean, quantile
-        self.metric, self.device, self.setting = meta["metric"], meta.get("device"), meta.get("setting")
-        self.transform = meta["target_transform"]
-        self.space = get_space(meta["space"])
-        self.decode_tokens = int(meta.get("decode_tokens", DEFAULT_DECODE_TOKENS))
-        self._fast: dict = {}
-
-    @property
-    def stem(self) -> str:
-        return model_stem(self.metric, self.device, self.setting)
-
-    @property
-    def noisy(self) -> bool:
-        return self.quantile_booster is not None
-
-    def features(self, enc: np.ndarray) -> np.ndarray:
-        return features(self.space, enc, self.setting, self.decode_tokens)
-
-    def tree_ensemble(self, role: str) -> TreeEnsemble | None:
-        """The numpy walk of the ``"mean"`` or ``"quantile"`` booster (cached); None if unsupported."""
-        fast = self._fast.get(role)
-        if fast is None:
-            booster = self.mean_booster if role == "mean" else self.quantile_booster
-            try:
-                fast = self._fast[role] = TreeEnsemble(booster)
-            except ValueError:
-                fast = self._fast[role] = False
-        return fast or None
-
-    def _raw(self, role: str, X: np.ndarray) -> np.ndarray:
-        """The booster's output; a few rows go through the bit-identical numpy walk (much less overhead)."""
-        if len(X) <= FAST_ROWS:
-            fast = self.tree_ensemble(role)
-            if fast is not None:
-                return fast.predict(X)
-        return (self.mean_booster if role == "mean" else self.quantile_booster).inplace_predict(X)
-
-    def predict_features(self, X: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
-        """Point predictions (original units) from a feature matrix (or from the mean booster's ``raw`` output)."""
-        raw = self._raw("mean", X) if raw is None else raw
-        return _inverse(self.transform, np.asarray(raw, np.float64).reshape(-1))
-
-    def quantiles_features(self, X: np.ndarray, raw: np.ndarray | None = None,
-                           point: np.ndarray | None = None) -> np.ndarray:
-        """(N, 3) predicted 5/50/95 % quantiles (original units, sorted per row); noisy metrics only.
-
-        ``point``: the mean model's predictions (original units). The quantiles are then shifted,
-        in the transformed space, so that their median is the point: the location comes from the
-        mean model (fitted on per-architecture medians, the better estimate), the spread from the
-        quantile model (fitted on the repeats), widened by the conformal calibration of the
-        sidecar (``interval_calibration``; :func:`_conformal_widening`). Two independently fitted
-        models otherwise disagree now and then by more than the noise, and a point outside its
-        own interval is nonsense."""
-        if self.quantile_booster is None:
-            raise SurrogateError(f"surrogate {self.stem}: no quantile model (the metric was stored with one repeat)")
-        raw = self._raw("quantile", X) if raw is None else raw
-        q = np.sort(np.asarray(raw, np.float64).reshape(len(X), len(QUANTILES)), axis=1)
-        if point is not None:
-            q = q - q[:, [1]] + _forward(self.transform, np.asarray(point, np.float64).reshape(-1, 1))
-            w = (self.meta.get("interval_calibration") or {}).get("widening")
-            if w:  # conformal calibration (fit time): covers the model's error too, not only the noise
-                q[:, 0] = np.minimum(q[:, 0] - w, q[:, 1])
-                q[:, 2] = np.maximum(q[:, 2] + w, q[:, 1])
-        return _inverse(self.transform, q)
-
-    def predict(self, enc: np.ndarray) -> np.ndarray:
-        return self.predict_features(self.features(enc))
-
-    def predict_quantiles(self, enc: np.ndarray) -> np.ndarray:
-        return self.quantiles_features(self.features(enc))
-
-    # ------------------------------------------------------------------ files
-    def save(self, directory: str | os.PathLike, model_format: str = "json") -> Path:
-        """Write the boosters and the sidecar into ``directory`` atomically; returns the sidecar path."""
-        if model_format not in MODEL_FORMATS:
-            raise ValueError(f"invalid model_format: {model_format!r}; allowed: {list(MODEL_FORMATS)}")
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        files = {}
-        for role, booster in (("mean", self.mean_booster), ("quantile", self.quantile_booster)):
-            if booster is None:
-                continue
-            name = f"{self.stem}.{model_format}" if role == "mean" else f"{self.stem}.quantile.{model_format}"
-            tmp = d / f".{name}.tmp-{secrets.token_hex(4)}.{model_format}"
-            try:
-                booster.save_model(str(tmp))
-                digest = _sha256(tmp)
-                os.replace(tmp, d / name)
-            finally:
-                tmp.unlink(missing_ok=True)
-            files[role] = {"path": name, "sha256": digest}
-        self.meta["files"] = files
-        sidecar = d / f"{self.stem}.meta.json"
-        _write_json(sidecar, self.meta)
-        return sidecar
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, stem: str, nthread: int = 1) -> "Surrogate":
-        """Load ``<stem>`` from ``directory``, checking the sidecar and the sha256 of every model file."""
-        import xgboost as xgb
-
-        d = Path(directory)
-        sidecar = d / f"{stem}.meta.json"
-        meta = _read_sidecar(sidecar)
-        files = meta["files"]
-        if set(files) not in ({"mean"}, {"mean", "quantile"}):
-            raise _fail(sidecar, "files", sorted(files), "['mean'] or ['mean', 'quantile']")
-        boosters = {}
-        for role, entry in files.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) \
-                    or not isinstance(entry.get("sha256"), str):
-                raise _fail(sidecar, f"files.{role}", entry, "{'path': str, 'sha256': str}")
-            p = d / entry["path"]
-            if Path(entry["path"]).name != entry["path"] or p.suffix[1:] not in MODEL_FORMATS:
-                raise _fail(sidecar, f"files.{role}.path", entry["path"],
-                            f"a file name in the same directory ending in {['.' + f for f in MODEL_FORMATS]}")
-            if not p.is_file():
-                raise _fail(sidecar, f"files.{role}.path", entry["path"], "an existing file (it is missing)")
-            digest = _sha256(p)
-            if digest != entry["sha256"]:
-                raise _fail(sidecar, f"files.{role}.sha256", entry["sha256"],
-                            f"the sha256 of {p} ({digest}); the model file was modified or replaced")
-            b = xgb.Booster()
-            try:
-                b.load_model(str(p))
-            except xgb.core.XGBoostError as e:
-                raise _fail(p, "model file", p.name, f"an XGBoost JSON/UBJ model ({e})") from None
-            b.set_param({"nthread": int(nthread)})
-            boosters[role] = b
-        return cls(meta, boosters["mean"], boosters.get("quantile"))
-
-
-def _sha256(path: Path) -> str:
-    from benchmark.release import sha256_file
-
-    return sha256_file(path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise _fail(path, what, str(path), "an existing file (it is missing)")
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise _fail(path, what, path.name, f"a JSON object ({type(e).__name__}: {e})") from None
-    if not isinstance(obj, dict):
-        raise _fail(path, what, type(obj).__name__, "a JSON object")
-    return obj
-
-
-def _read_sidecar(path: Path) -> dict:
-    meta = _read_json(path, "sidecar")
-    for k, typ in _REQUIRED.items():
-        v = meta.get(k)
-        if k not in meta or not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-            raise _fail(path, f"field {k!r}", v, f"a {typ.__name__}")
-    if meta["format"] != SIDECAR_FORMAT:
-        raise _fail(path, "field 'format'", meta["format"], repr(SIDECAR_FORMAT))
-    if meta["format_version"] != FORMAT_VERSION:
-        raise _fail(path, "field 'format_version'", meta["format_version"], [FORMAT_VERSION])
-    if meta["target_transform"] not in TRANSFORMS:
-        raise _fail(path, "field 'target_transform'", meta["target_transform"], list(TRANSFORMS))
-    try:
-        sp = get_space(meta["space"])
-    except ValueError:
-        raise _fail(path, "field 'space'", meta["space"], "a space name t, s, m or l") from None
-    device, setting = meta.get("device"), meta.get("setting")
-    if (device is None) != (setting is None):
-        raise _fail(path, "fields 'device'/'setting'", (device, setting), "both set or both null")
-    if setting is not None:
-        try:
-            Setting.parse(setting)
-        except ValueError as e:
-            raise _fail(path, "field 'setting'", setting, str(e)) from None
-    expected = feature_names(sp, setting)
-    if meta["feature_names"] != expected:
-        raise _fail(path, "field 'feature_names'", meta["feature_names"], expected)
-    stem = model_stem(meta["metric"], device, setting)
-    if path.name != f"{stem}.meta.json":
-        raise _fail(path, "file name", path.name, f"{stem}.meta.json (from its metric, device and setting)")
-    return meta
-
-
-def read_index(directory: str | os.PathLike) -> dict:
-    """The ``index.json`` of a surrogate directory, validated."""
-    path = Path(directory) / "index.json"
-    idx = _read_json(path, "index")
-    if idx.get("format") != INDEX_FORMAT:
-        raise _fail(path, "field 'format'", idx.get("format"), repr(INDEX_FORMAT))
-    if idx.get("format_version") != FORMAT_VERSION:
-        raise _fail(path, "field 'format_version'", idx.get("format_version"), [FORMAT_VERSION])
-    for k, typ in (("space", str), ("models", list), ("missing", list), ("devices", dict), ("metrics", dict)):
-        if not isinstance(idx.get(k), typ):
-            raise _fail(path, f"field {k!r}", idx.get(k), f"a {typ.__name__}")
-    return idx
-
-
 # ---------------------------------------------------------------------------- fitting
-def _params(cand: dict, seed: int, nthread: int, objective: str) -> tuple[dict, int]:
-    p = {k: v for k, v in cand.items() if k != "num_boost_round"}
-    p.update({"objective": objective, "seed": int(seed), "nthread": int(nthread), "colsample_bytree": 0.9,
-              "tree_method": "hist", "verbosity": 0})
-    if objective == "reg:quantileerror":
-        p["quantile_alpha"] = np.array(QUANTILES)
-    return p, int(cand["num_boost_round"])
-
-
 def _choose(X: np.ndarray, z: np.ndarray, seed: int, nthread: int, candidates) -> tuple[dict, list[dict]]:
     """3-fold CV (seeded folds over the training rows); returns the best candidate and all scores (RMSE of z)."""
     import xgboost as xgb
@@ -427,7 +162,7 @@ def _choose(X: np.ndarray, z: np.ndarray, seed: int, nthread: int, candidates) -
     folds = np.array_split(np.random.default_rng(seed + 1).permutation(len(z)), min(CV_FOLDS, len(z)))
     scores = []
     for cand in candidates:
-        p, rounds = _params(cand, seed, nthread, "reg:squarederror")
+        p, rounds = xgb_params(cand, seed, nthread, "reg:squarederror")
         errs = []
         for k in range(len(folds)):
             val = folds[k]
@@ -453,16 +188,12 @@ def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndar
         raise ValueError(f"target {target.stem}: {len(tr)} training architectures with a value; "
                          f"allowed: at least {2 * CV_FOLDS}")
     X_all = features(table_space, enc, target.setting, target.decode_tokens)
-    z = _forward(target.transform, target.y[tr])
+    z = forward_transform(target.transform, target.y[tr])
     chosen, scores = _choose(X_all[tr], z, seed, nthread, candidates)
-    p, rounds = _params(chosen, seed, nthread, "reg:squarederror")
-    mean = xgb.train(p, xgb.DMatrix(X_all[tr], label=z), rounds)
-    quantile = None
     calibration = None
     if target.noisy:
         rep = target.repeats[tr]
-        quantile = _fit_quantile(X_all[tr], _forward(target.transform, rep), chosen, seed, nthread)
-        calibration = _conformal_widening(X_all[tr], z, _forward(target.transform, rep), chosen, seed, nthread)
+        calibration = _conformal_widening(X_all[tr], z, forward_transform(target.transform, rep), chosen, seed, nthread)
     meta = dict(base_meta or {})
     meta.update({"table_sha256": str(table_sha256), "split_seed": int(split_seed),
         "format": SIDECAR_FORMAT, "format_version": FORMAT_VERSION, "space": table_space,
@@ -480,16 +211,8 @@ def fit_target(table_space: str, enc: np.ndarray, target: Target, train: np.ndar
         "interval_calibration": calibration,
         "quality": {}, "files": {},
     })
-    return Surrogate(meta, mean, quantile)
-
-
-def _fit_quantile(X: np.ndarray, zrep: np.ndarray, chosen: dict, seed: int, nthread: int):
-    """The 5/50/95 % booster on one row per finite repeat (``zrep``: transformed repeats, (N, R))."""
-    import xgboost as xgb
-
-    rows, cols = np.nonzero(np.isfinite(zrep))
-    qp, qrounds = _params(chosen, seed, nthread, "reg:quantileerror")
-    return xgb.train(qp, xgb.DMatrix(X[rows], label=zrep[rows, cols]), qrounds)
+    s = Surrogate(meta, hyperparameters=chosen, seed=seed, nthread=nthread)
+    return s.fit(X_all[tr], target.y[tr], target.repeats[tr] if target.noisy else None)
 
 
 def _conformal_widening(X: np.ndarray, z: np.ndarray, zrep: np.ndarray, chosen: dict, seed: int,
@@ -508,12 +231,12 @@ def _conformal_widening(X: np.ndarray, z: np.ndarray, zrep: np.ndarray, chosen: 
 
     folds = np.array_split(np.random.default_rng(seed + 2).permutation(len(z)), min(CV_FOLDS, len(z)))
     scores = []
-    p, rounds = _params(chosen, seed, nthread, "reg:squarederror")
+    p, rounds = xgb_params(chosen, seed, nthread, "reg:squarederror")
     for k in range(len(folds)):
         val = folds[k]
         trn = np.concatenate([folds[j] for j in range(len(folds)) if j != k])
         point = xgb.train(p, xgb.DMatrix(X[trn], label=z[trn]), rounds).inplace_predict(X[val])
-        q = np.sort(np.asarray(_fit_quantile(X[trn], zrep[trn], chosen, seed, nthread).inplace_predict(X[val]),
+        q = np.sort(np.asarray(train_quantile_booster(X[trn], zrep[trn], chosen, seed, nthread).inplace_predict(X[val]),
                                np.float64).reshape(len(val), len(QUANTILES)), axis=1)
         lo = (q[:, 0] - q[:, 1] + point)[:, None]
         hi = (q[:, 2] - q[:, 1] + point)[:, None]
@@ -557,7 +280,7 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
     sha = t.sha256()
     base = {"table_sha256": sha, "table_path": str(Path(t.path).name), "table_rows": len(t), "split_seed": int(seed),
             "test_fraction": float(test_fraction), "n_test_architectures": int(len(test)),
-            "test_ids_sha256": _sha256_text("\n".join(sorted(ids[test].tolist())))}
+            "test_ids_sha256": sha256_bytes("\n".join(sorted(ids[test].tolist())).encode())}
     roofline = roofline_devices(t)
     all_targets = [tg for tg in targets(t) if tg.metric not in roofline.get(tg.device, {}).get("metrics", {}).get(
         tg.setting, {})]  # a modeled device's own model answers exactly: no surrogate of it
@@ -587,9 +310,9 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
             continue
         s = fit_target(space, enc, tg, train, table_sha256=sha, split_seed=seed, seed=seed, nthread=nthread,
                        candidates=candidates, base_meta=base)
-        X_test = s.features(enc[test])
-        pred = s.predict_features(X_test)
-        q = s.quantiles_features(X_test, point=pred) if s.noisy else None
+        X_test = architecture_features(s, enc[test])
+        pred = s.predict(X_test)
+        q = s.predict_quantiles(X_test, point=pred) if s.noisy else None
         s.meta["quality"] = quality(tg.y[test], pred, q, tg.repeats[test] if tg.noisy else None)
         if tg.metric == "perplexity" and tg.device is None:
             ppl_true, ppl_pred = tg.y[test], pred
@@ -604,30 +327,45 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
                                 "hyperparameters": "{max_depth} / {eta} / {num_boost_round}".format(
                                     **s.meta["hyperparameters"]["chosen"])})
     bar.close()
-    _write_json(d / "index.json", index)
+    write_json(d / "index.json", index)
     text = render_report(index)
-    _write_text(d / "REPORT.md", text)
+    write_text(d / "REPORT.md", text)
     written = None
     if report is not None:
         written = Path(report)
         written.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(written, text)
+        write_text(written, text)
     return FitResult(d, index, sidecars, written)
 
 
-def _sha256_text(s: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(s.encode()).hexdigest()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def heldout_calibration(s: Surrogate, table: Table, coverage: float = 0.9) -> dict | None:
+    """Split-conformal interval half-width of ``s`` from its real held-out residuals: the table
+    rows its sidecar says were held out (the seeded split is redone and checked against the
+    sidecar's ``test_ids_sha256``; the table must be the one it was fitted on), predicted and
+    compared with their stored values in the transformed space; the ``ceil((n + 1) * coverage) / n``
+    empirical quantile of ``|z - z_hat|`` is the half-width. None when the sidecar or the table
+    cannot reproduce the held-out set (then no interval is claimed)."""
+    meta = s.meta
+    if not {"split_seed", "test_fraction", "test_ids_sha256"} <= set(meta) or meta.get("table_sha256") != table.sha256():
+        return None
+    _, test = split_rows(len(table), int(meta["split_seed"]), float(meta["test_fraction"]))
+    ids = np.asarray(table.ids)
+    if sha256_bytes("\n".join(sorted(ids[test].tolist())).encode()) != meta["test_ids_sha256"]:
+        return None
+    if s.device is None:
+        y = np.asarray(table.metric(s.metric), np.float64)[test]
+    else:
+        y = nanmedian_rows(np.asarray(table.hardware(s.device, s.setting, s.metric), np.float64))[test]
+    ok = np.isfinite(y)
+    if ok.sum() < 10:
+        return None
+    X = architecture_features(s, np.asarray(table.encodings)[test[ok]])
+    e = np.sort(np.abs(forward_transform(s.transform, y[ok]) - forward_transform(s.transform, s.predict(X))))
+    n = len(e)
+    level = min(1.0, np.ceil((n + 1) * coverage) / n)
+    return {"method": "split-conformal on the held-out architectures' residuals, transformed space",
+            "widening": float(np.quantile(e, level, method="higher")), "n_scores": int(n),
+            "coverage_target": coverage}
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -660,3 +398,4 @@ def add_fit_parser(sub) -> None:
     s.add_argument("--report", default=None, help="also write the markdown quality report here (e.g. docs/surrogates.md)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_fit_cmd)
+

@@ -30,7 +30,8 @@ def render_report(index: dict) -> str:
         "prediction, widened by a split-conformal offset from the training split; ideal 0.90, noisy "
         "metrics only); HV ratio = "
         "hypervolume of the true values of the architectures the surrogate puts on its front over that of "
-        "the true front (≤ 1, objectives in the last column).",
+        "the true front (≤ 1, objectives in the last column). "
+        "Metrics stored without repeats have no quantile model: the query API gives their 90 % interval as a split-conformal half-width from these held-out architectures' residuals (no coverage figure here, it is at least 0.90 by construction).",
         "",
         "| metric | device | setting | source of data | transform | n train | n test | depth / eta / rounds "
         "| R² | τ | ρ | MAPE % | coverage 90 % | HV ratio | objectives |",
@@ -71,9 +72,10 @@ def render_report(index: dict) -> str:
 
 def write_report(surrogate_directory: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Render the report of ``<surrogate_directory>/index.json`` to ``out`` (atomically)."""
-    from surrogates.fit import _write_text, read_index
+    from benchmark.files import write_text
+    from surrogates.model import read_index
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(out, render_report(read_index(surrogate_directory)))
+    write_text(out, render_report(read_index(surrogate_directory)))
     return out

@@ -13,7 +13,6 @@ from benchmark import Benchmark, QueryError, costs
 from benchmark.api import HWGPTBenchCompat
 from benchmark.spaces import get_space
 from hwtable import CPU, DECODE, DECODE_TOKENS, ENERGY_REASON, GPU, GPU_SETTING, PREFILL, shared_release
-from surrogates.fit import model_stem
 
 T = get_space("t")
 
@@ -119,6 +118,26 @@ def test_auto_switches_to_the_surrogate_for_unprofiled_architectures(b, rel):
     assert d["params_no_embedding"] == costs.params(a, embeddings=False)
 
 
+def test_surrogate_perplexity_has_a_conformal_interval_from_held_out_residuals(b, rel, raw):
+    """A surrogate without a quantile model (perplexity: one value per architecture) gets its 90 %
+    interval from its residuals on the architectures held out at fit time: it contains the point,
+    and covers the held-out architectures' stored values at the promised rate."""
+    from surrogates.fit import split_rows
+
+    s = b.surrogate("perplexity")
+    assert not s.noisy
+    r = b.query(rel["extra"][0], metrics=["perplexity"])
+    lo, hi = r.intervals["perplexity"]
+    assert lo < r["perplexity"] < hi
+    meta = s.meta
+    _, test = split_rows(len(b.table), meta["split_seed"], meta["test_fraction"])
+    df = b.query_batch(np.asarray(b.table.encodings)[test], metrics=["perplexity"], mode="surrogate")
+    lo, hi = df.attrs["intervals"]["perplexity"]
+    truth = raw["ppl"][test]
+    assert np.mean((lo <= truth) & (truth <= hi)) >= 0.9
+    assert b.query(rel["extra"][0], metrics=["perplexity"], intervals=False).intervals == {}
+
+
 def test_surrogate_mode_predicts_close_to_the_table(b, rel, raw):
     archs = rel["archs"][:40]
     df = b.query_batch(archs, metrics=["latency_ms", "perplexity"], device=CPU, mode="surrogate")
@@ -165,15 +184,12 @@ def _assert_same_output(got: dict, want: dict) -> None:
             assert g == w, k
 
 
-def test_lean_batch_path_returns_what_the_general_path_returns(b, rel, monkeypatch):
-    """The NAS loop's call (an encoding matrix, ``as_frame=False, intervals=False``) takes a lean
-    path with less fixed cost per call; it returns exactly what the general path returns, and leaves
-    to the general path what it does not handle (rows partly in the table, metrics=None, errors)."""
+def test_batches_and_single_queries_run_one_plan(b, rel):
+    """A NAS loop's call (an encoding matrix, ``as_frame=False, intervals=False``), the same batch
+    given as ids, and one ``query`` per architecture go through one plan and one executor: the same
+    values, sources and targets, row by row, whichever rows the table holds (mixed batches too)."""
     tab, new = T.encode_many(rel["archs"][:7]), T.encode_many(rel["extra"][:7])
     mixed = np.concatenate([tab[:3], new[:4]])
-    calls = []
-    general = b._evaluate
-    monkeypatch.setattr(b, "_evaluate", lambda *a, **k: calls.append(1) or general(*a, **k))
     cases = [(["latency_ms", "perplexity"], CPU, None), (["perplexity", "params", "flops", "latency_ms"], CPU, DECODE),
              (["energy_mj", "memory_mb", "params_no_embedding"], CPU, None), (["latency_ms", "flops"], GPU, None),
              (["energy_mj", "perplexity", "latency_ms"], GPU, None),
@@ -181,20 +197,21 @@ def test_lean_batch_path_returns_what_the_general_path_returns(b, rel, monkeypat
              (None, CPU, None)]
     for metrics, device, setting in cases:
         for enc in (tab, new, new[:1], new.astype(np.int64), mixed):
+            ids = [T.decode(e).id for e in enc]
             for mode in ("auto", "surrogate"):
-                kw = dict(metrics=metrics, device=device, setting=setting, mode=mode, as_frame=False, intervals=False)
-                monkeypatch.setattr(b, "_lean_path", False)
-                want = b.query_batch(enc, **kw)
-                monkeypatch.setattr(b, "_lean_path", True)
-                calls.clear()
-                got = b.query_batch(enc, **kw)
-                _assert_same_output(got, want)
-                lean = metrics is not None and enc is not mixed
-                assert calls == ([] if lean else [1]), (metrics, mode, len(enc))
+                kw = dict(metrics=metrics, device=device, setting=setting, mode=mode)
+                got = b.query_batch(enc, as_frame=False, intervals=False, **kw)
+                _assert_same_output(got, b.query_batch(ids, as_frame=False, intervals=False, **kw))
+                for i, aid in enumerate(ids):
+                    one = b.query(aid, intervals=False, **kw)
+                    for m, v in one.items():
+                        assert np.array_equal(got[m][i], v, equal_nan=True), (m, aid, mode)
+                        src = got["row_sources"][m][i] if m in got["row_sources"] else got["source"][m]
+                        assert src == one.sources[m], (m, aid, mode)
     assert (b.query_batch(new, metrics=["perplexity"], as_frame=False, intervals=False)["perplexity"]
             == b.query_batch(list(rel["extra"][:7]), metrics=["perplexity"])["perplexity"].to_numpy()).all()
     bad = new.copy()
-    bad[1, 0] = 9  # not an embed_dim index: the general path words the error
+    bad[1, 0] = 9  # not an embed_dim index
     with pytest.raises(QueryError, match="row 1 of 7.*embed_dim"):
         b.query_batch(bad, metrics=["perplexity"], as_frame=False, intervals=False)
 
@@ -314,7 +331,8 @@ def test_query_batch_equals_looping_query(b, rel):
     archs = rel["archs"][:6] + rel["extra"][:6]
     for device, setting in ((CPU, None), (CPU, DECODE), (GPU, None)):
         df = b.query_batch(archs, device=device, setting=setting)
-        assert list(df.columns) == list(b.query(archs[0], device=device, setting=setting).value)
+        assert list(df.columns) == ["id"] + list(b.query(archs[0], device=device, setting=setting).value)
+        assert df["id"].tolist() == [a.id for a in archs]
         for i, a in enumerate(archs):
             r = b.query(a, device=device, setting=setting)
             for m, v in r.items():
@@ -333,8 +351,10 @@ def test_input_forms_agree(b, rel):
                  np.array([a.id for a in archs])):
         assert b.query_batch(form, device=CPU).equals(ref)
     d = b.query_batch(enc, device=CPU, as_frame=False)
-    assert set(ref.columns) <= set(d) and d["source"] == ref.attrs["sources"] and d["units"] == ref.attrs["units"]
-    assert all(np.array_equal(d[c], ref[c].to_numpy(), equal_nan=True) for c in ref.columns)
+    metrics = [c for c in ref.columns if c != "id"]
+    assert set(metrics) <= set(d) and "id" not in d and d["source"] == ref.attrs["sources"]
+    assert d["units"] == ref.attrs["units"]
+    assert all(np.array_equal(d[c], ref[c].to_numpy(), equal_nan=True) for c in metrics)
     hw = archs[7].to_hwgpt_dict()
     hw["sample_n_head"] = list(hw["sample_n_head"]) + [2, 2]  # HW-GPT-Bench pads per-layer lists
     assert _same(b.query(hw, device=CPU), b.query(archs[7].id, device=CPU))

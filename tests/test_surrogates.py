@@ -18,6 +18,7 @@ from hwtable import CPU, DECODE, DECODE_TOKENS, ENERGY_REASON, GPU, GPU_SETTING,
 from surrogates.features import exact_flops, feature_names, features
 from surrogates.fit import QUANTILES, Surrogate, SurrogateError, fit_target, model_stem, read_index, split_rows, \
     surrogate_dir, targets
+from surrogates.model import architecture_features
 from surrogates.report import write_report
 
 T = get_space("t")
@@ -145,7 +146,7 @@ def test_save_load_round_trip_gives_identical_predictions(rel, tmp_path):
     train, _ = split_rows(len(table), 0, 0.2)
     enc = np.asarray(table.encodings)
     s = fit_target("t", enc, target, train, table_sha256=table.sha256(), split_seed=0, candidates=TEST_CANDIDATES[:1])
-    probe = T.encode_many(rel["extra"])
+    probe = architecture_features(s, T.encode_many(rel["extra"]))
     for fmt in ("json", "ubj"):
         s.save(tmp_path / fmt, model_format=fmt)
         assert (tmp_path / fmt / f"{s.stem}.{fmt}").is_file()
@@ -153,6 +154,26 @@ def test_save_load_round_trip_gives_identical_predictions(rel, tmp_path):
         assert np.array_equal(loaded.predict(probe), s.predict(probe))
         q = loaded.predict_quantiles(probe)
         assert np.array_equal(q, s.predict_quantiles(probe)) and (np.diff(q, axis=1) >= 0).all()
+
+
+def test_surrogate_is_an_estimator_on_feature_matrices(rel):
+    """``Surrogate(meta, hyperparameters=...).fit(X, y, repeats)`` on a feature matrix is what
+    ``fit_target`` releases: the same boosters, so the same predictions and quantiles."""
+    table = Table(rel["path"] / "table_t.h5")
+    target = next(t for t in targets(table) if (t.metric, t.device, t.setting) == ("latency_ms", CPU, PREFILL))
+    train, _ = split_rows(len(table), 0, 0.2)
+    enc = np.asarray(table.encodings)
+    released = fit_target("t", enc, target, train, table_sha256=table.sha256(), split_seed=0,
+                          candidates=TEST_CANDIDATES[:1])
+    X = features(T, enc, PREFILL)
+    est = Surrogate({"metric": "latency_ms", "device": CPU, "setting": PREFILL, "space": "t",
+                     "target_transform": "log"}, hyperparameters=TEST_CANDIDATES[0])
+    assert est.fit(X[train], target.y[train], target.repeats[train]) is est and est.noisy
+    probe = architecture_features(released, T.encode_many(rel["extra"]))
+    assert np.array_equal(est.predict(probe), released.predict(probe))
+    assert np.array_equal(est.predict_quantiles(probe), released.predict_quantiles(probe))
+    with pytest.raises(SurrogateError, match="hyperparameters"):
+        Surrogate({"metric": "perplexity", "space": "t", "target_transform": "log"}).fit(X, target.y)
 
 
 def _copy(sdir, tmp_path):
@@ -226,21 +247,21 @@ def test_numpy_tree_walk_is_bit_identical_to_the_booster(sdir):
     enc = T.encode_many(T.sample(11, n=500))
     for stem in ("perplexity", STEM, model_stem("memory_mb", CPU, DECODE)):
         s = Surrogate.load(sdir, stem)
-        X = s.features(enc)
+        X = architecture_features(s, enc)
         for booster in (s.mean_booster, s.quantile_booster):
             if booster is not None:
                 assert np.array_equal(TreeEnsemble(booster).predict(X), booster.inplace_predict(X))
         # few rows take the numpy walk, many the booster: the same numbers either way
-        assert np.array_equal(s.predict_features(X[:3]), s.predict_features(X)[:3])
-        assert np.array_equal(s.predict_features(X[7:8]), s.predict_features(X)[7:8])
+        assert np.array_equal(s.predict(X[:3]), s.predict(X)[:3])
+        assert np.array_equal(s.predict(X[7:8]), s.predict(X)[7:8])
         if s.noisy:
-            assert np.array_equal(s.quantiles_features(X[7:8]), s.quantiles_features(X)[7:8])
+            assert np.array_equal(s.predict_quantiles(X[7:8]), s.predict_quantiles(X)[7:8])
 
 
 def test_heap_walk_is_bit_identical_for_one_row_many_rows_and_missing_features(sdir):
     from surrogates.fastpredict import TreeEnsemble
 
-    X = Surrogate.load(sdir, STEM).features(T.encode_many(T.sample(13, n=40)))
+    X = architecture_features(Surrogate.load(sdir, STEM), T.encode_many(T.sample(13, n=40)))
     X[5, 4] = np.nan  # a missing value follows default_left: the pointer walk, not the heap
     for stem in ("perplexity", STEM):
         s = Surrogate.load(sdir, stem)
@@ -260,7 +281,7 @@ def test_fast_encoding_check_accepts_exactly_the_valid_encodings():
     for name in ("t", "s"):
         sp = get_space(name)
         enc = sp.encode_many(sp.sample(5, n=300))
-        assert costs._all_valid(sp, enc) and costs._all_valid(sp, enc[:0])
+        assert costs.all_valid(sp, enc) and costs.all_valid(sp, enc[:0])
         rng = np.random.default_rng(2)
         for k in range(600):
             e = enc[k % 300].copy()
@@ -270,7 +291,7 @@ def test_fast_encoding_check_accepts_exactly_the_valid_encodings():
                 valid = True
             except ArchitectureError:
                 valid = False
-            assert costs._all_valid(sp, e[None, :]) == valid, e
+            assert costs.all_valid(sp, e[None, :]) == valid, e
 
 
 def test_hypervolume_ratio_is_one_for_a_perfect_surrogate_and_less_otherwise():
@@ -293,7 +314,7 @@ def test_fused_walk_of_several_models_equals_each_model(sdir):
 
     ss = [Surrogate.load(sdir, st) for st in ("perplexity", STEM, model_stem("memory_mb", CPU, PREFILL))]
     ens = [s.tree_ensemble(role) for s in ss for role in (("mean", "quantile") if s.noisy else ("mean",))]
-    X = ss[1].features(T.encode_many(T.sample(12, n=20)))  # a setting's features extend the base ones
+    X = architecture_features(ss[1], T.encode_many(T.sample(12, n=20)))  # a setting's features extend the base ones
     fused = FusedEnsembles(ens)
     for i in range(len(X)):
         for e, out in zip(ens, fused.predict_one(X[i:i + 1])):

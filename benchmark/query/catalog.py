@@ -1,0 +1,99 @@
+"""What a release offers: devices (source, kind, settings), hardware cells, metrics and units,
+read from the table's structure and the surrogate index (no column is loaded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.query.results import fail
+
+__all__ = ["EXACT_METRICS", "DEFAULT_UNITS", "Catalog", "setting_order", "model_key"]
+
+EXACT_METRICS = ("params", "params_no_embedding", "flops")
+DEFAULT_UNITS = {"perplexity": "1", "token_accuracy": "1", "params": "1", "params_no_embedding": "1",
+                 "flops": "FLOPs", "latency_ms": "ms", "energy_mj": "mJ", "memory_mb": "MB"}
+
+
+def setting_order(name: str) -> tuple:
+    """Sort key of settings: prefill before decode, then batch, sequence length, dtype."""
+    from benchmark.settings import Setting
+
+    s = Setting.parse(name)
+    return (s.mode != "prefill", s.batch, s.seq_len, s.dtype)
+
+
+def model_key(k: tuple) -> str:
+    """``metric`` or ``metric@device@setting``."""
+    m, d, s = k
+    return m if d is None else f"{m}@{d}@{s}"
+
+
+@dataclass
+class Catalog:
+    devices: dict[str, dict]  # device -> {"source", "kind", "settings"}
+    cells: dict[tuple, dict]  # (device, setting, metric) -> {"unit", "repeats", ...}: hardware metrics offered
+    metrics: dict[str, dict]  # metric -> {"unit", "source", "needs_device", "needs_setting"}
+    flops_settings: list[str]  # settings the exact metric ``flops`` knows without a device
+
+    @classmethod
+    def build(cls, table: Any, index: dict | None, models: dict, missing: dict) -> "Catalog":
+        """From a :class:`benchmark.table.Table` (or None) and a surrogate index (or None);
+        ``models`` / ``missing``: the index's entries by (metric, device, setting)."""
+        from benchmark.table import device_kind
+        devs: dict[str, dict] = {}
+        cells: dict[tuple, dict] = {}
+        if table is not None:
+            for d, meta in table.devices().items():
+                devs[d] = {"source": meta["source"], "kind": device_kind(d, meta),
+                           "settings": sorted(table.settings(d), key=setting_order)}
+                for st in devs[d]["settings"]:
+                    for m, hm in table.hardware_metrics(d, st).items():
+                        cells[(d, st, m)] = hm
+        if index is not None:
+            for d, meta in index["devices"].items():
+                if d not in devs:
+                    devs[d] = {"source": meta["source"], "kind": device_kind(d, meta),
+                               "settings": sorted(meta["settings"], key=setting_order)}
+            for (m, d, st), e in list(models.items()) + list(missing.items()):
+                if d is not None and (d, st, m) not in cells:
+                    cells[(d, st, m)] = {"unit": e.get("unit", DEFAULT_UNITS.get(m, "")), "repeats": None}
+            for d, e in (index.get("roofline") or {}).items():  # modeled devices: no surrogate, the model
+                for st, units in e.get("metrics", {}).items():
+                    for m, unit in units.items():
+                        cells.setdefault((d, st, m), {"unit": unit, "repeats": 1})
+        metrics, flops_settings = _metrics(table, index, devs, cells)
+        all_settings = set(flops_settings) | {s for d in devs.values() for s in d["settings"]}
+        return cls(devs, cells, metrics, sorted(all_settings, key=setting_order))
+
+    def check_device(self, device: Any) -> None:
+        if not isinstance(device, str) or device not in self.devices:
+            raise fail("device", device, sorted(self.devices))
+
+    def device_metrics(self, device: str, setting: str | None = None) -> list[str]:
+        """The hardware metrics of ``device`` (at ``setting``, or at any)."""
+        return [m for (d, s, m) in self.cells if d == device and (setting is None or s == setting)]
+
+
+def _metrics(table: Any, index: dict | None, devs: dict, cells: dict) -> tuple[dict, list[str]]:
+    metrics: dict[str, dict] = {}
+    flops_settings = []
+    sources = [table.metrics() if table is not None else {}, index["metrics"] if index is not None else {}]
+    for declared in sources:
+        for name, meta in declared.items():
+            if name.startswith("flops_"):
+                flops_settings.append(name[len("flops_"):])
+            elif name not in metrics and name not in EXACT_METRICS:
+                metrics[name] = {"unit": meta.get("unit", "1"), "source": meta.get("source"),
+                                 "needs_device": False, "needs_setting": False}
+    for name in ("params", "params_no_embedding"):
+        metrics[name] = {"unit": "1", "source": "exact", "needs_device": False, "needs_setting": False}
+    metrics["flops"] = {"unit": "FLOPs", "source": "exact", "needs_device": False, "needs_setting": True}
+    for (d, st, m), hm in cells.items():
+        e = metrics.setdefault(m, {"unit": hm.get("unit", DEFAULT_UNITS.get(m, "")), "source": set(),
+                                   "needs_device": True, "needs_setting": True})
+        e["source"].add(devs[d]["source"])
+    for e in metrics.values():
+        if isinstance(e["source"], set):
+            e["source"] = "|".join(sorted(e["source"]))
+    return metrics, flops_settings

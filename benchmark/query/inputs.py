@@ -1,0 +1,215 @@
+"""Architectures in any accepted form -> table rows and encodings, with no Python object per row
+where it can be avoided (a NAS loop sends thousands of them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from benchmark.spaces import Architecture, ArchitectureError, SearchSpace
+from benchmark.query.results import QueryError, fail
+
+__all__ = ["Inputs"]
+
+
+class Inputs:
+    """Resolves architectures of ``space`` against a table (``ids``: its architecture ids in row
+    order, ``encodings``: its ``(N, L)`` encodings; both None without a table)."""
+
+    def __init__(self, space: SearchSpace, ids: list[str] | None, encodings: np.ndarray | None):
+        self.space = space
+        self.table_ids = ids or []
+        self.table_encodings = encodings
+        self.row = {a: i for i, a in enumerate(self.table_ids)}
+        self._hash_keys = None
+        self._id_parser = None
+        self._id_tokens = None
+
+    def one(self, arch: Any) -> tuple[int, np.ndarray | None, str]:
+        """(row or -1, encoding or None (table rows), id) of one architecture in any accepted form."""
+        if isinstance(arch, str):
+            row = self.row.get(arch, -1)
+            if row >= 0:
+                return row, None, arch
+        try:
+            a = self.space.validate(arch)
+        except ArchitectureError as e:
+            raise QueryError(str(e)) from None
+        row = self.row.get(a.id, -1)
+        return row, (None if row >= 0 else a.encoding()), a.id
+
+    def many(self, archs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (N,) int64 with -1 = not in the table, encodings (N, L) int8)."""
+        L = self.space.encoding_length
+        if isinstance(archs, np.ndarray) and archs.ndim == 2 and archs.dtype.kind in "iu":
+            if archs.shape[1] != L:
+                raise fail("encoding width", archs.shape[1], f"{L} (encoding_length of space {self.space.name!r})")
+            if len(archs) and archs.dtype != np.int8 and (archs.min() < -1 or archs.max() > 127):
+                from benchmark import costs
+
+                try:
+                    costs.params(archs, space=self.space)  # words the error
+                except ArchitectureError as e:
+                    raise QueryError(str(e)) from None
+            enc = archs.astype(np.int8, copy=False)  # int8 values outside the choices: the executor's check
+            return self.rows_of_encodings(enc), enc
+        if isinstance(archs, np.ndarray) and archs.ndim == 2:
+            raise fail("encoding dtype", str(archs.dtype), "an integer dtype (choice indices, -1 = padded layer)")
+        if isinstance(archs, np.ndarray) and archs.ndim == 1 and archs.dtype.kind in "OU":
+            archs = archs.tolist()
+        if isinstance(archs, (str, Mapping, Architecture)) or not isinstance(archs, (Sequence, np.ndarray)):
+            raise fail("archs", type(archs).__name__, "a sequence of architectures (Architecture objects, ids, "
+                                                      "HW-GPT-Bench dicts) or an (N, encoding_length) integer array")
+        n = len(archs)
+        rows = np.full(n, -1, np.int64)
+        enc = np.empty((n, L), np.int8)
+        tab = self.table_encodings
+        get = self.row.get
+        for i, a in enumerate(archs):
+            r = get(a, -1) if isinstance(a, str) else -1
+            if r >= 0:
+                rows[i] = r
+                enc[i] = tab[r]
+                continue
+            if isinstance(a, str):
+                row = self.parse_id(a)
+                if row is not None:  # a valid canonical id of this space that is not in the table
+                    enc[i] = row
+                    continue
+            try:
+                v = self.space.validate(a)
+            except ArchitectureError as e:
+                raise QueryError(f"architecture {i} of {n}: {e}") from None
+            rows[i] = get(v.id, -1)
+            enc[i] = v.encoding()
+        return rows, enc
+
+    def parse_id(self, aid: str) -> list[int] | None:
+        """Encoding of a canonical id of this space without building an Architecture; None when
+        ``aid`` is not one (the caller then lets ``space.validate`` word the error). Every token is
+        looked up among the canonical spellings of the choices, so anything accepted is valid."""
+        p = self._id_parser
+        if p is None:
+            sp = self.space
+            tokens = lambda choices: {str(c): i for i, c in enumerate(choices)}  # noqa: E731
+            p = self._id_parser = (tokens(sp.n_layer_choices), tokens(sp.embed_dim_choices),
+                                   tokens(sp.mlp_ratio_choices), tokens(sp.n_head_choices),
+                                   {str(b): i for i, b in enumerate(sp.bias_choices)},
+                                   all(len(str(c)) == 1 for c in sp.mlp_ratio_choices + sp.n_head_choices))
+        layer_t, embed_t, mlp_t, head_t, bias_t, single = p
+        parts = aid.split("-")
+        if len(parts) != 7 or parts[0] != "gpt" or parts[1] != self.space.name:
+            return None
+        li, ei, bi = layer_t.get(parts[2]), embed_t.get(parts[3]), bias_t.get(parts[6])
+        if li is None or ei is None or bi is None:
+            return None
+        n = self.space.n_layer_choices[li]
+        if single:
+            mlps, heads = parts[4], parts[5]
+            if len(mlps) != n or len(heads) != n:
+                return None
+            try:
+                m = [mlp_t[c] for c in mlps]
+                h = [head_t[c] for c in heads]
+            except KeyError:
+                return None
+        else:  # multi-digit choices (s/m/l heads): greedy, the choices are prefix-free as digit strings
+            m, h = _tokens(parts[4], mlp_t), _tokens(parts[5], head_t)
+            if m is None or h is None or len(m) != n or len(h) != n:
+                return None
+        pad = [-1] * (self.space.max_layers - n)
+        return [ei, li] + m + pad + h + pad + [bi]
+
+    def rows_of_encodings(self, enc: np.ndarray) -> np.ndarray:
+        """Table rows of encodings by a 64-bit hash, verified row by row (no Python object per row)."""
+        n = len(enc)
+        if self.table_encodings is None or not self.row or n == 0:
+            return np.full(n, -1, np.int64)
+        if self._hash_keys is None:
+            w = np.random.default_rng(12345).integers(1, 2**62, self.space.encoding_length, dtype=np.int64) | 1
+            tab = np.asarray(self.table_encodings, np.int64)
+            keys = (tab + 2) @ w  # wraps modulo 2**64
+            order = np.argsort(keys, kind="stable")
+            skeys = keys[order]
+            self._hash_keys = (w, skeys, order, bool((skeys[1:] == skeys[:-1]).any()))
+        w, skeys, order, collisions = self._hash_keys
+        keys = (enc.astype(np.int64) + 2) @ w
+        pos = np.minimum(np.searchsorted(skeys, keys), len(skeys) - 1)
+        rows = order[pos].astype(np.int64)
+        hit = skeys[pos] == keys
+        tab = self.table_encodings
+        hit[hit] &= (tab[rows[hit]] == enc[hit]).all(1)
+        rows[~hit] = -1
+        # an exact-match check above; a 64-bit key collision could only hide a row, so look those up by id
+        if collisions and (~hit).any():  # pragma: no cover
+            for i in np.flatnonzero(~hit):
+                rows[i] = self.row.get(self.space.decode(enc[i]).id, -1)
+        return rows
+
+    def ids(self, rows: np.ndarray, enc: np.ndarray) -> np.ndarray:
+        """Architecture ids (object array) of validated encodings: the table's id for table rows,
+        else assembled with one lookup per column (the same string :attr:`Architecture.id` builds)."""
+        out = np.empty(len(rows), object)
+        intab = rows >= 0
+        if intab.any():
+            out[intab] = np.asarray(self.table_ids, object)[rows[intab]]
+        if not intab.all():
+            out[~intab] = self._assemble_ids(enc[~intab])
+        return out
+
+    def _assemble_ids(self, enc: np.ndarray) -> np.ndarray:
+        """Ids written as bytes into one buffer: per column of the id, each row's token (from a
+        lookup table) at that row's running offset; read back as strings."""
+        if self._id_tokens is None:
+            self._id_tokens = _id_layout(self.space)
+        blocks, width = self._id_tokens
+        n = len(enc)
+        out = np.zeros(n * width, np.uint8)
+        pos = np.arange(n, dtype=np.int64) * width  # where each row's next token goes
+        for table, lengths, col in blocks:
+            idx = 0 if col is None else enc[:, col]
+            for j in range(table.shape[1]):
+                has = lengths[idx] > j
+                if np.ndim(has) == 0:  # a constant token
+                    out[pos + j] = table[0, j]
+                else:
+                    out[pos[has] + j] = table[idx[has], j]
+            pos += lengths[idx]
+        return out.view(f"S{width}").astype(f"U{width}").astype(object)
+
+
+def _id_layout(sp: SearchSpace) -> tuple[list, int]:
+    """(``[(token byte table, token lengths, encoding column or None for a constant), ...]``, total
+    width) of
+    :attr:`Architecture.id` (``gpt-{space}-{L}-{E}-{mlps}-{heads}-{bias}``); index -1 (padding) of a
+    per-layer column is the empty token."""
+    def table(tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        m = np.zeros((len(tokens), max(len(t) for t in tokens)), np.uint8)
+        for i, t in enumerate(tokens):
+            m[i, :len(t)] = np.frombuffer(t.encode(), np.uint8)
+        return m, np.array([len(t) for t in tokens], np.int64)
+
+    choices = lambda cs, col: (*table([str(c) for c in cs] + [""]), col)  # noqa: E731
+    dash, lm = (*table(["-"]), None), sp.max_layers
+    blocks = [(*table([f"gpt-{sp.name}-"]), None), choices(sp.n_layer_choices, 1), dash,
+              choices(sp.embed_dim_choices, 0), dash]
+    blocks += [choices(sp.mlp_ratio_choices, 2 + i) for i in range(lm)] + [dash]
+    blocks += [choices(sp.n_head_choices, 2 + lm + i) for i in range(lm)] + [dash, choices(sp.bias_choices, -1)]
+    return blocks, sum(t.shape[1] for t, _, _ in blocks)
+
+
+def _tokens(s: str, table: dict[str, int]) -> list[int] | None:
+    out, pos = [], 0
+    lengths = sorted({len(t) for t in table}, reverse=True)
+    while pos < len(s):
+        for k in lengths:
+            i = table.get(s[pos:pos + k])
+            if i is not None:
+                out.append(i)
+                pos += k
+                break
+        else:
+            return None
+    return out
