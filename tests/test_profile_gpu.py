@@ -290,6 +290,30 @@ def test_dry_run_stops_inside_its_budget_and_resumes(tmp_path, ckpt, tiny_corpus
     assert len(Table(tmp_path / "gpu_t.h5")) == 8
 
 
+def test_energy_rows_hold_counter_windows_of_the_minimum_length(tmp_path, ckpt, tiny_corpus, monkeypatch):
+    import time
+
+    class FiftyWatts:  # stands in for NVML / RAPL: a cumulative counter of a constant 50 W
+        def read_mj(self):
+            return time.perf_counter() * 50.0 * 1e3
+
+    monkeypatch.setattr("benchmark.profiling.energy.energy_counter", lambda dev: FiftyWatts())
+    archs = list(get_space("t").sample(7, 4))
+    s = dry_run(tmp_path, [tiny_tier(archs, energy_every=2)], ckpt, tiny_corpus, ppl_check=0)
+    assert s["tiers"]["t"]["energy_rows_now"] == 2 and s["energy"] == "measured"
+    t = Table(tmp_path / "gpu_t.h5")
+    (dev,) = t.devices()
+    order = [t.row(a) for a in archs]
+    for st in t.settings(dev):
+        e = t.hardware(dev, st, "energy_mj")[order, 0]
+        assert np.isfinite(e[[0, 2]]).all() and np.isnan(e[[1, 3]]).all()  # every 2nd row of the order
+        # 50 W x the time of one run (the window also holds the rewinds between runs)
+        lat = np.median(t.hardware(dev, st, "latency_ms")[order][[0, 2]], axis=1)
+        assert (0.5 < e[[0, 2]] / (50.0 * lat)).all() and (e[[0, 2]] / (50.0 * lat) < 3).all()
+    log = t.log("gpu_energy_windows")
+    assert len(log["arch"]) == 2 * len(t.settings(dev)) and (log["window_s"] >= 0.1).all() and (log["runs"] >= 1).all()
+
+
 def test_a_shard_is_not_resumed_with_another_protocol(tmp_path, ckpt, tiny_corpus):
     archs = list(get_space("t").sample(5, 1))
     dry_run(tmp_path, [tiny_tier(archs)], ckpt, tiny_corpus, ppl_check=0)
@@ -376,6 +400,13 @@ def test_ingest_cli_exits_2_with_one_line(tmp_path, dry_shard):
                         str(dry_shard)], capture_output=True, text=True, cwd=REPO,
                        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 2 and "dry run" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_profile_cli_refuses_bad_input_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "profile_gpu.py"), "--dry-run-cpu", "--repeats", "5",
+                        "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "invalid repeats: 5" in r.stderr
 
 
 def test_the_run_imports_nothing_the_gpu_image_lacks():

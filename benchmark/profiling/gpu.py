@@ -60,8 +60,7 @@ import numpy as np
 
 __all__ = ["GPU_DTYPES", "DRY_RUN_SETTINGS", "MIN_ENERGY_WINDOW_S", "Tier", "Budget", "EnergyWindow", "energy_window",
            "measured_device_id", "nvml_static", "nvml_state", "device_provenance", "default_plan", "RunOptions",
-           "run_plan",
-           "estimate_plan", "main"]
+           "run_plan", "estimate_plan", "main"]
 
 GPU_DTYPES = ("fp16", "bf16")
 #: the issue-sized lower bound of an energy window: NVML's counter updates every few to tens of ms
@@ -72,9 +71,9 @@ GPU_DECODE_TOKENS = 1
 #: the dry run's settings: the production settings' shapes are minutes per row on a CPU in fp16
 DRY_RUN_SETTINGS = ("prefill-b1-s32", "prefill-b2-s32", "decode-b1-s16")
 DRY_RUN_PREFIX = "dryrun-cpu-"
-DEVICE_SUFFIX = "-torch"
+DEVICE_SUFFIX = "-torch"  # eager PyTorch on the device: distinct from the registry's modeled entry
 #: what a tier needs before its first row (a random `s` supernet, the process warm-up, references)
-TIER_START_S = 10.0  # eager PyTorch on the device: distinct from the registry's modeled entry
+TIER_START_S = 10.0
 LOGS = {"runs": "gpu_runs", "state": "gpu_state", "reference": "gpu_reference_timings",
         "perplexity": "gpu_perplexity_check", "energy": "gpu_energy_windows"}
 
@@ -118,9 +117,10 @@ def default_plan(release_table, *, seed: int = 0, t_n: int | None = None, s_n: i
     for name in tiers:
         if name not in allowed:
             raise ValueError(f"invalid tier: {name!r}; allowed: {list(allowed)}")
-    for what, v in (("energy_every_t", energy_every_t), ("energy_every_s", energy_every_s)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"invalid {what}: {v!r}; allowed: an integer >= 1")
+    for what, v, lo in (("energy_every_t", energy_every_t, 1), ("energy_every_s", energy_every_s, 1),
+                        ("t_n", 0 if t_n is None else t_n, 0), ("s_n", s_n, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"invalid {what}: {v!r}; allowed: an integer >= {lo}")
     out = []
     if "t" in tiers:
         ids = list(Table(release_table).ids)
@@ -797,7 +797,8 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="profile_gpu.py", description="Measure the release's t architectures, then a seeded s sample, on a CUDA "
         "GPU within a wall-clock budget, into resumable HDF5 shards (docs/profiling.md).")
-    p.add_argument("--out", required=True, help="directory of the shards and summary.json (e.g. $OUT)")
+    p.add_argument("--out", default=None, help="directory of the shards and summary.json (e.g. $OUT); required "
+                                               "unless --estimate")
     p.add_argument("--budget-s", type=float, default=500.0,
                    help="wall-clock seconds the run may take, start-up included (default 500)")
     p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
@@ -839,7 +840,10 @@ def summary_line(s: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.out is None and not args.estimate:
+        parser.error("the following arguments are required: --out")
     from benchmark.paths import data_dir
 
     release = Path(args.release) if args.release else data_dir() / "table_t.h5"
