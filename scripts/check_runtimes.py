@@ -58,7 +58,8 @@ def check_arch(net, arch, test: np.ndarray, tokens: int, windows: int, decode_to
         backends[f"{rt}-{dt}"] = make_backend(rt, dt, 1).prepare(model, export)
     block = net.block_size
     agree_x = np.stack([x.numpy() for x, _ in iter_eval_windows(test, block, windows * block)])[:, 0]
-    ctx, new = agree_x[:1, :128], agree_x[:1, 128:128 + decode_tokens]
+    ctx_len = min(128, block - decode_tokens)
+    ctx, new = agree_x[:1, :ctx_len], agree_x[:1, ctx_len:ctx_len + decode_tokens]
     ref_prefill = ref_decode = None
     out: dict = {"arch": arch.id, "params": None, "backends": {}}
     out["params"] = int(sum(p.numel() for p in model.parameters()))

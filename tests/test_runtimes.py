@@ -196,3 +196,32 @@ def test_dynamo_exporter_gives_the_same_logits(tmp_path):
     ref_pre, ref_dec, _ = reference(model, TOKENS, 33, 3)
     pre, dec, _ = run_all(make_backend("ort", "fp32", 1).prepare(model, export), TOKENS, 33, 3)
     assert relative_error(pre, ref_pre) <= 1e-4 and relative_error(dec, ref_dec) <= 1e-4
+
+
+def test_missing_runtime_package_names_the_extra():
+    from benchmark.profiling.runtimes.base import import_runtime
+
+    with pytest.raises(RuntimeConfigError, match=r"'ort' needs no_such_runtime_pkg .*pip install -e '\.\[runtimes\]'"):
+        import_runtime("no_such_runtime_pkg", "ort")
+
+
+def test_check_script_on_a_small_supernet(tmp_path):
+    """scripts/check_runtimes.py's per-architecture check, on a random supernet with a small vocabulary."""
+    import importlib.util
+    from pathlib import Path
+
+    from benchmark.supernet.elastic import Supernet
+
+    pytest.importorskip("openvino")  # the script checks every runtime
+    spec = importlib.util.spec_from_file_location("check_runtimes", Path(__file__).parents[1] / "scripts" / "check_runtimes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = Supernet("t", vocab_size=VOCAB, block_size=BLOCK).init_weights(0).eval()
+    test = np.random.default_rng(1).integers(0, VOCAB, 4 * BLOCK + 1).astype(np.uint16)
+    r = mod.check_arch(net, get_space("t").sample(seed=2), test, tokens=2 * BLOCK, windows=2, decode_tokens=4,
+                       export_dir=tmp_path, batch=2)
+    b = r["backends"]
+    assert set(b) == {"torch-fp32", "torch-bf16", "ort-fp32", "ort-int8", "ov-fp32"}
+    assert b["torch-fp32"]["perplexity_delta"] == 0 and b["ort-fp32"]["fp32_pass"]
+    assert b["ort-int8"]["prefill_rel_error"] > 1e-5 and b["ort-int8"]["tokens"] == 2 * BLOCK
+    assert abs(b["ort-fp32"]["perplexity_delta_rel"]) < 1e-5 and 0 < b["torch-bf16"]["top1_agreement"] <= 1

@@ -30,11 +30,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RuntimeConfigError", "Backend", "DecodeState", "relative_error"]
+__all__ = ["RuntimeConfigError", "Backend", "DecodeState", "PastDecode", "import_runtime", "relative_error"]
 
 
 class RuntimeConfigError(ValueError):
     """An unknown runtime, dtype, thread count or device id, or a runtime that cannot run here."""
+
+
+def import_runtime(module: str, runtime: str):
+    """Import a runtime's package, or raise :class:`RuntimeConfigError` with the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise RuntimeConfigError(f"invalid runtime: {runtime!r} needs {module} ({e}); install the extra: "
+                                 f"pip install -e '.[runtimes]'") from None
 
 
 class DecodeState:
@@ -46,6 +57,20 @@ class DecodeState:
 
     def rewind(self) -> None:
         self.pos = self.context_len
+
+
+class PastDecode(DecodeState):
+    """Decode state of an exported decoder: the past keys/values fed to the next step (``past``),
+    and those of the context to rewind to."""
+
+    def __init__(self, context_past: list[np.ndarray], context_len: int):
+        super().__init__(context_len)
+        self.context_past = context_past
+        self.past = context_past
+
+    def rewind(self) -> None:
+        super().rewind()
+        self.past = self.context_past
 
 
 class Backend(ABC):

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from benchmark.model import GPT, apply_rope
 from benchmark.profiling.runtimes.base import RuntimeConfigError
 
-__all__ = ["OPSET", "EXPORTERS", "OnnxExport", "export_onnx", "weights_sha256"]
+__all__ = ["OPSET", "EXPORTERS", "OnnxExport", "export_onnx", "export_or_reuse", "weights_sha256"]
 
 OPSET = 18  # LayerNormalization needs >= 17; 18 is the lowest opset both exporters emit
 EXPORTERS = ("torchscript", "dynamo")
@@ -187,3 +187,12 @@ def export_onnx(model: GPT, out_dir: str | os.PathLike | None = None, *, exporte
     tmp.write_text(json.dumps(asdict(info), indent=1))
     os.replace(tmp, meta)
     return info
+
+
+def export_or_reuse(model: GPT, export: OnnxExport | None):
+    """``(export, None)`` when an export is given; otherwise an export of ``model`` into a temporary
+    directory and the ``TemporaryDirectory`` that removes it (keep it alive as long as the graphs are used)."""
+    if export is not None:
+        return export, None
+    tmp = tempfile.TemporaryDirectory(prefix="hwlm-onnx-")
+    return export_onnx(model, tmp.name), tmp

@@ -28,22 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.profiling.runtimes.base import Backend, DecodeState, RuntimeConfigError
+from benchmark.profiling.runtimes.base import Backend, PastDecode, RuntimeConfigError, import_runtime
 
 __all__ = ["OrtBackend", "quantize_linear_int8"]
 
 QUANTIZATION = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
                 "activation_type": "QUInt8 (dynamic, per tensor)", "per_channel": False, "reduce_range": False,
                 "nodes": "MatMul with an initializer weight (linear layers and the tied output head)"}
-
-
-def _import_ort():
-    try:
-        import onnxruntime
-    except ImportError as e:
-        raise RuntimeConfigError(f"invalid runtime: 'ort' needs onnxruntime ({e}); install the extra: "
-                                 f"pip install -e '.[runtimes]'") from None
-    return onnxruntime
 
 
 def _linear_matmuls(path: str) -> list[str]:
@@ -58,7 +49,7 @@ def _linear_matmuls(path: str) -> list[str]:
 def quantize_linear_int8(src: str, dst: str) -> list[str]:
     """Dynamically quantise the linear-layer MatMuls of the ONNX graph ``src`` into ``dst`` (see the
     module docstring); returns the quantised node names. Written to a temporary name first."""
-    _import_ort()
+    import_runtime("onnxruntime", "ort")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     nodes = _linear_matmuls(src)
@@ -77,17 +68,6 @@ def quantize_linear_int8(src: str, dst: str) -> list[str]:
     return nodes
 
 
-class _OrtDecode(DecodeState):
-    def __init__(self, context_past: list[np.ndarray], context_len: int):
-        super().__init__(context_len)
-        self.context_past = context_past
-        self.past = context_past
-
-    def rewind(self) -> None:
-        super().rewind()
-        self.past = self.context_past
-
-
 class OrtBackend(Backend):
     runtime = "ort"
 
@@ -97,7 +77,7 @@ class OrtBackend(Backend):
         self.dtype, self.threads = dtype, int(threads)
         self.export = None
         self.quantized_nodes: int | None = None
-        self._ort = _import_ort()
+        self._ort = import_runtime("onnxruntime", "ort")
 
     def _session(self, path: str):
         ort = self._ort
@@ -112,9 +92,9 @@ class OrtBackend(Backend):
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
     def prepare(self, model, export=None) -> "OrtBackend":
-        from benchmark.profiling.runtimes.export import export_onnx
+        from benchmark.profiling.runtimes.export import export_or_reuse
 
-        self.export = export if export is not None else export_onnx(model, arch_id=getattr(model, "arch_id", "model"))
+        self.export, self._tmp = export_or_reuse(model, export)
         paths = [self.export.prefill_path, self.export.decode_path]
         if self.dtype == "int8":
             int8 = [str(Path(p).with_suffix(".int8.onnx")) for p in paths]
@@ -133,12 +113,12 @@ class OrtBackend(Backend):
     def prefill(self, tokens: np.ndarray) -> np.ndarray:
         return self._prefill.run(["logits"], {"tokens": self._check_tokens(tokens, "tokens")})[0]
 
-    def start_decode(self, context: np.ndarray, max_new: int) -> _OrtDecode:
+    def start_decode(self, context: np.ndarray, max_new: int) -> PastDecode:
         ctx = self._check_tokens(context, "context")
         out = self._prefill.run(None, {"tokens": ctx})
-        return _OrtDecode(out[1:], ctx.shape[1])
+        return PastDecode(out[1:], ctx.shape[1])
 
-    def decode(self, state: _OrtDecode, token: np.ndarray) -> np.ndarray:
+    def decode(self, state: PastDecode, token: np.ndarray) -> np.ndarray:
         feeds = {"tokens": self._check_tokens(token, "token"), **dict(zip(self._past, state.past))}
         out = self._decode.run(None, feeds)
         state.past = out[1:]

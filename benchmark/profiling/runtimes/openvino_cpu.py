@@ -17,29 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.profiling.runtimes.base import Backend, DecodeState, RuntimeConfigError
+from benchmark.profiling.runtimes.base import Backend, PastDecode, RuntimeConfigError, import_runtime
 
 __all__ = ["OpenVinoBackend"]
-
-
-def _import_ov():
-    try:
-        import openvino
-    except ImportError as e:
-        raise RuntimeConfigError(f"invalid runtime: 'ov' needs openvino ({e}); install the extra: "
-                                 f"pip install -e '.[runtimes]'") from None
-    return openvino
-
-
-class _OvDecode(DecodeState):
-    def __init__(self, context_past: list[np.ndarray], context_len: int):
-        super().__init__(context_len)
-        self.context_past = context_past
-        self.past = context_past
-
-    def rewind(self) -> None:
-        super().rewind()
-        self.past = self.context_past
 
 
 class OpenVinoBackend(Backend):
@@ -50,16 +30,16 @@ class OpenVinoBackend(Backend):
             raise RuntimeConfigError(f"invalid dtype for runtime 'ov': {dtype!r}; allowed: ['fp32']")
         self.dtype, self.threads = dtype, int(threads)
         self.export = None
-        self._ov = _import_ov()
+        self._ov = import_runtime("openvino", "ov")
 
     def _config(self) -> dict[str, Any]:
         return {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_PRECISION_HINT": "f32"}
 
     def prepare(self, model, export=None) -> "OpenVinoBackend":
-        from benchmark.profiling.runtimes.export import export_onnx
+        from benchmark.profiling.runtimes.export import export_or_reuse
 
-        self.export = export if export is not None else export_onnx(model, arch_id=getattr(model, "arch_id", "model"))
+        self.export, self._tmp = export_or_reuse(model, export)
         core = self._ov.Core()
         self._compiled = [core.compile_model(core.read_model(p), "CPU", self._config())
                           for p in (self.export.prefill_path, self.export.decode_path)]
@@ -73,12 +53,12 @@ class OpenVinoBackend(Backend):
         self._prefill.infer({"tokens": self._check_tokens(tokens, "tokens")})
         return self._prefill.get_tensor("logits").data
 
-    def start_decode(self, context: np.ndarray, max_new: int) -> _OvDecode:
+    def start_decode(self, context: np.ndarray, max_new: int) -> PastDecode:
         ctx = self._check_tokens(context, "context")
         self._prefill.infer({"tokens": ctx})
-        return _OvDecode([self._prefill.get_tensor(n).data.copy() for n in self._present], ctx.shape[1])
+        return PastDecode([self._prefill.get_tensor(n).data.copy() for n in self._present], ctx.shape[1])
 
-    def decode(self, state: _OvDecode, token: np.ndarray) -> np.ndarray:
+    def decode(self, state: PastDecode, token: np.ndarray) -> np.ndarray:
         self._decode.infer({"tokens": self._check_tokens(token, "token"), **dict(zip(self._past, state.past))})
         state.past = [self._decode.get_tensor(n).data.copy() for n in self._present]
         state.pos += token.shape[1]
