@@ -11,7 +11,7 @@ attention ``qkv``/``proj``, the MLP ``fc``/``proj`` and the tied output head. We
 signed int8, per tensor, symmetric (``QInt8``, ``per_channel=False``, ``reduce_range=False``);
 activations are quantised to uint8 at run time per tensor (ORT's ``DynamicQuantizeLinear``) and
 the product runs as ``MatMulInteger``. Attention's activation x activation products, LayerNorm,
-GELU and softmax stay fp32. The quantised graphs are written beside the export
+GELU, softmax and the embedding gather stay fp32. The quantised graphs are written beside the export
 (``*.int8.onnx``) and reused.
 
 Decode feeds the previous step's ``present_*`` outputs as the next step's ``past_*`` inputs
