@@ -225,3 +225,11 @@ def test_check_script_on_a_small_supernet(tmp_path):
     assert b["torch-fp32"]["perplexity_delta"] == 0 and b["ort-fp32"]["fp32_pass"]
     assert b["ort-int8"]["prefill_rel_error"] > 1e-5 and b["ort-int8"]["tokens"] == 2 * BLOCK
     assert abs(b["ort-fp32"]["perplexity_delta_rel"]) < 1e-5 and 0 < b["torch-bf16"]["top1_agreement"] <= 1
+
+
+def test_torch_backend_applies_its_threads_only_while_running():
+    before = torch.get_num_threads()
+    b = make_backend("torch", "fp32", 2).prepare(small_model(get_space("t").smallest()))
+    with b.running():
+        assert torch.get_num_threads() == 2 and torch.is_inference_mode_enabled()
+    assert torch.get_num_threads() == before
