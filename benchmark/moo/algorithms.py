@@ -456,7 +456,7 @@ def _entry_points() -> dict[str, Any]:
 
 def available_algorithms() -> list[str]:
     """Registry names plus the names of installed ``hwlm.algorithms`` entry points."""
-    return list(ALGORITHMS) + sorted(set(_entry_points()) - set(ALGORITHMS))
+    return sorted(set(ALGORITHMS) | set(_entry_points()))
 
 
 def _import_attr(spec: str) -> Any:
