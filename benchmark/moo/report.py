@@ -177,9 +177,12 @@ def _sources(s: dict, bench, ids: list[str]) -> dict[str, list[str]]:
     for i in ids:
         src = []
         for o in _objectives(s):
-            r = bench.query(i, metrics=[o["metric"]], device=o.get("device"), setting=o.get("setting"), mode=mode,
-                            intervals=False)
-            src.append(str(r.sources[o["metric"]]))
+            try:
+                r = bench.query(i, metrics=[o["metric"]], device=o.get("device"), setting=o.get("setting"),
+                                mode=mode, intervals=False)
+                src.append(str(r.sources[o["metric"]]))
+            except ValueError:  # the release changed since the run: say so rather than guess
+                src.append("?")
         out[i] = src
     return out
 
