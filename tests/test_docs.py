@@ -2,7 +2,7 @@
 
 Blocks are collected from the markdown at test time, so a renamed device, metric or command fails
 here. The blocks of one file run in order, in one temporary directory per file (``data`` there is
-a link to the embedded release, so ``data/table_t.h5`` works as from a clone); Python blocks run in
+a copy of the embedded release, so ``data/table_t.h5`` works as from a clone); Python blocks run in
 a fresh interpreter each, shell blocks with ``bash -euo pipefail``, ``>>>`` blocks as doctests.
 
 Markers, an HTML comment on the line right before the fence (invisible when rendered, visible in
