@@ -288,6 +288,124 @@ def test_run_suite_resumes_and_report(bench, release, tmp_path, monkeypatch):
             "ppl-latency-cpu-fronts.png", "ppl-latency-cpu-eaf.png"} <= names
     md = rep["summary"].read_text()
     assert "| random | 3 | 12 |" in md and "mean rank" in md
+    assert "best perplexity" in md and "table front found" in md and "Holm" in md
+    assert "### Final fronts" in md and "### The table's Pareto front" in md
+    front = c["runs"]["random"][0]  # an id on the final-front table carries its values' sources
+    assert any(f"`{i}`" in md for i in front["ids"]) and "measured" in md
+    page = rep["html"].read_text()
+    assert page.count("data:image/png;base64,") == len(rep["plots"]) and "src='ppl" not in page
+
+
+def test_report_three_objectives(release, tmp_path):
+    from benchmark.moo.report import write_report
+
+    suite = get_suite("ppl-latency-energy").override(budget=10, candidates="table", mode="table")
+    out = tmp_path / "res3.h5"
+    run_suite(suite, ["random", "morea"], out, release=str(release), seeds=2, workers=1, progress=False)
+    rep = write_report(out, tmp_path / "report3")
+    assert "ppl-latency-energy-fronts.png" in {p.name for p in rep["plots"]}
+    assert "best energy (mJ)" in rep["summary"].read_text()
+
+
+def test_pairwise_tests_holm():
+    from scipy.stats import mannwhitneyu
+
+    from benchmark.moo.report import pairwise_tests
+
+    rng = np.random.default_rng(0)
+    hv = {"a": rng.normal(0.5, 0.01, 10), "b": rng.normal(0.6, 0.01, 10), "c": rng.normal(0.5, 0.01, 10)}
+    p = pairwise_tests(hv)
+    raw = {k: mannwhitneyu(hv[k[0]], hv[k[1]]).pvalue for k in p}
+    order = sorted(raw, key=raw.get)
+    # Holm: the k-th smallest p-value times (number of pairs - k), made monotone
+    assert p[order[0]] == pytest.approx(3 * raw[order[0]])
+    assert p[order[1]] == pytest.approx(max(3 * raw[order[0]], 2 * raw[order[1]]))
+    assert p[("a", "b")] < 0.05 and p[("b", "c")] < 0.05 and p[("a", "c")] > 0.05
+    assert pairwise_tests({"a": np.ones(5), "b": np.ones(5)}) == {("a", "b"): 1.0}
+
+
+def test_suite_hypervolume_matches_a_hand_rolled_loop(bench):
+    from benchmark.moo.indicators import normalise_objectives, suite_hypervolume
+
+    s, p = suite_problem(bench)
+    r = run_problem(p, "random", 3, 25, s.reference_point)
+    # a loop outside the suite: query the API directly, normalise and compute the hypervolume by hand
+    lat = s.objectives[1]
+    df = bench.query_batch(r.ids, metrics=["perplexity", "latency_ms"], device=lat["device"], setting=lat["setting"])
+    F = df[["perplexity", "latency_ms"]].to_numpy(dtype=float)
+    Z = np.column_stack([(np.log(F[:, j]) - np.log(o["bounds"][0])) / (np.log(o["bounds"][1]) - np.log(o["bounds"][0]))
+                         for j, o in enumerate(s.objectives)])
+    ref = np.asarray(s.reference_point)
+    P = Z[np.all(Z < ref, axis=1)]
+    P = P[np.lexsort((P[:, 1], P[:, 0]))]
+    hv, best_y = 0.0, ref[1]
+    for x, y in P:  # 2-D staircase: each point adds the strip up to the best y so far
+        if y < best_y:
+            hv += (ref[0] - x) * (best_y - y)
+            best_y = y
+    assert np.allclose(normalise_objectives(s, F), Z) and np.allclose(normalise_objectives("ppl-latency-cpu", F), Z)
+    assert suite_hypervolume(s, F) == pytest.approx(hv) == pytest.approx(r.hypervolume[-1])
+    assert suite_hypervolume("ppl-latency-cpu", Z, normalised=True) == pytest.approx(hv)
+    with pytest.raises(ValueError, match="one per objective"):
+        normalise_objectives(s, F[:, :1])
+
+
+PLUGIN = """
+import numpy as np
+from benchmark.moo.algorithms import Algorithm
+
+
+class SmallestFirst(Algorithm):
+    name = "smallest-first"
+
+    def ask(self):
+        return [self.problem.space.smallest()] + self.problem.sample(self.rng, 3)
+"""
+
+
+def test_plugin_module_attr_through_the_cli_with_two_workers(release, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "plug_algo.py").write_text(PLUGIN)
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    hwlm = [sys.executable, "-c", "import sys; from benchmark.cli import main; sys.exit(main())"]
+    run = subprocess.run(hwlm + ["moo", "run", "--suite", "ppl-params", "--algorithms", "plug_algo:SmallestFirst",
+                                 "random", "--seeds", "2", "--budget", "9", "--workers", "2", "--quiet",
+                                 "--release", str(release), "--out", "plug.h5"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    runs = load_results(tmp_path / "plug.h5")["ppl-params"]["runs"]
+    assert sorted(runs) == ["plug_algo:SmallestFirst", "random"] and sorted(runs["plug_algo:SmallestFirst"]) == [0, 1]
+    assert all(r["ids"][0] == get_space("t").smallest().id for r in runs["plug_algo:SmallestFirst"].values())
+    rep = subprocess.run(hwlm + ["moo", "report", "plug.h5", "--out", "rep"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stderr
+    assert "| plug_algo:SmallestFirst | 2 | 9 |" in (tmp_path / "rep" / "summary.md").read_text()
+    bad = subprocess.run(hwlm + ["moo", "run", "--suite", "ppl-params", "--algorithms", "no_such_mod:X", "--out",
+                                 "x.h5", "--release", str(release)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "invalid algorithm: 'no_such_mod:X'" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_plugin_entry_point(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "ep_algo.py").write_text(PLUGIN)
+    dist = tmp_path / "ep_algo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-algo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hwlm.algorithms]\nsmallest-ep = ep_algo:SmallestFirst\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "smallest-ep" in A.available_algorithms()
+    r = run_problem(analytic_problem(), "smallest-ep", 0, 5, [1.1, 1.1])
+    assert r.ids[0] == get_space("t").smallest().id
+    monkeypatch.delitem(A._PLUGINS, "smallest-ep")
+    monkeypatch.delitem(sys.modules, "ep_algo")
 
 
 def test_cli(release, tmp_path, capsys):

@@ -11,7 +11,9 @@ An algorithm is a class with
   space (all objectives minimised, 0..1 between the suite's bounds).
 
 Every random choice comes from the seed given to ``setup``; the same seed gives the same
-proposals. :func:`register_algorithm` adds a user-defined algorithm to the registry by name.
+proposals. :func:`register_algorithm` adds a user-defined algorithm to the registry by name (this
+process only); :func:`get_algorithm` also accepts ``"module:attr"`` and the names of installed
+``hwlm.algorithms`` entry points, which worker processes resolve the same way.
 
 Own (small) algorithms: ``random`` (uniform sampling), ``local`` (Pareto local search over
 one-choice neighbourhoods with random restarts), ``morea`` (regularised evolution — aging
@@ -32,8 +34,8 @@ import numpy as np
 
 from benchmark.spaces import Architecture
 
-__all__ = ["Algorithm", "ALGORITHMS", "SLOW_ALGORITHMS", "get_algorithm", "register_algorithm", "nondominated_rank",
-           "crowding"]
+__all__ = ["Algorithm", "ALGORITHMS", "SLOW_ALGORITHMS", "ENTRY_POINT_GROUP", "get_algorithm", "register_algorithm",
+           "resolve_algorithm", "available_algorithms", "nondominated_rank", "crowding"]
 
 
 class Algorithm:
@@ -442,11 +444,72 @@ def register_algorithm(name: str, factory: Callable[..., Algorithm]) -> None:
     ALGORITHMS[name] = factory
 
 
+ENTRY_POINT_GROUP = "hwlm.algorithms"
+_PLUGINS: dict[str, Callable[..., Algorithm]] = {}  # resolved 'module:attr' specs and entry points
+
+
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_algorithms() -> list[str]:
+    """Registry names plus the names of installed ``hwlm.algorithms`` entry points."""
+    return sorted(set(ALGORITHMS) | set(_entry_points()))
+
+
+def _import_attr(spec: str) -> Any:
+    import importlib
+    import os
+    import sys
+
+    module, _, attr = spec.partition(":")
+    # a module file in the current directory, as `python -m` would find it (the `hwlm` script does not)
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"invalid algorithm: {spec!r}; module {module!r} cannot be imported ({e}); allowed: "
+                         "MODULE:ATTR with MODULE on the Python path or in the current directory") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"invalid algorithm: {spec!r}; module {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def resolve_algorithm(spec: str) -> Callable[..., Algorithm]:
+    """The factory behind ``spec``: a registry name, an ``hwlm.algorithms`` entry-point name, or
+    ``"module:attr"`` (a class or function returning an :class:`Algorithm`)."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"invalid algorithm: {spec!r}; allowed: a name of {available_algorithms()} or MODULE:ATTR")
+    if spec in ALGORITHMS:
+        return ALGORITHMS[spec]
+    if spec not in _PLUGINS:
+        if ":" in spec:
+            factory = _import_attr(spec)
+        else:
+            eps = _entry_points()
+            if spec not in eps:
+                raise ValueError(f"invalid algorithm: {spec!r}; allowed: {available_algorithms()} or MODULE:ATTR")
+            factory = eps[spec].load()
+        if not callable(factory):
+            raise ValueError(f"invalid algorithm: {spec!r} is a {type(factory).__name__}; allowed: a class or "
+                             "function returning an Algorithm (setup, ask, tell)")
+        _PLUGINS[spec] = factory
+    return _PLUGINS[spec]
+
+
 def get_algorithm(name: str, **params: Any) -> Algorithm:
-    """A fresh algorithm instance by registry name (``params`` go to its constructor)."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"invalid algorithm: {name!r}; allowed: {sorted(ALGORITHMS)}")
-    alg = ALGORITHMS[name](**params)
+    """A fresh algorithm instance by registry name, entry-point name or ``"module:attr"`` (``params``
+    go to its constructor)."""
+    alg = resolve_algorithm(name)(**params)
+    missing = [m for m in ("setup", "ask", "tell") if not callable(getattr(alg, m, None))]
+    if missing:
+        raise ValueError(f"invalid algorithm: {name!r} builds a {type(alg).__name__} without {missing}; "
+                         "allowed: an Algorithm (setup, ask, tell)")
     if not getattr(alg, "name", None) or alg.name == "algorithm":
         alg.name = name
     return alg

@@ -8,13 +8,16 @@ from pathlib import Path
 __all__ = ["add_moo_parser", "DEMO_ALGORITHMS"]
 
 DEMO_ALGORITHMS = ("random", "local", "morea", "nsga2", "smsemoa", "moead", "motpe", "nsga3")
+# 10 seeds: the smallest per-pair p-value of a two-sided Mann-Whitney test is then ~1e-4, so
+# differences can survive Holm's correction over the 28 pairs of 8 algorithms
+DEMO_SEEDS = 10
 
 
 def _devices(pairs) -> dict[str, str]:
     out = {}
     for p in pairs or ():
         if "=" not in p:
-            raise SystemExit(f"hwlm moo: invalid --device: {p!r}; allowed: ROLE=ID, e.g. cpu:measured=cpu-epyc-2t")
+            raise SystemExit(f"hwlm moo: invalid --device: {p!r}; allowed: ROLE=ID, e.g. cpu:measured=cpu-epyc-1c")
         k, v = p.split("=", 1)
         out[k] = v
     return out
@@ -29,13 +32,11 @@ def _suite(args):
 
 
 def _run(args) -> int:
-    from benchmark.moo.algorithms import ALGORITHMS
+    from benchmark.moo.algorithms import resolve_algorithm
     from benchmark.moo.runner import run_suite
 
-    bad = [a for a in args.algorithms if a not in ALGORITHMS]
-    if bad:
-        print(f"hwlm moo: invalid algorithm: {bad[0]!r}; allowed: {sorted(ALGORITHMS)}", file=sys.stderr)
-        return 2
+    for a in args.algorithms:
+        resolve_algorithm(a)  # a bad name or MODULE:ATTR: one line, exit 2 (via _safe)
     suite = _suite(args)
     run_suite(suite, args.algorithms, args.out, release=args.release, seeds=args.seeds,
               devices=_devices(args.device), workers=args.workers, progress=not args.quiet, ray_address=args.ray)
@@ -50,6 +51,7 @@ def _report(args) -> int:
     for p in r["plots"]:
         print(f"plot: {p}")
     print(f"summary: {r['summary']}")
+    print(f"html: {r['html']}")
     return 0
 
 
@@ -74,14 +76,15 @@ def _demo(args) -> int:
 
 
 def _list(args) -> int:
-    from benchmark.moo.algorithms import ALGORITHMS, SLOW_ALGORITHMS
+    from benchmark.moo.algorithms import SLOW_ALGORITHMS, available_algorithms
     from benchmark.moo.suites import load_suites
 
     for name, s in load_suites(args.suites).items():
         objs = ", ".join("@".join(str(x) for x in (o["metric"], o.get("device"), o.get("setting")) if x)
                          for o in s.objectives)
         print(f"suite {name}: {objs}; budget {s.budget}, seeds {s.seeds}, mode {s.mode}, candidates {s.candidates}")
-    print("algorithms: " + ", ".join(f"{a}{' (slow)' if a in SLOW_ALGORITHMS else ''}" for a in ALGORITHMS))
+    print("algorithms: " + ", ".join(f"{a}{' (slow)' if a in SLOW_ALGORITHMS else ''}" for a in available_algorithms()))
+    print("plug-ins: --algorithms MODULE:ATTR, or an entry point in the group 'hwlm.algorithms'")
     return 0
 
 
@@ -107,7 +110,7 @@ def _common(s, suite_default=None, budget_help="evaluations per run (default: th
     s.add_argument("--candidates", choices=("space", "table"), default=None,
                    help="search the whole space or only the table's architectures (default: the suite's)")
     s.add_argument("--device", action="append", metavar="ROLE=ID",
-                   help="use device ID for a suite's device role, e.g. cpu:measured=cpu-epyc-2t (repeatable)")
+                   help="use device ID for a suite's device role, e.g. cpu:measured=cpu-epyc-1c (repeatable)")
     s.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU count; 1 = in process)")
     s.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run the jobs as Ray tasks on the cluster at ADDRESS ('local': start one here); "
@@ -131,24 +134,29 @@ def add_moo_parser(sub) -> None:
                         description="Run algorithms x seeds 0..N-1 on a suite into a results file; finished runs "
                                     "are skipped, so rerunning resumes.")
     _common(s)
-    s.add_argument("--algorithms", nargs="+", required=True, metavar="ALG", help=f"of {sorted(ALGORITHMS)}")
+    s.add_argument("--algorithms", nargs="+", required=True, metavar="ALG",
+                   help=f"names of {sorted(ALGORITHMS)}, installed 'hwlm.algorithms' entry points, or MODULE:ATTR "
+                        "(a class in a module on the Python path or in the current directory)")
     s.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the suite's)")
     s.add_argument("--noise", action="store_true", help="noisy queries (default: the suite's)")
     s.add_argument("--out", required=True, help="results file (.h5)")
     s.set_defaults(func=_safe(_run))
 
-    s = msub.add_parser("report", help="plots and a markdown summary of a results file",
-                        description="Write hypervolume/IGD+/front/EAF plots and summary.md of a results file.")
+    s = msub.add_parser("report", help="plots, a markdown summary and an HTML report of a results file",
+                        description="Write hypervolume/IGD+/front/EAF plots, summary.md and a self-contained "
+                                    "report.html (plots embedded) of a results file.")
     s.add_argument("results", help="results file written by hwlm moo run")
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(func=_safe(_report))
 
     s = msub.add_parser("demo", help="run a default suite with several algorithms and seeds, then report",
-                        description="Run the default suite (ppl-latency-cpu) with 8 algorithms x 3 seeds x 100 "
-                                    "evaluations on a release and write the report (a few minutes on 2 cores).")
+                        description=f"Run the default suite (ppl-latency-cpu) with {len(DEMO_ALGORITHMS)} algorithms x "
+                                    f"{DEMO_SEEDS} seeds x 100 evaluations on a release and write the report "
+                                    "(about a minute on 2 cores).")
     _common(s, suite_default="ppl-latency-cpu", budget_help="evaluations per run (default 100)")
     s.add_argument("--algorithms", nargs="+", default=list(DEMO_ALGORITHMS), metavar="ALG",
                    help=f"default: {' '.join(DEMO_ALGORITHMS)}")
-    s.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    s.add_argument("--seeds", type=int, default=DEMO_SEEDS,
+                   help=f"number of seeds (default {DEMO_SEEDS}: enough for the pairwise tests of the report)")
     s.add_argument("--out-dir", default="moo-demo", help="directory for results.h5 and the report (default moo-demo)")
     s.set_defaults(func=_safe(_demo), budget=100)

@@ -5,7 +5,9 @@
   each evaluation (the anytime performance of a run);
 * :func:`igd_plus` — against a best-known front (the table's Pareto front in table mode);
 * :func:`attainment` — empirical attainment function over several runs (``moocore.eaf``);
-* :func:`at_times` — a per-evaluation curve as a step function of the simulated clock.
+* :func:`at_times` — a per-evaluation curve as a step function of the simulated clock;
+* :func:`normalise_objectives` / :func:`suite_hypervolume` — a suite's normalisation and
+  hypervolume for values from any loop (optuna, pymoo, your own), comparable to the suite's results.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from benchmark.errors import HwlmError
 
 __all__ = ["hypervolume", "hypervolume_curve", "igd_plus", "igd_plus_curve", "nondominated", "attainment",
-           "at_times"]
+           "at_times", "normalise_objectives", "suite_hypervolume"]
 
 
 def _pts(points) -> np.ndarray:
@@ -114,3 +116,43 @@ def at_times(curve, times, grid) -> np.ndarray:
     ok = k >= 0
     out[ok] = curve[k[ok]]
     return out
+
+
+def _suite_objectives(suite) -> list:
+    """A suite's objectives (a :class:`~benchmark.moo.suites.Suite` or a suite name) with their bounds;
+    normalisation needs only metric, bounds and scale, so unresolved device roles are fine."""
+    from benchmark.moo.problems import Objective
+    from benchmark.moo.suites import get_suite
+
+    if isinstance(suite, str):
+        suite = get_suite(suite)
+    out = []
+    for o in suite.objectives:
+        setting = o.get("setting")
+        setting = setting if setting is None or isinstance(setting, str) else setting[0]
+        lo, hi = o["bounds"]
+        out.append(Objective(o["metric"], o.get("device"), setting, float(lo), float(hi), bool(o.get("log", False))))
+    return out
+
+
+def normalise_objectives(suite, values) -> np.ndarray:
+    """Objective values ``(n, m)`` in the suite's objective order and units (minimised: token
+    accuracy as the error ``1 - accuracy``, as :meth:`Problem.evaluate` returns them) -> the suite's
+    normalised space (``lower`` -> 0, ``upper`` -> 1, log scale where the suite says so)."""
+    objs = _suite_objectives(suite)
+    V = _pts(values)
+    if V.shape[1] != len(objs):
+        raise ValueError(f"invalid values: {V.shape[1]} columns; allowed: {len(objs)} (one per objective: "
+                         f"{[o.metric for o in objs]})")
+    return np.column_stack([o.normalise(V[:, j]) for j, o in enumerate(objs)])
+
+
+def suite_hypervolume(suite, values, normalised: bool = False) -> float:
+    """Hypervolume of ``values`` (raw objective values, or already normalised with
+    ``normalised=True``) in the suite's normalised space against its reference point — the number
+    the suite's results files and reports give for the same points."""
+    from benchmark.moo.suites import get_suite
+
+    suite = get_suite(suite) if isinstance(suite, str) else suite
+    P = _pts(values) if normalised else normalise_objectives(suite, values)
+    return hypervolume(P, suite.reference_point)

@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from benchmark.files import atomic_path
-from benchmark.moo.algorithms import ALGORITHMS, get_algorithm
+from benchmark.moo.algorithms import get_algorithm, resolve_algorithm
 from benchmark.moo.indicators import hypervolume_curve
 from benchmark.moo.problems import Problem, ProblemError
 from benchmark.moo.suites import Suite
@@ -205,11 +205,13 @@ def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, relea
               seeds: int | None = None, devices: Mapping[str, str] | None = None, workers: int | None = None,
               progress: bool = True, evaluator: Any = None, ray_address: str | None = None) -> dict[str, Any]:
     """Run ``algorithms`` × seeds ``0..seeds-1`` of ``suite`` into the results file ``out`` (resuming it)."""
-    bad = [a for a in algorithms if a not in ALGORITHMS]
-    if bad:
-        raise ProblemError(f"invalid algorithm: {bad[0]!r}; allowed: {sorted(ALGORITHMS)}")
     if not algorithms:
-        raise ProblemError(f"invalid algorithms: []; allowed: one or more of {sorted(ALGORITHMS)}")
+        raise ProblemError("invalid algorithms: []; allowed: one or more names or MODULE:ATTR specs")
+    for a in algorithms:  # fail before any run; workers resolve the same specs (module:attr, entry points)
+        try:
+            resolve_algorithm(a)
+        except ValueError as e:
+            raise ProblemError(str(e)) from None
     seeds = suite.seeds if seeds is None else int(seeds)
     if seeds < 1:
         raise ProblemError(f"invalid seeds: {seeds}; allowed: an integer >= 1")
