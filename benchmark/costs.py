@@ -417,8 +417,3 @@ def activation_bytes_estimate(archs, batch: int, seq_len: int, dtype: str = "fp3
     head = E + sp.vocab_size
     per_token = np.maximum(np.maximum(attn, mlp), head).astype(np.float64)
     return _out(b, per_token * float(B * S * _dtype_bytes(dtype)))
-
-
-# The names the query engine and the surrogate features still use; new code uses the public ones.
-_resolve, _tables, _all_valid, _Batch = encoded_batch, layer_tables, all_valid, EncodedBatch
-_params, _embedding_params = batch_params, embedding_params

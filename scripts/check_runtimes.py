@@ -11,7 +11,7 @@ supernet's inherited weights (data/supernet_t.safetensors), on the test split (d
   ``max |logits - ref| / max |ref|`` (over all positions and steps). Pass: <= 1e-4.
 * **perplexity delta** of every backend (int8 and bf16 are the point; the fp32 runtimes show the
   baseline is exact) against PyTorch fp32 on the first ``--tokens`` predicted test tokens, the
-  windows ``benchmark.profiling.perplexity`` uses: ``ppl(runtime) - ppl(torch fp32)``, absolute
+  windows ``benchmark.supernet.perplexity`` uses: ``ppl(runtime) - ppl(torch fp32)``, absolute
   and relative, plus top-1 agreement of the predicted tokens.
 
 Not a timing pass: nothing here is timed. Runs all backends with one thread each.

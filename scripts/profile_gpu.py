@@ -10,7 +10,7 @@ On a CPU, to exercise the logic (tiny settings, a dryrun-cpu-... device that is 
 
 import sys
 
-from benchmark.profiling.gpu import main
+from benchmark.profiling.gpu_run import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.profiling import gpu
+from benchmark.profiling import gpu, gpu_run
 from benchmark.profiling.devices import REGISTRY
 from benchmark.profiling.gpu_ingest import check_shard, ingest
 from benchmark.spaces import get_space
@@ -43,8 +43,8 @@ def tiny_tier(archs, name="t", dtypes=("fp32",), energy_every=2) -> gpu.Tier:
 
 def dry_run(tmp, plan, ckpt, corpus, budget_s=600.0, clock=None, **opts):
     kw = {"clock": clock} if clock is not None else {}
-    options = gpu.RunOptions(**{"eval_tokens": EVAL_TOKENS, "ppl_check": 2, **opts})
-    return gpu.run_plan(plan, tmp, budget_s=budget_s, dry_run_cpu=True, options=options, checkpoint=ckpt,
+    options = gpu_run.RunOptions(**{"eval_tokens": EVAL_TOKENS, "ppl_check": 2, **opts})
+    return gpu_run.run_plan(plan, tmp, budget_s=budget_s, dry_run_cpu=True, options=options, checkpoint=ckpt,
                         data_dir=corpus, quiet=True, **kw)
 
 
@@ -175,7 +175,7 @@ def test_provenance_names_the_gpu_clocks_versions_and_protocol():
     assert math.isnan(state["throttle_reasons"])
     host = {"gpu_name": "NVIDIA H200", "gpu_uuid": "GPU-1", "driver_version": "580.159.04", "cuda_version": "13.0",
             "torch_version": "2.11.0+cu130", "date_utc": "2026-11-28T20:00:00+00:00", "load_avg_1m": 0.3}
-    protocol = gpu._protocol("cuda", 1, 10, 1, 0.1, 1, "random", 7)
+    protocol = gpu.protocol_provenance("cuda", 1, 10, 1, 0.1, 1, "random", 7)
     prov = gpu.device_provenance(host, static, protocol, "gpu-h200-sxm-141gb-torch", dry_run=False)
     assert "date_utc" not in prov and "load_avg_1m" not in prov  # per run: the gpu_runs log holds them
     assert prov["kind"] == "gpu" and prov["dry_run"] is False and prov["driver_version"] == "580.159.04"
@@ -221,9 +221,9 @@ def test_default_plan_orders_t_then_s(tmp_path):
 def test_estimate_grows_with_repeats_and_energy_rows():
     archs = list(get_space("t").sample(0, 6))
     tier = tiny_tier(archs, dtypes=("fp16",))
-    a = gpu.estimate_plan([tier], repeats=10, startup_s=0.0)
-    b = gpu.estimate_plan([tier], repeats=20, startup_s=0.0)
-    c = gpu.estimate_plan([tiny_tier(archs, dtypes=("fp16",), energy_every=1)], repeats=10, startup_s=0.0)
+    a = gpu_run.estimate_plan([tier], repeats=10, startup_s=0.0)
+    b = gpu_run.estimate_plan([tier], repeats=20, startup_s=0.0)
+    c = gpu_run.estimate_plan([tiny_tier(archs, dtypes=("fp16",), energy_every=1)], repeats=10, startup_s=0.0)
     assert 0 < a["total_s"] < b["total_s"] and a["tiers"]["t"]["energy_rows"] == 3
     assert c["tiers"]["t"]["energy_rows"] == 6 and c["tiers"]["t"]["energy_s"] > a["tiers"]["t"]["energy_s"]
 
@@ -332,8 +332,8 @@ def dry_shard(tmp_path_factory, ckpt, tiny_corpus) -> Path:
 
 def release_like(path: Path, ckpt: Path, corpus: Path, archs) -> Path:
     """A table like the release: perplexity measured on the CPU with the same checkpoint and tokens."""
-    from benchmark.profiling.perplexity import measure_perplexity
-    from benchmark.release import sha256_file
+    from benchmark.supernet.perplexity import measure_perplexity
+    from benchmark.files import sha256_file
     from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
 
@@ -410,8 +410,8 @@ def test_profile_cli_refuses_bad_input_in_one_line(tmp_path):
 
 
 def test_the_run_imports_nothing_the_gpu_image_lacks():
-    code = ("import sys; import benchmark.profiling.gpu, benchmark.profiling.gpu_ingest, benchmark.profiling.runner, "
-            "benchmark.profiling.perplexity, benchmark.profiling.energy, benchmark.profiling.memory, "
+    code = ("import sys; import benchmark.profiling.gpu, benchmark.profiling.gpu_run, benchmark.profiling.gpu_ingest, benchmark.profiling.runner, "
+            "benchmark.supernet.perplexity, benchmark.profiling.energy, benchmark.profiling.memory, "
             "benchmark.profiling.roofline, benchmark.supernet.elastic, benchmark.supernet.corpus; "
             "print(sorted(m for m in ('xgboost', 'transformers', 'ray', 'optuna', 'pymoo') "
             "if m in sys.modules))")

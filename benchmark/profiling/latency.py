@@ -186,7 +186,7 @@ def device_lock(device: Any = "cpu", timeout: float | None = None, poll_s: float
 
 
 # --------------------------------------------------------------------------- timing
-def _timer(dev: torch.device) -> Callable[[Callable[[], Any]], float]:
+def device_timer(dev: torch.device) -> Callable[[Callable[[], Any]], float]:
     """A function that runs ``fn`` once and returns its duration in ms on ``dev``'s clock."""
     if dev.type == "cuda":
         def time_cuda(fn):
@@ -347,7 +347,7 @@ def measure_latency(arch: Architecture, setting: Any, device: Any = "cpu", warmu
     """
     check_counts(warmup, repeats)
     w = prepare(arch, setting, device, seed, model, decode_tokens)
-    timer = _timer(w.device)
+    timer = device_timer(w.device)
     times = np.empty(int(repeats), dtype=np.float64)
     lock_cm = device_lock(w.device, lock_timeout) if lock else contextlib.nullcontext()
     with torch_threads(threads), torch.inference_mode(), lock_cm:

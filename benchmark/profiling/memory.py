@@ -142,7 +142,7 @@ def cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[int, Any]:
     return int(max(0, running.max())), result
 
 
-def _tensor_bytes(tensors) -> int:
+def tensor_bytes(tensors) -> int:
     seen, total = set(), 0
     for t in tensors:
         key = (t.untyped_storage().data_ptr(), t.device)
@@ -161,8 +161,8 @@ def measure_memory(arch: Architecture, setting: Any, device: Any = "cpu", seed: 
     an allocation fail; on CPU the profiler's overhead would disturb a concurrent timing."""
     w = prepare(arch, setting, device, seed, model, decode_tokens=1)
     dev = w.device
-    weight_bytes = _tensor_bytes(w.model.parameters())
-    other = _tensor_bytes(w.model.buffers()) + _tensor_bytes(w.inputs)
+    weight_bytes = tensor_bytes(w.model.parameters())
+    other = tensor_bytes(w.model.buffers()) + tensor_bytes(w.inputs)
     kv_bytes = w.cache.nbytes() if w.cache is not None else 0
     lock_cm = device_lock(dev, lock_timeout) if lock else contextlib.nullcontext()
     with torch.inference_mode(), lock_cm:

@@ -26,7 +26,6 @@ atomic HDF5 rewrite, the writer lock), :mod:`.writer` (:class:`TableWriter`), :m
 (:class:`Table`), :mod:`.merge` (:func:`merge_tables`). This package re-exports their public API.
 """
 
-from benchmark.files import json_default as _json_default  # noqa: F401  the name surrogates/fit.py imports
 from benchmark.settings import DTYPES, MODES, Setting, SettingError  # noqa: F401  part of the table's API
 from benchmark.table.merge import merge_tables
 from benchmark.table.reader import Table

@@ -105,7 +105,7 @@ def measure_rss(runtime: str, dtype: str, threads: int, arch, setting: Any, seed
     the context, default one) of ``arch`` on the backend ``runtime``/``dtype``/``threads``, measured
     in a fresh process (see the module docstring). ``export_dir`` shares ONNX exports between calls."""
     from benchmark.profiling.runtimes.registry import RuntimeDevice
-    from benchmark.profiling.settings import resolve_setting
+    from benchmark.settings import resolve_setting
     from benchmark.spaces import Architecture
 
     dev = RuntimeDevice(runtime, dtype, threads)

@@ -17,14 +17,14 @@ import numpy as np
 
 from benchmark.profiling.latency import random_tokens
 from benchmark.profiling.runtimes.base import Backend, RuntimeConfigError
-from benchmark.profiling.settings import DEFAULT_DECODE_TOKENS, RunSetting, resolve_setting
+from benchmark.settings import DEFAULT_DECODE_TOKENS, Setting, resolve_setting
 
 __all__ = ["RuntimeWorkload", "runtime_workload"]
 
 
 @dataclass
 class RuntimeWorkload:
-    setting: RunSetting
+    setting: Setting
     backend: Backend
     run: Callable[[], Any]
     setup: Callable[[], Any]
