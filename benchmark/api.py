@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.query.catalog import DEFAULT_UNITS, EXACT_METRICS, Catalog, model_key  # noqa: F401
-from benchmark.query.execute import MODES, Executor
+from benchmark.query.execute import QUERY_MODES, Executor
 from benchmark.query.inputs import Inputs
 from benchmark.query.lookup import TableLookup
 from benchmark.query.models import Models
@@ -68,7 +68,7 @@ from benchmark.query.plan import Planner
 from benchmark.query.results import QueryError, QueryResult, batch_dict, batch_frame, fail
 from benchmark.spaces import ArchitectureError, SearchSpace, get_space
 
-__all__ = ["Benchmark", "QueryResult", "QueryError", "HWGPTBenchCompat", "EXACT_METRICS", "SOURCES", "MODES"]
+__all__ = ["Benchmark", "QueryResult", "QueryError", "HWGPTBenchCompat", "EXACT_METRICS", "SOURCES", "QUERY_MODES"]
 
 SOURCES = ("measured", "modeled", "surrogate", "exact", "missing")
 _MAXIMISED = ("token_accuracy",)

@@ -50,7 +50,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.query.execute import QUERY_MODES
+from benchmark.settings import DEFAULT_DECODE_TOKENS
 from benchmark.spaces import PAD, Architecture, SearchSpace, get_space
+from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 __all__ = ["Objective", "Problem", "ProblemError", "CostModel", "METRICS", "resolve_device"]
 
@@ -74,7 +77,6 @@ METRICS: dict[str, tuple[bool, bool]] = {
     "memory_mb": (True, True),
 }
 CANDIDATES = ("space", "table")
-MODES = ("auto", "table", "surrogate")
 
 
 @dataclass(frozen=True)
@@ -138,11 +140,11 @@ class CostModel:
     """Parameters of the simulated clock (see the module docstring)."""
 
     overhead_s: float = 2.0
-    eval_tokens: int = 65536
+    eval_tokens: int = DEFAULT_EVAL_TOKENS
     cpu_flops: float = 2e10
     warmup: int = 3
     repeats: int = 10
-    decode_tokens: int = 16
+    decode_tokens: int = DEFAULT_DECODE_TOKENS
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -205,8 +207,8 @@ class Problem:
         labels = [o.label for o in self.objectives]
         if len(set(labels)) != len(labels):
             raise _fail("objectives", labels, "distinct (metric, device, setting) triples")
-        if mode not in MODES:
-            raise _fail("mode", mode, list(MODES))
+        if mode not in QUERY_MODES:
+            raise _fail("mode", mode, list(QUERY_MODES))
         if candidates not in CANDIDATES:
             raise _fail("candidates", candidates, list(CANDIDATES))
         if evaluator is None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.files import write_text
 from benchmark.moo.indicators import at_times, attainment, igd_plus, igd_plus_curve, nondominated
 from benchmark.moo.runner import load_results
 
@@ -260,13 +261,6 @@ class _Doc:
         return "\n".join(out)
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def _open_release(s: dict):
     """The release the runs queried, for the table's front and the sources of values (None if gone)."""
     from benchmark import Benchmark
@@ -405,110 +399,134 @@ def write_report(results: str | Path, out: str | Path) -> dict[str, Any]:
     doc.heading(1, "MOO benchmark report")
     doc.para(f"Results: `{results}`")
     for sname, s in content.items():
-        suite, labels, runs = s["suite"], s["labels"], s["runs"]
-        objs = _objectives(s)
-        ref = np.asarray(suite["reference_point"], dtype=float)
-        doc.heading(2, f"Suite `{sname}`")
-        doc.para(suite.get("description", ""))
-        doc.para(f"Objectives (minimised): {', '.join(f'`{l}`' for l in labels)}; normalised to the suite's bounds "
-                 + "; ".join(f"{_short(o)} {_fmt(o['bounds'][0])}–{_fmt(o['bounds'][1])}{' (log)' if o.get('log') else ''}"
-                             for o in objs)
-                 + f"; hypervolume reference point {ref.tolist()} (normalised); budget {suite['budget']}; "
-                 f"mode `{suite['mode']}`; candidates `{suite['candidates']}`; noise {suite['noise']}; "
-                 f"release `{s.get('release') or 'embedded'}`.")
-        if not runs:
-            doc.para("No finished runs.")
-            continue
-        bench = _open_release(s)
-        table_F, table_ids = _table_front(s, bench)
-        front = _normalise(s, table_F) if table_F is not None and len(table_F) else s.get("reference_front")
-
-        def curves(fname, x, per_run, **axset):
-            """One line (mean) and band (± SE) per algorithm of ``per_run(run)`` against ``x``."""
-            fig, ax = plt.subplots(figsize=(6.5, 4))
-            for k, a in enumerate(sorted(runs)):
-                Y = np.array([per_run(r) for r in runs[a].values()])
-                _plot_band(ax, x(Y), Y, f"{a} ({len(Y)})", ls="-" if k < 10 else "--")
-            ax.set(**axset)
-            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-            ax.grid(alpha=0.3)
-            _save(fig, out / f"{sname}-{fname}.png", plots)
-
-        evals = lambda Y: np.arange(1, Y.shape[1] + 1)  # noqa: E731
-        curves("hv-evals", evals, lambda r: r["hypervolume"], xlabel="evaluations",
-               ylabel="hypervolume (normalised space)", title=f"{sname}: hypervolume vs evaluations")
-        tmax = max(r["clock_s"][-1] for rr in runs.values() for r in rr.values())
-        tmin = min(r["clock_s"][0] for rr in runs.values() for r in rr.values())
-        grid = np.geomspace(max(tmin, 1e-3), max(tmax, tmin * 1.01, 1e-3 * 1.01), 200)
-        curves("hv-time", lambda Y: grid / 3600,
-               lambda r: np.nan_to_num(at_times(r["hypervolume"], r["clock_s"], grid), nan=0.0),
-               xscale="log", xlabel="simulated profiling time (hours)", ylabel="hypervolume (normalised space)",
-               title=f"{sname}: hypervolume vs simulated time")
-        if front is not None and len(front):
-            curves("igd-evals", evals, lambda r: igd_plus_curve(r["normalised"], front), yscale="log",
-                   xlabel="evaluations", ylabel="IGD+ to the table's Pareto front (normalised space)",
-                   title=f"{sname}: IGD+ vs evaluations")
-        _plot_fronts(plt, sname, s, runs, table_F, out, plots)
-        if len(objs) == 2:
-            _plot_eaf(plt, sname, s, runs, ref, out, plots)
-
-        rows = summarise(s, front, table_ids)
-        has_front = front is not None and len(front)
-        head = ["algorithm", "runs", "evaluations", "final hypervolume (mean ± SE)"]
-        head += ["IGD+ (mean ± SE)", "table front found"] if has_front else []
-        head += [f"best {_short(o)}" for o in objs]
-        head += ["mean rank", f"beats (Holm p < {ALPHA})", "simulated hours", "wall s", "query fraction"]
-        body = []
-        for r in sorted(rows, key=lambda r: (r["mean_rank"] if np.isfinite(r["mean_rank"]) else 1e9, -r["hv_mean"])):
-            row = [r["algorithm"], str(r["runs"]), str(r["evaluations"]), f"{r['hv_mean']:.4f} ± {r['hv_se']:.4f}"]
-            if has_front:
-                row += [f"{r['igd_mean']:.4f} ± {r['igd_se']:.4f}",
-                        "–" if not np.isfinite(r["found_mean"]) else f"{r['found_mean']:.0%}"]
-            row += [_fmt(v) for v in r["best"]]
-            row += [f"{r['mean_rank']:.2f}", ", ".join(r["beats"]) or "–", f"{r['sim_hours']:.2f}",
-                    f"{r['wall_s']:.2f}", f"{r['query_fraction']:.1%}"]
-            body.append(row)
-        doc.table(head, body)
-        doc.para("Hypervolume and IGD+ are computed in the normalised space; best values are the minimum over a "
-                 "run's evaluations in the objective's unit, mean over seeds. \"Table front found\": share of the "
-                 f"table's {len(table_ids)} Pareto-optimal architectures among a run's evaluations, mean over seeds. "
-                 "\"Beats\": a two-sided Mann–Whitney U test on the final hypervolumes over seeds rejects equality "
-                 f"after Holm's correction over all pairs (family-wise error {ALPHA}), and the median is higher.")
-        final = {a: np.array([r["hypervolume"][-1] for r in runs[a].values()]) for a in runs}
-        tests = pairwise_tests(final)
-        if tests:
-            algs = sorted({a for pair in tests for a in pair})
-            doc.heading(3, "Pairwise tests (Holm-corrected p-values, final hypervolume)")
-            mat = []
-            for a in algs:
-                cells = []
-                for b in algs:
-                    p = tests.get((a, b), tests.get((b, a)))
-                    cells.append("–" if p is None else (f"**{p:.3g}**" if p < ALPHA else f"{p:.3g}"))
-                mat.append([a] + cells)
-            doc.table([""] + algs, mat)
-        doc.heading(3, "Plots")
-        for q in plots:
-            if q.name.startswith(f"{sname}-"):
-                doc.image(q)
-        # the architectures on each algorithm's final front
-        doc.heading(3, "Final fronts (median run of each algorithm)")
-        units = [_short(o) for o in objs]
-        fr_rows, all_ids = [], []
-        for a in sorted(runs):
-            med = _median_run(list(runs[a].values()))
-            for k in _front_rows(med):
-                fr_rows.append((a, med["ids"][k], np.asarray(med["objectives"][k], float)))
-                all_ids.append(med["ids"][k])
-        srcs = _sources(s, bench, sorted(set(all_ids) | set(table_ids)))
-        in_table = set(table_ids)
-        doc.table(["algorithm", "architecture"] + units + ["sources", "on the table's front"],
-                  [[a, f"`{i}`"] + [_fmt(v) for v in F] + [", ".join(srcs[i]), "yes" if i in in_table else "no"]
-                   for a, i, F in fr_rows])
-        if table_F is not None and len(table_F):
-            doc.heading(3, f"The table's Pareto front ({len(table_ids)} architectures)")
-            doc.table(["architecture"] + units + ["sources"],
-                      [[f"`{i}`"] + [_fmt(v) for v in F] + [", ".join(srcs[i])] for i, F in zip(table_ids, table_F)])
-    summary = _write_atomic(out / "summary.md", doc.markdown() + "\n")
-    page = _write_atomic(out / "report.html", doc.html() + "\n")
+        _suite_section(doc, plt, sname, s, out, plots)
+    summary = write_text(out / "summary.md", doc.markdown() + "\n")
+    page = write_text(out / "report.html", doc.html() + "\n")
     return {"summary": summary, "html": page, "plots": plots}
+
+
+def _suite_section(doc: "_Doc", plt, sname: str, s: dict, out: Path, plots: list[Path]) -> None:
+    """One suite: its description, plots, summary table, pairwise tests and fronts."""
+    suite, labels, runs = s["suite"], s["labels"], s["runs"]
+    objs = _objectives(s)
+    ref = np.asarray(suite["reference_point"], dtype=float)
+    doc.heading(2, f"Suite `{sname}`")
+    doc.para(suite.get("description", ""))
+    doc.para(f"Objectives (minimised): {', '.join(f'`{l}`' for l in labels)}; normalised to the suite's bounds "
+             + "; ".join(f"{_short(o)} {_fmt(o['bounds'][0])}–{_fmt(o['bounds'][1])}{' (log)' if o.get('log') else ''}"
+                         for o in objs)
+             + f"; hypervolume reference point {ref.tolist()} (normalised); budget {suite['budget']}; "
+             f"mode `{suite['mode']}`; candidates `{suite['candidates']}`; noise {suite['noise']}; "
+             f"release `{s.get('release') or 'embedded'}`.")
+    if not runs:
+        doc.para("No finished runs.")
+        return
+    bench = _open_release(s)
+    table_F, table_ids = _table_front(s, bench)
+    front = _normalise(s, table_F) if table_F is not None and len(table_F) else s.get("reference_front")
+    _curve_plots(plt, sname, runs, front, out, plots)
+    _plot_fronts(plt, sname, s, runs, table_F, out, plots)
+    if len(objs) == 2:
+        _plot_eaf(plt, sname, s, runs, ref, out, plots)
+    _summary_table(doc, s, objs, front, table_ids)
+    _tests_table(doc, runs)
+    doc.heading(3, "Plots")
+    for q in plots:
+        if q.name.startswith(f"{sname}-"):
+            doc.image(q)
+    _front_tables(doc, s, bench, runs, objs, table_F, table_ids)
+
+
+def _curve_plots(plt, sname: str, runs: dict, front, out: Path, plots: list[Path]) -> None:
+    """Hypervolume against evaluations and simulated time; IGD+ against evaluations."""
+
+    def curves(fname, x, per_run, **axset):
+        """One line (mean) and band (± SE) per algorithm of ``per_run(run)`` against ``x``."""
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for k, a in enumerate(sorted(runs)):
+            Y = np.array([per_run(r) for r in runs[a].values()])
+            _plot_band(ax, x(Y), Y, f"{a} ({len(Y)})", ls="-" if k < 10 else "--")
+        ax.set(**axset)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.grid(alpha=0.3)
+        _save(fig, out / f"{sname}-{fname}.png", plots)
+
+    evals = lambda Y: np.arange(1, Y.shape[1] + 1)  # noqa: E731
+    curves("hv-evals", evals, lambda r: r["hypervolume"], xlabel="evaluations",
+           ylabel="hypervolume (normalised space)", title=f"{sname}: hypervolume vs evaluations")
+    tmax = max(r["clock_s"][-1] for rr in runs.values() for r in rr.values())
+    tmin = min(r["clock_s"][0] for rr in runs.values() for r in rr.values())
+    grid = np.geomspace(max(tmin, 1e-3), max(tmax, tmin * 1.01, 1e-3 * 1.01), 200)
+    curves("hv-time", lambda Y: grid / 3600,
+           lambda r: np.nan_to_num(at_times(r["hypervolume"], r["clock_s"], grid), nan=0.0),
+           xscale="log", xlabel="simulated profiling time (hours)", ylabel="hypervolume (normalised space)",
+           title=f"{sname}: hypervolume vs simulated time")
+    if front is not None and len(front):
+        curves("igd-evals", evals, lambda r: igd_plus_curve(r["normalised"], front), yscale="log",
+               xlabel="evaluations", ylabel="IGD+ to the table's Pareto front (normalised space)",
+               title=f"{sname}: IGD+ vs evaluations")
+
+
+def _summary_table(doc: "_Doc", s: dict, objs: list, front, table_ids: list) -> None:
+    """Per algorithm: hypervolume, IGD+, share of the table's front found, best values, ranks, tests."""
+    rows = summarise(s, front, table_ids)
+    has_front = front is not None and len(front)
+    head = ["algorithm", "runs", "evaluations", "final hypervolume (mean ± SE)"]
+    head += ["IGD+ (mean ± SE)", "table front found"] if has_front else []
+    head += [f"best {_short(o)}" for o in objs]
+    head += ["mean rank", f"beats (Holm p < {ALPHA})", "simulated hours", "wall s", "query fraction"]
+    body = []
+    for r in sorted(rows, key=lambda r: (r["mean_rank"] if np.isfinite(r["mean_rank"]) else 1e9, -r["hv_mean"])):
+        row = [r["algorithm"], str(r["runs"]), str(r["evaluations"]), f"{r['hv_mean']:.4f} ± {r['hv_se']:.4f}"]
+        if has_front:
+            row += [f"{r['igd_mean']:.4f} ± {r['igd_se']:.4f}",
+                    "–" if not np.isfinite(r["found_mean"]) else f"{r['found_mean']:.0%}"]
+        row += [_fmt(v) for v in r["best"]]
+        row += [f"{r['mean_rank']:.2f}", ", ".join(r["beats"]) or "–", f"{r['sim_hours']:.2f}",
+                f"{r['wall_s']:.2f}", f"{r['query_fraction']:.1%}"]
+        body.append(row)
+    doc.table(head, body)
+    doc.para("Hypervolume and IGD+ are computed in the normalised space; best values are the minimum over a "
+             "run's evaluations in the objective's unit, mean over seeds. \"Table front found\": share of the "
+             f"table's {len(table_ids)} Pareto-optimal architectures among a run's evaluations, mean over seeds. "
+             "\"Beats\": a two-sided Mann–Whitney U test on the final hypervolumes over seeds rejects equality "
+             f"after Holm's correction over all pairs (family-wise error {ALPHA}), and the median is higher.")
+
+
+def _tests_table(doc: "_Doc", runs: dict) -> None:
+    """The matrix of Holm-corrected pairwise p-values on the final hypervolumes."""
+    final = {a: np.array([r["hypervolume"][-1] for r in runs[a].values()]) for a in runs}
+    tests = pairwise_tests(final)
+    if not tests:
+        return
+    algs = sorted({a for pair in tests for a in pair})
+    doc.heading(3, "Pairwise tests (Holm-corrected p-values, final hypervolume)")
+    mat = []
+    for a in algs:
+        cells = []
+        for b in algs:
+            p = tests.get((a, b), tests.get((b, a)))
+            cells.append("–" if p is None else (f"**{p:.3g}**" if p < ALPHA else f"{p:.3g}"))
+        mat.append([a] + cells)
+    doc.table([""] + algs, mat)
+
+
+def _front_tables(doc: "_Doc", s: dict, bench, runs: dict, objs: list, table_F, table_ids: list) -> None:
+    """The architectures on each algorithm's final front (median run), and the table's front."""
+    doc.heading(3, "Final fronts (median run of each algorithm)")
+    units = [_short(o) for o in objs]
+    fr_rows, all_ids = [], []
+    for a in sorted(runs):
+        med = _median_run(list(runs[a].values()))
+        for k in _front_rows(med):
+            fr_rows.append((a, med["ids"][k], np.asarray(med["objectives"][k], float)))
+            all_ids.append(med["ids"][k])
+    srcs = _sources(s, bench, sorted(set(all_ids) | set(table_ids)))
+    in_table = set(table_ids)
+    doc.table(["algorithm", "architecture"] + units + ["sources", "on the table's front"],
+              [[a, f"`{i}`"] + [_fmt(v) for v in F] + [", ".join(srcs[i]), "yes" if i in in_table else "no"]
+               for a, i, F in fr_rows])
+    if table_F is not None and len(table_F):
+        doc.heading(3, f"The table's Pareto front ({len(table_ids)} architectures)")
+        doc.table(["architecture"] + units + ["sources"],
+                  [[f"`{i}`"] + [_fmt(v) for v in F] + [", ".join(srcs[i])] for i, F in zip(table_ids, table_F)])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from benchmark.errors import describe_invalid
-from benchmark.moo.problems import CANDIDATES, MODES, METRICS, Objective, Problem, ProblemError, resolve_device
+from benchmark.moo.problems import CANDIDATES, METRICS, QUERY_MODES, Objective, Problem, ProblemError, resolve_device
 
 __all__ = ["Suite", "SUITES_FILE", "load_suites", "get_suite", "SUITES_VERSION"]
 
@@ -59,8 +59,8 @@ class Suite:
             raise _fail(f"suite {self.name!r} budget", self.budget, "an integer >= 1")
         if int(self.seeds) < 1:
             raise _fail(f"suite {self.name!r} seeds", self.seeds, "an integer >= 1")
-        if self.mode not in MODES:
-            raise _fail(f"suite {self.name!r} mode", self.mode, list(MODES))
+        if self.mode not in QUERY_MODES:
+            raise _fail(f"suite {self.name!r} mode", self.mode, list(QUERY_MODES))
         if self.candidates not in CANDIDATES:
             raise _fail(f"suite {self.name!r} candidates", self.candidates, list(CANDIDATES))
 

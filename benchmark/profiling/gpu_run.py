@@ -41,6 +41,7 @@ from benchmark.profiling.gpu import (
     nvml_static,
     protocol_provenance,
 )
+from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 __all__ = ["RunOptions", "run_plan", "estimate_plan", "main"]
 
@@ -73,7 +74,7 @@ class RunOptions:
     min_window_s: float = MIN_ENERGY_WINDOW_S
     energy_windows: int = 1
     ppl_check: int = 3
-    eval_tokens: int = 65536
+    eval_tokens: int = DEFAULT_EVAL_TOKENS
     reference_every: int = 100
     flush_s: float = 20.0
 

@@ -24,9 +24,10 @@ def setting_order(name: str) -> tuple:
 
 
 def model_key(k: tuple) -> str:
-    """``metric`` or ``metric@device@setting``."""
-    m, d, s = k
-    return m if d is None else f"{m}@{d}@{s}"
+    """The surrogate name of a (metric, device, setting) key: ``metric`` or ``metric@device@setting``."""
+    from surrogates.model import model_stem
+
+    return model_stem(*k)
 
 
 @dataclass

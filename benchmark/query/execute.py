@@ -23,9 +23,9 @@ from benchmark.query.models import ROOFLINE_OUTPUT, Models, draw_quantiles, draw
 from benchmark.query.plan import Plan, Spec
 from benchmark.query.results import QueryError, fail
 
-__all__ = ["MODES", "Executor"]
+__all__ = ["QUERY_MODES", "Executor"]
 
-MODES = ("auto", "table", "surrogate")
+QUERY_MODES = ("auto", "table", "surrogate")  # where answers may come from (not settings.MODES)
 _EXACT_FEATURE = {"params": -2, "params_no_embedding": -1, "flops": 0}  # column offsets in the features
 
 
@@ -102,8 +102,8 @@ class Executor:
         ``trusted``: every encoding not in the table comes from a validated Architecture.
         ``intervals=False``: no 5-95 % intervals; the surrogates' quantile models then run only to
         draw noise. A source is a string, or a per-row array when rows come from different sources."""
-        if mode not in MODES:
-            raise fail("mode", mode, list(MODES))
+        if mode not in QUERY_MODES:
+            raise fail("mode", mode, list(QUERY_MODES))
         if not isinstance(noise, (bool, np.bool_)):
             raise fail("noise", noise, "True or False")
         if not isinstance(intervals, (bool, np.bool_)):

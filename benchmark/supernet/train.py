@@ -137,6 +137,9 @@ def load_checkpoint(out_dir: Path, net: Supernet, opt) -> tuple[int, dict]:
 def train(config: TrainConfig, progress: bool = True, until: int | None = None) -> Path:
     """Train (or resume) a supernet; returns the output directory.
 
+    One function on purpose (~85 lines): a step's order of RNG draws, updates, log line and
+    checkpoint is what makes resume bit-exact, and it stays readable top to bottom in one place.
+
     ``until``: stop (with a checkpoint) after this many steps of the ``config.steps``-step
     schedule, e.g. the halfway point of a run; rerun with a larger ``until`` or none to go on.
     """
