@@ -22,9 +22,16 @@ the architectures held out at fit time) otherwise; ``"table"`` refuses architect
 Sources: every value carries one of ``measured``, ``modeled`` (a modeled device's latency or
 energy: the table's value for a profiled architecture, otherwise the device's roofline model
 evaluated directly — see below), ``surrogate`` (a prediction; ``target_sources`` says whether the
-model was trained on measured or modeled data), ``exact``, or ``missing`` (not measured for a
+model was trained on measured or modeled data), ``exact``, ``imported`` (another benchmark's
+released predictor: HW-GPT-Bench's perplexity of ``s``/``m``/``l``; ``r.provenance`` names it, its
+data and license; no interval, ``r.no_interval`` says why) or ``missing`` (not measured for a
 stated reason, e.g. no energy counter on the device; the value is NaN and the reason is in
 ``missing``).
+
+Spaces without a release: ``Benchmark("s")`` (``m``, ``l``) with no table and no surrogates
+answers exact metrics, the embedded ``t`` release's modeled devices (their roofline model with the
+parameters stored in ``table_t.h5``) and the imported perplexity (:mod:`benchmark.query.standalone`);
+nothing measured.
 
 Modeled devices: their ``latency_ms`` / ``energy_mj`` are a deterministic function of the
 architecture (:mod:`benchmark.profiling.roofline`), so for architectures the table lacks — and in
@@ -82,7 +89,8 @@ class Benchmark:
         """``path``: a release directory (default: the embedded release, ``data/``). ``revision``:
         a Hub release instead (e.g. ``"v1"``), downloaded once with :func:`benchmark.hub.download`
         (sha256-verified, cached, offline afterwards) from ``repo_id`` (default: ``HWLM_HUB_REPO``
-        or the project's repository)."""
+        or the project's repository). A space of HW-GPT-Bench (``s``, ``m``, ``l``) with neither a
+        table nor surrogates in ``path`` opens without a release (see the module docstring)."""
         from benchmark.paths import data_dir
         from surrogates.features import feature_names
         from surrogates.model import read_index, surrogate_dir
