@@ -22,9 +22,16 @@ the architectures held out at fit time) otherwise; ``"table"`` refuses architect
 Sources: every value carries one of ``measured``, ``modeled`` (a modeled device's latency or
 energy: the table's value for a profiled architecture, otherwise the device's roofline model
 evaluated directly — see below), ``surrogate`` (a prediction; ``target_sources`` says whether the
-model was trained on measured or modeled data), ``exact``, or ``missing`` (not measured for a
+model was trained on measured or modeled data), ``exact``, ``imported`` (another benchmark's
+released predictor: HW-GPT-Bench's perplexity of ``s``/``m``/``l``; ``r.provenance`` names it, its
+data and license; no interval, ``r.no_interval`` says why) or ``missing`` (not measured for a
 stated reason, e.g. no energy counter on the device; the value is NaN and the reason is in
 ``missing``).
+
+Spaces without a release: ``Benchmark("s")`` (``m``, ``l``) with no table and no surrogates
+answers exact metrics, the embedded ``t`` release's modeled devices (their roofline model with the
+parameters stored in ``table_t.h5``) and the imported perplexity (:mod:`benchmark.query.standalone`);
+nothing measured.
 
 Modeled devices: their ``latency_ms`` / ``energy_mj`` are a deterministic function of the
 architecture (:mod:`benchmark.profiling.roofline`), so for architectures the table lacks — and in
@@ -70,7 +77,7 @@ from benchmark.spaces import ArchitectureError, SearchSpace, get_space
 
 __all__ = ["Benchmark", "QueryResult", "QueryError", "HWGPTBenchCompat", "EXACT_METRICS", "SOURCES", "QUERY_MODES"]
 
-SOURCES = ("measured", "modeled", "surrogate", "exact", "missing")
+SOURCES = ("measured", "modeled", "surrogate", "exact", "imported", "missing")
 _MAXIMISED = ("token_accuracy",)
 
 
@@ -82,7 +89,8 @@ class Benchmark:
         """``path``: a release directory (default: the embedded release, ``data/``). ``revision``:
         a Hub release instead (e.g. ``"v1"``), downloaded once with :func:`benchmark.hub.download`
         (sha256-verified, cached, offline afterwards) from ``repo_id`` (default: ``HWLM_HUB_REPO``
-        or the project's repository)."""
+        or the project's repository). A space of HW-GPT-Bench (``s``, ``m``, ``l``) with neither a
+        table nor surrogates in ``path`` opens without a release (see the module docstring)."""
         from benchmark.paths import data_dir
         from surrogates.features import feature_names
         from surrogates.model import read_index, surrogate_dir
@@ -103,9 +111,7 @@ class Benchmark:
         self.surrogate_path = surrogate_dir(self.path, self.space.name)
         index = read_index(self.surrogate_path) if (self.surrogate_path / "index.json").exists() else None
         if self.table is None and index is None:
-            raise QueryError(f"invalid path: {str(self.path)!r}; allowed: a release directory holding "
-                             f"table_{self.space.name}.h5 and/or surrogates/{self.space.name}/index.json "
-                             f"(neither is there)")
+            index = self._standalone_index()
         t = self.table
         self.inputs = Inputs(self.space, t.ids.tolist() if t is not None else None,
                              t.encodings if t is not None else None)
@@ -116,6 +122,19 @@ class Benchmark:
         self.planner = Planner(self.catalog, lookup, self.models)
         self.executor = Executor(self.space, lookup, self.models, len(feature_names(self.space)),
                                  lambda: (t.path if t is not None else None, len(self.inputs.row), self.path))
+
+    def _standalone_index(self) -> dict:
+        """No release of HW-GPT-Bench's spaces here: exact metrics, the embedded ``t`` release's
+        modeled devices and the imported perplexity (:mod:`benchmark.query.standalone`)."""
+        from benchmark.paths import data_dir
+        from benchmark.query.standalone import IMPORTED_SPACES, standalone_index
+
+        if self.space.name not in IMPORTED_SPACES or not (data_dir() / "table_t.h5").exists():
+            raise QueryError(f"invalid path: {str(self.path)!r}; allowed: a release directory holding "
+                             f"table_{self.space.name}.h5 and/or surrogates/{self.space.name}/index.json "
+                             f"(neither is there)" + (f"; spaces {list(IMPORTED_SPACES)} open without one"
+                                                      if self.space.name not in IMPORTED_SPACES else ""))
+        return standalone_index(self.space, data_dir())
 
     def _open_table(self):
         tpath = self.path / f"table_{self.space.name}.h5"
@@ -132,7 +151,8 @@ class Benchmark:
     def devices(self) -> dict[str, dict]:
         """{device: {"source": "measured"|"modeled", "kind": "cpu"|"gpu", "settings": [...]}}; ``kind``
         is None only for a device that states none and whose id does not start with cpu-/gpu-."""
-        return {d: {"source": v["source"], "kind": v["kind"], "settings": list(v["settings"])}
+        return {d: {"source": v["source"], "kind": v["kind"], "settings": list(v["settings"]),
+                    **({"borrowed_from": v["borrowed_from"]} if "borrowed_from" in v else {})}
                 for d, v in self.catalog.devices.items()}
 
     def metrics(self) -> dict[str, dict]:
@@ -189,7 +209,9 @@ class Benchmark:
             intervals={m: (None if iv is None else (float(iv[0][0]), float(iv[1][0])))
                        for m, iv in r["intervals"].items() if iv is None or math.isfinite(iv[0][0])},
             repeats={m: x[0][np.isfinite(x[0])] for m, x in r["repeats"].items()},
-            missing=r["missing"], in_table=bool(row >= 0))
+            missing=r["missing"], in_table=bool(row >= 0), no_interval=r["no_interval"],
+            provenance={m: self.catalog.metrics[m]["provenance"] for m, s in r["sources"].items()
+                        if isinstance(s, str) and s == "imported"})
 
     def query_batch(self, archs: Any, metrics: Any = None, device: str | None = None, setting: str | None = None,
                     mode: str = "auto", noise: bool = False, seed: int | None = None, as_frame: bool = True,
@@ -226,9 +248,11 @@ class Benchmark:
         info = {"units": dict(plan.units), "sources": sources, "row_sources": row_sources,
                 "target_sources": r["target_sources"], "intervals": r["intervals"], "missing": r["missing"],
                 "in_table": r["in_table"], "device": plan.device, "setting": plan.setting, "mode": mode}
+        if r["no_interval"]:
+            info["no_interval"] = r["no_interval"]
         return batch_frame(r["values"], self.inputs.ids(rows, enc), info, bool(source_columns))
 
-    def pareto_front(self, objectives: Sequence[tuple]) -> "Any":
+    def pareto_front(self, objectives: Sequence[tuple], archs: Any = None) -> "Any":
         """Non-dominated rows of the table for ``objectives``, a list of ``(metric, device, setting)``
         triples (device and setting None for device-independent metrics; setting None = the device's
         default). Every objective is minimised; maximised metrics (``token_accuracy``) are negated
@@ -236,13 +260,24 @@ class Benchmark:
         objective are left out. Returns a DataFrame (index = table row) with ``id`` and one column per
         objective (``metric`` or ``metric@device@setting``), sorted by the first objective;
         ``attrs["units"]``, ``attrs["sources"]``.
+
+        ``archs``: the candidates instead of the table's rows (anything :meth:`query_batch` takes;
+        index = position in ``archs``), answered as :meth:`query_batch` answers them (mode ``auto``);
+        needed for a space without a table (``s``, ``m``, ``l``).
         """
-        if self.table is None:
-            raise QueryError(f"invalid call pareto_front: release {self.path} has no table_{self.space.name}.h5")
+        if self.table is None and archs is None:
+            raise QueryError(f"invalid call pareto_front: release {self.path} has no table_{self.space.name}.h5; "
+                             f"allowed: pass the candidates, pareto_front(objectives, archs=...)")
         if isinstance(objectives, (str, bytes)) or not isinstance(objectives, Sequence) or len(objectives) < 1:
             raise fail("objectives", objectives, "a non-empty list of (metric, device, setting) triples")
-        n = len(self.inputs.row)
-        rows = np.arange(n, dtype=np.int64)
+        if archs is None:
+            n = len(self.inputs.row)
+            rows = np.arange(n, dtype=np.int64)
+            ids = np.asarray(self.table.ids)
+        else:
+            rows, enc = self.inputs.many(archs)
+            ids = np.asarray(self.inputs.ids(rows, enc))
+            trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2  # as in query_batch
         cols, mins, units, sources = {}, [], {}, {}
         for ob in objectives:
             if not isinstance(ob, (tuple, list)) or len(ob) != 3:
@@ -255,7 +290,11 @@ class Benchmark:
                 raise fail("objective", ob, f"a metric with values ({m} is missing: {sp.reason})")
             name = m if sp.device is None and m != "flops" else (
                 f"flops@{sp.setting}" if m == "flops" else f"{m}@{sp.device}@{sp.setting}")
-            if sp.kind == "exact":
+            if archs is not None:
+                r = self.executor.run(plan, rows, enc, "auto", False, None, trusted=trusted, intervals=False)
+                v, src = r["values"][m], r["sources"][m]
+                src = src if isinstance(src, str) else "mixed"
+            elif sp.kind == "exact":
                 dt = self.models.decode_tokens(sp.setting) if m == "flops" else 0
                 v, src = self.planner.lookup.exact(m, sp.setting, dt)[rows], "exact"
             else:
@@ -277,7 +316,7 @@ class Benchmark:
                 raise QueryError("invalid call pareto_front: it needs moocore; allowed: install it "
                                  "(pip install moocore, or the package's [moo] extra)") from None
             keep = keep[moocore.is_nondominated(F[ok])]
-        df = pd.DataFrame({"id": np.asarray(self.table.ids)[keep], **{k: v[keep] for k, v in cols.items()}},
+        df = pd.DataFrame({"id": ids[keep], **{k: v[keep] for k, v in cols.items()}},
                           index=keep)
         df = df.sort_values(list(cols)[0], kind="stable")
         df.attrs.update({"units": units, "sources": sources, "objectives": [tuple(o) for o in objectives]})

@@ -4,6 +4,7 @@
 * :mod:`~benchmark.query.inputs`: architectures in any accepted form -> table rows and encodings;
 * :mod:`~benchmark.query.lookup`: table columns (medians, repeats, 5-95 % of repeats) and exact costs;
 * :mod:`~benchmark.query.models`: surrogate loading and prediction, modeled devices' roofline models;
+* :mod:`~benchmark.query.standalone`: what a space without a release offers (``s``, ``m``, ``l``);
 * :mod:`~benchmark.query.plan`: each requested metric resolved to its source once per
   (metrics, device, setting);
 * :mod:`~benchmark.query.execute`: the one executor over a plan (single queries and batches);

@@ -36,6 +36,7 @@ class Catalog:
     cells: dict[tuple, dict]  # (device, setting, metric) -> {"unit", "repeats", ...}: hardware metrics offered
     metrics: dict[str, dict]  # metric -> {"unit", "source", "needs_device", "needs_setting"}
     flops_settings: list[str]  # settings the exact metric ``flops`` knows without a device
+    scope: str | None = None  # what a release without measured devices offers, for error messages
 
     @classmethod
     def build(cls, table: Any, index: dict | None, models: dict, missing: dict) -> "Catalog":
@@ -56,6 +57,8 @@ class Catalog:
                 if d not in devs:
                     devs[d] = {"source": meta["source"], "kind": device_kind(d, meta),
                                "settings": sorted(meta["settings"], key=setting_order)}
+                    if "borrowed_from" in meta:  # a space without a release: another release's modeled device
+                        devs[d]["borrowed_from"] = meta["borrowed_from"]
             for (m, d, st), e in list(models.items()) + list(missing.items()):
                 if d is not None and (d, st, m) not in cells:
                     cells[(d, st, m)] = {"unit": e.get("unit", DEFAULT_UNITS.get(m, "")), "repeats": None}
@@ -65,11 +68,19 @@ class Catalog:
                         cells.setdefault((d, st, m), {"unit": unit, "repeats": 1})
         metrics, flops_settings = _metrics(table, index, devs, cells)
         all_settings = set(flops_settings) | {s for d in devs.values() for s in d["settings"]}
-        return cls(devs, cells, metrics, sorted(all_settings, key=setting_order))
+        scope = None
+        if table is None and index is not None and index.get("standalone"):
+            scope = (f"space {index['space']!r} has no release here: exact metrics, imported metrics and the "
+                     f"modeled devices listed; nothing measured")
+        return cls(devs, cells, metrics, sorted(all_settings, key=setting_order), scope)
 
     def check_device(self, device: Any) -> None:
         if not isinstance(device, str) or device not in self.devices:
-            raise fail("device", device, sorted(self.devices))
+            raise fail("device", device, self.available(sorted(self.devices)))
+
+    def available(self, names: list[str]) -> Any:
+        """What an error lists as allowed: ``names``, and what the release offers at all when that is limited."""
+        return f"{names} ({self.scope})" if self.scope else names
 
     def device_metrics(self, device: str, setting: str | None = None) -> list[str]:
         """The hardware metrics of ``device`` (at ``setting``, or at any)."""
@@ -87,6 +98,9 @@ def _metrics(table: Any, index: dict | None, devs: dict, cells: dict) -> tuple[d
             elif name not in metrics and name not in EXACT_METRICS:
                 metrics[name] = {"unit": meta.get("unit", "1"), "source": meta.get("source"),
                                  "needs_device": False, "needs_setting": False}
+                if meta.get("source") == "imported":  # another benchmark's predictor: say whose
+                    metrics[name]["provenance"] = dict(meta["provenance"])
+                    metrics[name]["no_interval"] = meta["no_interval"]
     for name in ("params", "params_no_embedding"):
         metrics[name] = {"unit": "1", "source": "exact", "needs_device": False, "needs_setting": False}
     metrics["flops"] = {"unit": "FLOPs", "source": "exact", "needs_device": False, "needs_setting": True}

@@ -3,7 +3,7 @@
 One code path for single queries and batches. Per metric of the plan: exact metrics from
 :mod:`benchmark.costs` (the table's rows from a cache); values from the table's column where the
 architecture was profiled (mode ``auto``/``table``), else from the modeled device's roofline model
-or the surrogate. Everything per-query is computed once: the validated cost batch of the rows the
+or the surrogate; imported metrics from their predictor. Everything per-query is computed once: the validated cost batch of the rows the
 table lacks, their surrogate features (device-independent features are a prefix of any setting's,
 and they hold the exact params/FLOPs the exact metrics then reuse), the roofline model's outputs.
 For one row, the trees of every surrogate consulted are walked together (``FusedEnsembles``: the
@@ -113,7 +113,7 @@ class Executor:
                 "quantiles": bool(intervals) or bool(noise), "repeats": want_repeats,
                 "rng": np.random.default_rng(seed) if noise else None}
         out = {"values": {}, "sources": {}, "target_sources": {}, "intervals": {}, "missing": {}, "repeats": {},
-               "in_table": r.intab}
+               "no_interval": {}, "in_table": r.intab}
         if not trusted and not r.all_in:
             r.checked()  # validate user-given encodings up front, whatever the metrics
         pre = self._fused_walk(plan, r, opts) if r.n == 1 and opts["quantiles"] else {}
@@ -124,6 +124,8 @@ class Executor:
                 out["missing"][sp.metric] = sp.reason
             elif sp.kind == "value":
                 self._value(plan, sp, r, opts, pre, out)
+            elif sp.kind == "imported":
+                self._imported(sp, r, opts, out)
         for sp in plan.specs:
             if sp.kind == "exact":
                 out["values"][sp.metric], out["sources"][sp.metric] = self._exact(sp, plan.hw_setting, r), "exact"
@@ -149,6 +151,18 @@ class Executor:
         out[r.intab] = self.lookup.exact(sp.metric, sp.setting, dt)[r.rows[r.intab]]
         out[r.outside] = part
         return out
+
+    # ------------------------------------------------------------------ imported predictors
+    def _imported(self, sp: Spec, r: _Run, o: dict, out: dict) -> None:
+        """Another benchmark's predictor (deterministic; never noised, never from a table)."""
+        if o["mode"] == "table" and r.n:
+            raise fail("mode (metric {!r} is imported: HW-GPT-Bench's predictor, no table)".format(sp.metric),
+                       "table", ["auto", "surrogate"])
+        v = self.models.imported(sp.metric, r.checked(None).encodings) if r.n else np.empty(0, np.float64)
+        out["values"][sp.metric], out["sources"][sp.metric] = v, "imported"
+        if o["intervals"]:
+            out["intervals"][sp.metric] = None
+            out["no_interval"][sp.metric] = sp.reason
 
     # ------------------------------------------------------------------ table + models
     def _table_rows(self, col, r: _Run, mode: str) -> np.ndarray | None:

@@ -1,6 +1,7 @@
 """The models a query consults for architectures the table lacks: surrogates (loaded on first use
-and cached; :mod:`surrogates.fit`) and modeled devices' roofline models
-(:class:`benchmark.profiling.roofline.EncodedRoofline`, rebuilt from the release's provenance)."""
+and cached; :mod:`surrogates.fit`), modeled devices' roofline models
+(:class:`benchmark.profiling.roofline.EncodedRoofline`, rebuilt from the release's provenance) and
+imported predictors (:mod:`benchmark.hwgpt_perplexity`)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,16 @@ class Models:
 
             f = self._fused[parts] = FusedEnsembles(ensembles)
         return f
+
+    # ------------------------------------------------------------------ imported predictors
+    def imported(self, metric: str, encodings: np.ndarray) -> np.ndarray:
+        """An imported metric (another benchmark's released predictor; only HW-GPT-Bench's
+        perplexity so far) of validated encodings, float64."""
+        from benchmark.hwgpt_perplexity import predict
+
+        if metric != "perplexity":
+            raise fail("imported metric", metric, ["perplexity"])
+        return predict(self.space.name, encodings)
 
     # ------------------------------------------------------------------ settings
     def decode_tokens(self, setting: str) -> int:

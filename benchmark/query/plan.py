@@ -1,6 +1,6 @@
 """Planning: each requested metric resolved once per (metrics, device, setting) to where its
 values come from — an exact formula, a modeled device's roofline model, the table (with a
-surrogate for architectures it lacks), or nothing (missing, with the reason). Plans are cached;
+surrogate for architectures it lacks), another benchmark's predictor (``imported``), or nothing (missing, with the reason). Plans are cached;
 the executor (:mod:`benchmark.query.execute`) runs them for one architecture or a million."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ class Spec:
     """Where one metric's values come from."""
 
     metric: str
-    kind: str  # "exact", "value" (table and/or surrogate or roofline), "missing"
+    kind: str  # "exact", "value" (table and/or surrogate or roofline), "imported", "missing"
     device: str | None
     setting: str | None
     unit: str
-    reason: str | None = None
+    reason: str | None = None  # why there is no value (missing) or no interval (imported)
     roofline: bool = False  # a modeled device's latency/energy: answered by the roofline model
 
 
@@ -106,7 +106,7 @@ class Planner:
         specs = []
         for m in self._names(metrics, device, st):
             if m not in cat.metrics:
-                raise fail("metric", m, sorted(cat.metrics))
+                raise fail("metric", m, cat.available(sorted(cat.metrics)))
             e = cat.metrics[m]
             if m == "flops":
                 fs = st if st is not None else (cat.flops_settings[0] if cat.flops_settings else None)
@@ -116,6 +116,8 @@ class Planner:
                 specs.append(Spec(m, "exact", None, fs, "FLOPs"))
             elif m in EXACT_METRICS:
                 specs.append(Spec(m, "exact", None, None, "1"))
+            elif e["source"] == "imported":  # another benchmark's predictor, evaluated here
+                specs.append(Spec(m, "imported", None, None, e["unit"], e["no_interval"]))
             elif not e["needs_device"]:
                 specs.append(self._value_spec(m, None, None, e["unit"]))
             else:

@@ -44,6 +44,9 @@ class QueryResult(Mapping):
     repeats: dict[str, np.ndarray] = field(default_factory=dict)  # stored repeats (repeats=True)
     missing: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
     in_table: bool = False
+    no_interval: dict[str, str] = field(default_factory=dict)  # metric -> why its interval is None, when
+    # not the roofline's determinism (an imported predictor without an error estimate)
+    provenance: dict[str, dict] = field(default_factory=dict)  # imported metrics: whose predictor, data, license
 
     def __getitem__(self, metric: str) -> float:
         try:
@@ -61,7 +64,9 @@ class QueryResult(Mapping):
         return {m: {"value": v, "unit": self.units[m], "source": self.sources[m],
                     **({"interval": self.intervals[m]} if m in self.intervals else {}),
                     **({"target_source": self.target_sources[m]} if m in self.target_sources else {}),
-                    **({"missing_reason": self.missing[m]} if m in self.missing else {})}
+                    **({"missing_reason": self.missing[m]} if m in self.missing else {}),
+                    **({"no_interval": self.no_interval[m]} if m in self.no_interval else {}),
+                    **({"provenance": self.provenance[m]} if m in self.provenance else {})}
                 for m, v in self.value.items()}
 
     def __repr__(self) -> str:
@@ -78,7 +83,7 @@ class QueryResult(Mapping):
             elif m not in self.intervals:
                 note = ""
             elif self.intervals[m] is None:
-                note = "no interval (deterministic model)"
+                note = self.no_interval.get(m, "no interval (deterministic model)")
             else:
                 lo, hi = self.intervals[m]
                 note = f"90 % [{lo:.6g}, {hi:.6g}]"
@@ -93,6 +98,8 @@ def batch_dict(values: dict, units: dict, sources: dict, row_sources: dict, r: d
     out.update({"units": units, "source": sources, "row_sources": row_sources,
                 "target_sources": r["target_sources"], "intervals": r["intervals"],
                 "missing": r["missing"], "in_table": r["in_table"]})
+    if r["no_interval"]:
+        out["no_interval"] = r["no_interval"]
     return out
 
 
