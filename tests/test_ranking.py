@@ -91,6 +91,7 @@ def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
               supernet_config=sn_config, progress=False)
     r = run_study("t", ckpt, out, max_jobs=3, **kw)
     assert len(r["runs"]) == 3 and set(r["supernet"]) == {d["id"] for d in design}
+    assert summarize(r, reps=50)["predictors"] == {}  # 3 architectures: no statistics
     r = run_study("t", ckpt, out, **kw)  # resumes: the remaining jobs only
     assert len(r["runs"]) == len(jobs) and r["runs"]["halfway-supernet"]["step"] == 2
     assert set(r["halfway"]) == set(r["supernet"])

@@ -39,6 +39,8 @@ from benchmark.spaces import get_space
 from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 HALFWAY = "halfway-supernet"  # the job id of the halfway supernet run
+MIN_ARCHS = 6  # fewer architectures give no statistics (bootstrap intervals of 3 points mean nothing)
+MIN_PER_WIDTH = 3  # the same within one width
 
 
 # ---------------------------------------------------------------------- design
@@ -232,7 +234,7 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
     group_of = {d["id"]: d["group"] for d in result["design"]}
     ids = [d["id"] for d in result["design"] if d["id"] in stand]
     summary = {"n_archs": len(ids), "n_runs": len(runs), "predictors": {}}
-    if len(ids) < 3:
+    if len(ids) < MIN_ARCHS:
         return summary
     archs = [get_space(space).from_id(i) for i in ids]
     x = np.array([stand[i] for i in ids])
@@ -250,11 +252,13 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
         s = {"kendall_tau": _tau(x, y), "spearman_rho": _rho(x, y),
              "kendall_tau_ci": _bootstrap(lambda k: _tau(x[k], y[k]), len(x), groups, reps, seed),
              "spearman_rho_ci": _bootstrap(lambda k: _rho(x[k], y[k]), len(x), groups, reps, seed),
-             "within_width_tau": _within_tau(x[inner], y[inner], groups[inner]),
+             "within_width_tau": _within_tau(x[inner], y[inner], groups[inner]) if inner.sum() >= MIN_ARCHS
+             else float("nan"),
              "within_width_tau_ci": _bootstrap(lambda k: _within_tau(x[k], y[k], groups[k]),
                                                int(inner.sum()), groups[inner], reps, seed)
-             if inner.sum() >= 3 else [float("nan")] * 2,
-             "per_width_tau": {g: _tau(x[groups == g], y[groups == g]) for g in np.unique(groups[inner])}}
+             if inner.sum() >= MIN_ARCHS else [float("nan")] * 2,
+             "per_width_tau": {g: _tau(x[groups == g], y[groups == g]) for g in np.unique(groups[inner])
+                               if (groups == g).sum() >= MIN_PER_WIDTH}}
         k_best, k_pred = top
         if len(x) > k_pred:
             best = set(np.argsort(x)[:k_best])
@@ -321,6 +325,8 @@ def summary_markdown(result: dict, summary: dict) -> str:
     lines = [f"Standalone runs finished: {jobs_done} ({summary['n_archs']} of {len(result['design'])} designed "
              f"architectures with the first seed); halfway supernet: "
              f"{'done' if result.get('halfway') else 'not yet'}.", ""]
+    if not summary["predictors"]:
+        lines += [f"No statistics yet: they need at least {MIN_ARCHS} architectures with standalone results.", ""]
     if summary["predictors"]:
         widths = sorted({g for p in summary["predictors"].values() for g in p["per_width_tau"]},
                         key=lambda g: int(g[2:]))
@@ -331,7 +337,7 @@ def summary_markdown(result: dict, summary: dict) -> str:
             lines.append(f"| {name} | {ci(p['kendall_tau'], p['kendall_tau_ci'])} | "
                          f"{ci(p['spearman_rho'], p['spearman_rho_ci'])} | "
                          f"{ci(p['within_width_tau'], p['within_width_tau_ci'])} | "
-                         + " | ".join(f"{p['per_width_tau'].get(g, float('nan')):.3f}" for g in widths)
+                         + " | ".join(f"{p['per_width_tau'][g]:.3f}" if g in p["per_width_tau"] else "–" for g in widths)
                          + f" | {p.get('top5_in_top10', '–')} |")
         lines.append("")
     if "seed_noise" in summary:
