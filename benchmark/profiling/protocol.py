@@ -43,7 +43,7 @@ class RoundsProtocol:
         for field, lo in (("rounds", 1), ("repeats_per_round", 1), ("warmup", 0), ("anchor_every", 1), ("seed", 0)):
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise HwlmError(f"invalid {field}: {v!r}; allowed: an integer >= {lo}")
+                raise HwlmError.invalid(field, v, f"an integer >= {lo}")
 
     @property
     def repeats(self) -> int:

@@ -37,7 +37,7 @@ def standalone_index(space: SearchSpace, release: Path) -> dict[str, Any]:
 
     t = Table(release / "table_t.h5")
     note = calibration_note(t.path, t.sha256())
-    roofline, devices = {}, {}
+    roofline, devices, t_devices = {}, {}, t.devices()
     for dev, entry in roofline_devices(t).items():
         settings = [st for st in entry["metrics"] if _fits(space, Setting.parse(st), entry["decode_tokens"].get(st, 0))]
         if not settings:
@@ -45,8 +45,7 @@ def standalone_index(space: SearchSpace, release: Path) -> dict[str, Any]:
         prov = dict(entry["provenance"], borrowed_from=note)
         roofline[dev] = {"provenance": prov, "metrics": {st: entry["metrics"][st] for st in settings},
                          "decode_tokens": {st: k for st, k in entry["decode_tokens"].items() if st in settings}}
-        meta = t.devices()[dev]
-        devices[dev] = {"source": "modeled", "kind": device_kind(dev, meta), "settings": settings,
+        devices[dev] = {"source": "modeled", "kind": device_kind(dev, t_devices[dev]), "settings": settings,
                         "borrowed_from": note}
     metrics = {name: {"unit": meta.get("unit"), "source": "exact"}
                for name, meta in t.metrics().items() if name.startswith("flops_")}

@@ -212,7 +212,7 @@ def _within_tau(x, y, groups) -> float:
     return (conc - disc) / (conc + disc) if conc + disc else float("nan")
 
 
-def _bootstrap(stat, n: int, groups: np.ndarray, reps: int, seed: int) -> list[float]:
+def _bootstrap(stat, groups: np.ndarray, reps: int, seed: int) -> list[float]:
     """95 % percentile interval of ``stat(index)``, resampling architectures within their groups."""
     rng = np.random.default_rng(seed)
     idx_by_group = [np.flatnonzero(groups == g) for g in np.unique(groups)]
@@ -248,16 +248,16 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
     if result.get("halfway"):
         predictors["supernet_halfway"] = np.array([result["halfway"][i] for i in ids])
     inner = groups != "extreme"
+    x_in, g_in = x[inner], groups[inner]  # architectures of the widths, without the extremes
     for name, y in predictors.items():
+        y_in = y[inner]
         s = {"kendall_tau": _tau(x, y), "spearman_rho": _rho(x, y),
-             "kendall_tau_ci": _bootstrap(lambda k: _tau(x[k], y[k]), len(x), groups, reps, seed),
-             "spearman_rho_ci": _bootstrap(lambda k: _rho(x[k], y[k]), len(x), groups, reps, seed),
-             "within_width_tau": _within_tau(x[inner], y[inner], groups[inner]) if inner.sum() >= MIN_ARCHS
-             else float("nan"),
-             "within_width_tau_ci": _bootstrap(lambda k: _within_tau(x[k], y[k], groups[k]),
-                                               int(inner.sum()), groups[inner], reps, seed)
-             if inner.sum() >= MIN_ARCHS else [float("nan")] * 2,
-             "per_width_tau": {g: _tau(x[groups == g], y[groups == g]) for g in np.unique(groups[inner])
+             "kendall_tau_ci": _bootstrap(lambda k: _tau(x[k], y[k]), groups, reps, seed),
+             "spearman_rho_ci": _bootstrap(lambda k: _rho(x[k], y[k]), groups, reps, seed),
+             "within_width_tau": _within_tau(x_in, y_in, g_in) if len(x_in) >= MIN_ARCHS else float("nan"),
+             "within_width_tau_ci": _bootstrap(lambda k: _within_tau(x_in[k], y_in[k], g_in[k]), g_in, reps, seed)
+             if len(x_in) >= MIN_ARCHS else [float("nan")] * 2,
+             "per_width_tau": {g: _tau(x[groups == g], y[groups == g]) for g in np.unique(g_in)
                                if (groups == g).sum() >= MIN_PER_WIDTH}}
         k_best, k_pred = top
         if len(x) > k_pred:
