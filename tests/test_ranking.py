@@ -108,6 +108,8 @@ def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
     assert plot_study(r, s, tmp_path / "rank.png").stat().st_size > 0
     md = summary_markdown(r, s)
     assert md.count("\n| E=") == 6 and "| supernet_halfway |" in md and "seed 0 / seed 1" in md
+    header, rule, row = md.split("\n")[2:5]
+    assert header.count("|") == rule.count("|") == row.count("|")  # a well-formed table
 
 
 def test_within_width_tau_ignores_pairs_across_widths():

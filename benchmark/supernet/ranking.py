@@ -330,15 +330,15 @@ def summary_markdown(result: dict, summary: dict) -> str:
     if summary["predictors"]:
         widths = sorted({g for p in summary["predictors"].values() for g in p["per_width_tau"]},
                         key=lambda g: int(g[2:]))
-        lines += ["| ranking by | Kendall τ [95 % CI] | Spearman ρ [95 % CI] | within-width τ [95 % CI] | "
-                  + " | ".join(f"τ {g}" for g in widths) + " | standalone top 5 in its top 10 |",
-                  "| --- | --- | --- | --- | " + " | ".join("---" for _ in widths) + " | --- |"]
+        head = (["ranking by", "Kendall τ [95 % CI]", "Spearman ρ [95 % CI]", "within-width τ [95 % CI]"]
+                + [f"τ {g}" for g in widths] + ["standalone top 5 in its top 10"])
+        lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for name, p in summary["predictors"].items():
-            lines.append(f"| {name} | {ci(p['kendall_tau'], p['kendall_tau_ci'])} | "
-                         f"{ci(p['spearman_rho'], p['spearman_rho_ci'])} | "
-                         f"{ci(p['within_width_tau'], p['within_width_tau_ci'])} | "
-                         + " | ".join(f"{p['per_width_tau'][g]:.3f}" if g in p["per_width_tau"] else "–" for g in widths)
-                         + f" | {p.get('top5_in_top10', '–')} |")
+            cells = ([name, ci(p["kendall_tau"], p["kendall_tau_ci"]), ci(p["spearman_rho"], p["spearman_rho_ci"]),
+                      ci(p["within_width_tau"], p["within_width_tau_ci"])]
+                     + [f"{p['per_width_tau'][g]:.3f}" if g in p["per_width_tau"] else "–" for g in widths]
+                     + [str(p.get("top5_in_top10", "–"))])
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if "seed_noise" in summary:
         s = summary["seed_noise"]
