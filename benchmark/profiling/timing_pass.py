@@ -1,0 +1,280 @@
+"""A timing pass: latency of many architectures on one runtime device under the rounds protocol.
+
+A pass times every architecture of a list at every setting on one
+:class:`~benchmark.profiling.runtimes.registry.RuntimeDevice` (runtime x dtype x threads), visiting
+them in the order :meth:`RoundsProtocol.schedule` gives: ``rounds`` shuffled rounds over all
+architectures, an anchor architecture every ``anchor_every`` visits. At each visit the model is
+built (seeded random weights: latency does not depend on weight values), handed to the runtime
+(ONNX runtimes read an export cached in ``export_dir``), and each setting gets ``warmup`` untimed
+and ``repeats_per_round`` timed runs; building and exporting are never timed.
+
+Every visit is appended to a visit log (JSON lines, flushed and fsynced per visit) whose first
+line is the pass's header (what is measured, how, on which machine). Rerunning with the same log
+resumes after the last complete visit — a kill loses at most the visit in flight — and a log
+written by another pass, protocol or machine is refused.
+
+:func:`pass_to_table` turns a log into a table shard: per setting, ``latency_ms`` holds every
+timing (``rounds x repeats_per_round`` columns, in round order) and ``measured_at`` the median
+visit time; the raw visits, with their timestamps and the anchor's interpolated latency at that
+moment, go to the table log ``timings`` so that drift can be analysed and normalised later
+(:mod:`benchmark.profiling.protocol`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from benchmark.errors import HwlmError
+from benchmark.profiling.protocol import ANCHOR, RoundsProtocol, local_anchor
+from benchmark.profiling.runtimes.registry import RuntimeDevice
+from benchmark.settings import DEFAULT_DECODE_TOKENS, resolve_setting
+
+__all__ = ["TimingPass", "run_pass", "read_log", "pass_to_table", "device_settings", "TIMINGS_LOG"]
+
+TIMINGS_LOG = "timings"
+LOG_FORMAT = "hwlm-bench timing pass log v1"
+# provenance fields that must agree for a log to be resumed here (same machine, same software)
+_SAME_MACHINE = ("hostname_sha256", "cpu_model", "torch_version", "runtime", "runtime_version", "threads")
+
+
+def device_settings(base: Sequence[str], device: RuntimeDevice) -> tuple[str, ...]:
+    """The setting names a runtime device is timed at: ``base``'s shapes in the dtype the runtime
+    is fed (bf16 for torch bf16; fp32 otherwise — int8 graphs take and return fp32 activations)."""
+    dtype = "bf16" if device.dtype == "bf16" else "fp32"
+    return tuple(resolve_setting(s).name.rsplit("-", 1)[0] + f"-{dtype}" for s in base)
+
+
+@dataclass(frozen=True)
+class TimingPass:
+    """What one pass measures: architecture ids (in table order), device, settings, protocol, anchor."""
+
+    space: str
+    archs: tuple[str, ...]
+    device: RuntimeDevice
+    device_id: str
+    settings: tuple[str, ...]
+    protocol: RoundsProtocol
+    anchor: str
+    decode_tokens: int = DEFAULT_DECODE_TOKENS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.archs:
+            raise HwlmError("invalid archs: an empty list; allowed: at least one architecture id")
+        if len(set(self.archs)) != len(self.archs):
+            raise HwlmError("invalid archs: the list repeats an id; allowed: distinct ids")
+        for s in self.settings:
+            resolve_setting(s)
+
+    def header(self) -> dict[str, Any]:
+        """The JSON header of the pass's log (the architectures as a count and a hash)."""
+        return {"format": LOG_FORMAT, "space": self.space, "device_id": self.device_id,
+                "runtime": self.device.runtime, "dtype": self.device.dtype, "threads": self.device.threads,
+                "settings": list(self.settings), "protocol": asdict(self.protocol), "anchor": self.anchor,
+                "decode_tokens": self.decode_tokens, "seed": self.seed, "n_archs": len(self.archs),
+                "archs_sha256": hashlib.sha256("\n".join(self.archs).encode()).hexdigest()}
+
+
+def read_log(path: str | os.PathLike) -> tuple[dict, list[dict]]:
+    """``(header line, visits)`` of a visit log; a torn last line (a kill mid-write) is dropped."""
+    path = Path(path)
+    lines = path.read_bytes().split(b"\n")
+    if not lines or not lines[0]:
+        raise HwlmError(f"invalid timing log {path}: empty; allowed: a log written by run_pass")
+    try:
+        head = json.loads(lines[0])
+    except ValueError:
+        raise HwlmError(f"invalid timing log {path}: its first line is not JSON") from None
+    if not isinstance(head, dict) or head.get("pass", {}).get("format") != LOG_FORMAT:
+        raise HwlmError(f"invalid timing log {path}: no {LOG_FORMAT!r} header")
+    visits = []
+    for i, line in enumerate(lines[1:], 2):
+        if not line:
+            continue
+        try:
+            visits.append(json.loads(line))
+        except ValueError:
+            if i != len(lines) and any(lines[i:]):
+                raise HwlmError(f"invalid timing log {path}: line {i} is not JSON (and not the last)") from None
+    return head, visits
+
+
+def _open_log(path: Path, tp: TimingPass, provenance: dict) -> int:
+    """Create the log, or check that an existing one is this pass on this machine; returns the
+    number of complete visits, after cutting a torn last line off the file."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"pass": tp.header(), "provenance": provenance}) + "\n")
+        os.replace(tmp, path)
+        return 0
+    head, visits = read_log(path)
+    if head["pass"] != tp.header():
+        diff = sorted(k for k in tp.header() if head["pass"].get(k) != tp.header()[k])
+        raise HwlmError(f"cannot resume {path}: it is another pass (differs in {diff}); use a new log file")
+    old = head.get("provenance", {})
+    diff = [k for k in _SAME_MACHINE if old.get(k) != provenance.get(k)]
+    if diff:
+        raise HwlmError(f"cannot resume {path}: it was measured on another machine or software "
+                        f"({', '.join(f'{k}: {old.get(k)!r} vs {provenance.get(k)!r}' for k in diff)}); "
+                        f"timings of different hosts are never mixed")
+    good = b"".join(line + b"\n" for line in path.read_bytes().split(b"\n")[:len(visits) + 1])
+    if len(good) != path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(len(good))
+    return len(visits)
+
+
+def _visits(tp: TimingPass, space) -> Iterator[tuple[int, int, int, Any]]:
+    """``(visit index, round, arch index or ANCHOR, Architecture)`` in schedule order."""
+    anchor = space.from_id(tp.anchor)
+    for k, (r, i) in enumerate(tp.protocol.schedule(len(tp.archs))):
+        yield k, int(r), int(i), anchor if i == ANCHOR else space.from_id(tp.archs[i])
+
+
+def _time_visit(tp: TimingPass, arch, export_dir: Path | None) -> dict[str, list[float]]:
+    """Build ``arch`` on the device's runtime and time every setting: ``{setting: [ms, ...]}``."""
+    from benchmark.profiling.latency import build_model, device_timer, gc_paused
+    from benchmark.profiling.runtimes.export import export_onnx
+    from benchmark.profiling.runtimes.workload import runtime_workload
+
+    model = build_model(arch, "cpu", "fp32", tp.seed)
+    export = export_onnx(model, export_dir, arch_id=arch.id) if tp.device.runtime != "torch" else None
+    backend = tp.device.backend().prepare(model, export)
+    timer = device_timer(model.wte.weight.device)
+    p = tp.protocol
+    out: dict[str, list[float]] = {}
+    with backend.running():
+        for s in tp.settings:
+            w = runtime_workload(backend, s, model.config.vocab_size, arch.search_space.block_size, tp.seed,
+                                 tp.decode_tokens)
+            for _ in range(p.warmup):
+                w.setup()
+                w.run()
+            times = []
+            with gc_paused():
+                for _ in range(p.repeats_per_round):
+                    w.setup()
+                    times.append(timer(w.run) / w.tokens)
+            out[s] = times
+    return out
+
+
+def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLike | None = None,
+             progress: bool = True, max_seconds: float | None = None) -> int:
+    """Run (or resume) the pass, appending each visit to ``log``; returns the visits now in it.
+
+    ``export_dir`` caches ONNX exports across visits (ONNX runtimes; default a directory beside the
+    log); ``max_seconds`` stops cleanly after the visit that crosses it. Hold nothing else on the
+    CPUs the process is pinned to: every visit is a measurement.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from benchmark.profiling.latency import device_lock
+    from benchmark.profiling.runtimes.registry import runtime_device_provenance
+    from benchmark.spaces import get_space
+
+    sp = get_space(tp.space)
+    log = Path(log)
+    if export_dir is None and tp.device.runtime != "torch":
+        export_dir = log.with_name(log.stem + ".onnx")
+    torch.set_num_threads(tp.device.threads)  # building models and exporting stay on the device's threads
+    prov = runtime_device_provenance(tp.device.backend())
+    prov.pop("date_utc", None)
+    prov.pop("load_avg_1m", None)
+    done = _open_log(log, tp, prov)
+    total = len(tp.protocol.schedule(len(tp.archs)))
+    start = time.monotonic()
+    bar = tqdm(total=total, initial=done, desc=f"timing {tp.device_id}", unit="visit", disable=not progress,
+               dynamic_ncols=True)
+    with open(log, "ab") as f, device_lock("cpu"):
+        for k, r, i, arch in _visits(tp, sp):
+            if k < done:
+                continue
+            t0 = time.time()
+            ms = _time_visit(tp, arch, Path(export_dir) if export_dir is not None else None)
+            f.write(json.dumps({"visit": k, "round": r, "arch": i, "unix_time": t0, "ms": ms}).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+            done = k + 1
+            bar.update(1)
+            if max_seconds is not None and time.monotonic() - start > max_seconds:
+                break
+    bar.close()
+    return done
+
+
+def _anchor_series(visits: list[dict], setting: str) -> tuple[np.ndarray, np.ndarray]:
+    t = np.array([v["unix_time"] for v in visits if v["arch"] == ANCHOR], float)
+    ms = np.array([np.median(v["ms"][setting]) for v in visits if v["arch"] == ANCHOR], float)
+    return t, ms
+
+
+def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequence[str] | None = None) -> Path:
+    """Write the visits of ``log`` as a table shard ``out`` (one row per architecture visited at
+    least once; see the module docstring). ``archs``: the pass's architecture ids (checked against
+    the header's hash). Rows of architectures not yet visited in every round have NaN columns."""
+    from benchmark.profiling.runner import exact_metrics
+    from benchmark.spaces import get_space
+    from benchmark.table import TableWriter
+
+    head, visits = read_log(log)
+    h, prov = head["pass"], head["provenance"]
+    if archs is None or hashlib.sha256("\n".join(archs).encode()).hexdigest() != h["archs_sha256"]:
+        raise HwlmError(f"invalid archs for {log}: not the {h['n_archs']} architectures the pass was run on")
+    sp = get_space(h["space"])
+    proto = RoundsProtocol(**h["protocol"])
+    rpr, rounds = proto.repeats_per_round, proto.rounds
+    settings = [resolve_setting(s) for s in h["settings"]]
+    per_arch: dict[int, list[dict]] = {}
+    for v in visits:
+        if v["arch"] != ANCHOR:
+            per_arch.setdefault(v["arch"], []).append(v)
+    dev = h["device_id"]
+    out = Path(out)
+    if out.exists():
+        raise HwlmError(f"invalid out: {out} exists; allowed: a new file (shards are written once, then merged)")
+    with TableWriter(out, sp.name) as w:
+        w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
+        w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
+        for s in settings:
+            w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact",
+                             description="FLOPs of one forward at the setting" if s.mode == "prefill" else
+                             f"FLOPs per generated token (mean over {h['decode_tokens']} steps after the context)")
+        w.declare_device(dev, source="measured", provenance={**prov, "timing_protocol": h["protocol"],
+                                                              "anchor_arch": h["anchor"]})
+        for s in settings:
+            extra = {"decode_tokens": h["decode_tokens"]} if s.mode == "decode" else {}
+            w.declare_setting(dev, s, warmup=proto.warmup, repeats=proto.repeats, rounds=rounds,
+                              repeats_per_round=rpr, **extra)
+            w.declare_hardware_metric(dev, s, "latency_ms", unit="ms", repeats=proto.repeats)
+        anchors = {s.name: _anchor_series(visits, s.name) for s in settings}
+        for i in sorted(per_arch):
+            arch = sp.from_id(archs[i])
+            hw, when = {}, {}
+            for s in settings:
+                row = np.full(proto.repeats, np.nan)
+                for v in per_arch[i]:
+                    row[v["round"] * rpr:(v["round"] + 1) * rpr] = v["ms"][s.name]
+                hw[(dev, s.name, "latency_ms")] = row
+                when[(dev, s.name)] = float(np.median([v["unix_time"] for v in per_arch[i]]))
+            w.append(arch, metrics=exact_metrics(arch, settings, h["decode_tokens"]), hardware=hw, measured_at=when)
+        for v in visits:
+            name = "anchor" if v["arch"] == ANCHOR else archs[v["arch"]]
+            for s in settings:
+                t_a, ms_a = anchors[s.name]
+                loc = float(local_anchor(np.array([v["unix_time"]]), t_a, ms_a)[0]) if len(t_a) else float("nan")
+                for j, ms in enumerate(v["ms"][s.name]):
+                    w.log(TIMINGS_LOG, {"device": dev, "setting": s.name, "arch": name, "round": v["round"],
+                                        "visit": v["visit"], "repeat": j, "unix_time": v["unix_time"], "ms": ms,
+                                        "anchor_ms": loc})
+    return out
