@@ -1,0 +1,94 @@
+"""The timing pass: schedule followed visit by visit, resume after a kill, refusal of a foreign log,
+and the table shard it becomes (real models, real HDF5)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmark.errors import HwlmError
+from benchmark.profiling.protocol import ANCHOR, RoundsProtocol
+from benchmark.profiling.runtimes.registry import RuntimeDevice
+from benchmark.profiling.timing_pass import TIMINGS_LOG, TimingPass, device_settings, pass_to_table, read_log, run_pass
+from benchmark.spaces import get_space
+from benchmark.table import Table
+
+SETTINGS = ("prefill-b1-s16-fp32", "decode-b1-s8-fp32")
+
+
+@pytest.fixture(autouse=True)
+def _private_locks(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWLM_LOCK_DIR", str(tmp_path / "locks"))
+
+
+def _pass(n=3, rounds=2, **kw):
+    sp = get_space("t")
+    archs = [a.id for a in sp.sample(7, n)]
+    return TimingPass("t", tuple(archs), RuntimeDevice("torch", "fp32", 1), "cpu-test-1c", SETTINGS,
+                      RoundsProtocol(rounds, 2, 0, 2, 0), archs[0], decode_tokens=2, **kw)
+
+
+def test_visits_follow_the_schedule_and_resume_after_a_torn_line(tmp_path):
+    tp = _pass()
+    log = tmp_path / "p.jsonl"
+    schedule = tp.protocol.schedule(len(tp.archs))
+    assert run_pass(tp, log, progress=False, max_seconds=0) == 1  # stops after the first visit
+    with open(log, "ab") as f:
+        f.write(b'{"visit": 1, "round"')  # a kill in the middle of a write
+    assert run_pass(tp, log, progress=False) == len(schedule)
+    head, visits = read_log(log)
+    assert head["pass"] == tp.header()
+    assert [(v["round"], v["arch"]) for v in visits] == [tuple(map(int, s)) for s in schedule]
+    assert [v["visit"] for v in visits] == list(range(len(schedule)))
+    times = [v["unix_time"] for v in visits]
+    assert times == sorted(times)
+    for v in visits:
+        assert set(v["ms"]) == set(SETTINGS)
+        assert all(len(x) == 2 and all(t > 0 for t in x) for x in v["ms"].values())
+
+
+def test_a_log_of_another_pass_or_machine_is_refused(tmp_path):
+    log = tmp_path / "p.jsonl"
+    run_pass(_pass(), log, progress=False, max_seconds=0)
+    with pytest.raises(HwlmError, match="another pass"):
+        run_pass(_pass(rounds=3), log, progress=False)
+    head, visits = read_log(log)
+    head["provenance"]["cpu_model"] = "another CPU"
+    log.write_text("\n".join(json.dumps(x) for x in [head, *visits]) + "\n")
+    with pytest.raises(HwlmError, match="another machine"):
+        run_pass(_pass(), log, progress=False)
+
+
+def test_the_shard_holds_every_timing_in_round_order_and_the_raw_visits(tmp_path):
+    tp = _pass()
+    log = tmp_path / "p.jsonl"
+    run_pass(tp, log, progress=False)
+    out = pass_to_table(log, tmp_path / "shard.h5", tp.archs)
+    t = Table(out)
+    assert sorted(map(str, t.ids)) == sorted(tp.archs)
+    assert t.devices()["cpu-test-1c"]["source"] == "measured"
+    _, visits = read_log(log)
+    raw = t.log(TIMINGS_LOG)
+    assert len(raw["ms"]) == len(visits) * len(SETTINGS) * 2
+    for s in SETTINGS:
+        lat = t.hardware("cpu-test-1c", s, "latency_ms")
+        assert lat.shape == (3, 4) and np.isfinite(lat).all()
+        for v in visits:
+            if v["arch"] != ANCHOR:
+                row = t.row(get_space("t").from_id(tp.archs[v["arch"]]))
+                assert lat[row, v["round"] * 2:(v["round"] + 1) * 2].tolist() == v["ms"][s]
+        sel = raw["setting"] == s
+        # the anchor's interpolated latency is the anchor visits' median exactly at their own times
+        anchor_rows = sel & (raw["arch"] == "anchor")
+        med = {int(v["visit"]): float(np.median(v["ms"][s])) for v in visits if v["arch"] == ANCHOR}
+        assert np.allclose(raw["anchor_ms"][anchor_rows], [med[int(k)] for k in raw["visit"][anchor_rows]])
+    with pytest.raises(HwlmError, match="exists"):
+        pass_to_table(log, out, tp.archs)
+    with pytest.raises(HwlmError, match="invalid archs"):
+        pass_to_table(log, tmp_path / "other.h5", tp.archs[::-1])
+
+
+def test_device_settings_name_the_dtype_the_runtime_is_fed():
+    base = ("prefill-b1-s256-fp32", "decode-b1-s128-fp32")
+    assert device_settings(base, RuntimeDevice("torch", "bf16", 1)) == ("prefill-b1-s256-bf16", "decode-b1-s128-bf16")
+    assert device_settings(base, RuntimeDevice("ort", "int8", 1)) == base
