@@ -4,7 +4,9 @@
 rows and provenance per device; profiling time (from the per-setting ``measured_at`` stamps);
 noise per measured device and setting (coefficient of variation of the stored repeats); drift of
 the re-timed reference architectures (log ``reference_timings``); the modeled devices and their
-calibration error; and the distribution of every metric.
+calibration error; how rankings change across devices (:mod:`benchmark.crossdevice`: latency rank
+agreement as heat maps, Pareto-front overlap, what each device rewards); and the distribution of
+every metric.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark import crossdevice
 from benchmark.table import Table
 
 
@@ -101,6 +104,70 @@ def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
     return figs
 
 
+def _short(dev: str) -> str:
+    return dev.replace("cpu-", "").replace("gpu-", "")
+
+
+def _cross_device(t: Table, out_dir: Path, stem: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The "Across devices" section: τ heat maps (one panel per shape), Pareto overlap of the
+    measured devices, and the latency exponents of every device at the first shape."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmark.plotting import save_figure
+
+    shapes = crossdevice.shapes(t)
+    if not shapes:
+        return [], []
+    measured = [d for d, m in t.devices().items() if m["source"] == "measured"]
+    taus = [crossdevice.rank_agreement(t, s) for s in shapes]
+    fig, axes = plt.subplots(1, len(taus), figsize=(6.5 * len(taus), 6), squeeze=False)
+    for ax, m in zip(axes.flat, taus):
+        im = ax.imshow(m.values, vmin=min(0.0, np.nanmin(m.values)), vmax=1, cmap="viridis")
+        names = [_short(d) + (" *" if d in measured else "") for d in m.devices]
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_title(f"Kendall τ of latency, {m.shape}", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    p = save_figure(fig, out_dir / f"{stem}_rank_agreement.png", dpi=100)
+    lines = ["", "## Across devices", "",
+             "How the latency order of the architectures changes from device to device (`benchmark.crossdevice`; "
+             "devices compared at a shape, i.e. a setting without its dtype; latency = median of the repeats; "
+             "measured devices are starred in the heat maps, every other device is the roofline model).", ""]
+    lines += ["| shape | devices | τ measured vs measured (min) | τ measured vs modeled (min–max) | τ modeled vs modeled (min) |",
+              "| --- | --- | --- | --- | --- |"]
+    for m in taus:
+        k = np.array([d in measured for d in m.devices])
+        off = ~np.eye(len(k), dtype=bool)
+        mm = m.values[np.ix_(k, k)][off[np.ix_(k, k)]]
+        mo = m.values[np.ix_(k, ~k)]
+        oo = m.values[np.ix_(~k, ~k)][off[np.ix_(~k, ~k)]]
+        lines.append(f"| `{m.shape}` | {len(k)} | {_fmt(mm.min()) if mm.size else '–'} | "
+                     f"{(_fmt(mo.min()) + '–' + _fmt(mo.max())) if mo.size else '–'} | {_fmt(oo.min()) if oo.size else '–'} |")
+    if "perplexity" in t.metrics() and measured:
+        lines += ["", "**Pareto-front overlap** (perplexity vs latency): the share of the measured device's Pareto-"
+                  "optimal architectures that are also Pareto-optimal on the other device.", ""]
+        for s in shapes:
+            ov = crossdevice.pareto_overlap(t, s)
+            for d in measured:
+                if d not in ov.devices:
+                    continue
+                i = ov.devices.index(d)
+                others = sorted(((ov.values[i, j], o) for j, o in enumerate(ov.devices) if o != d), reverse=True)
+                lines.append(f"- `{s}`, `{d}`: " + ", ".join(f"`{_short(o)}` {v:.0%}" for v, o in others))
+    el = crossdevice.elasticities(t, shapes[0])
+    lines += ["", f"**What each device rewards** at `{shapes[0]}`: exponents of a least-squares fit "
+              "latency ∝ n_layer^a · embed_dim^b · mean_heads^c · mean_mlp_ratio^d (larger = that choice costs more "
+              "latency there).", "", "| device | source | n_layer | embed_dim | mean heads | mean MLP ratio | fit R² |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for d, e in el.items():
+        lines.append(f"| `{d}` | {t.devices()[d]['source']} | " + " | ".join(f"{e[k]:.2f}" for k in crossdevice.ELASTICITY_TERMS)
+                     + f" | {e['r2']:.2f} |")
+    return lines, [("Latency rank agreement between devices (Kendall τ)", p.name)]
+
+
 def write_data_card(table: str | Path, out_md: str | Path, title: str | None = None, notes: str = "") -> Path:
     """Write the data card of ``table`` to ``out_md`` (plots beside it); returns the path.
     ``notes``: markdown on the conditions of the measurement that the table cannot know (e.g.
@@ -171,8 +238,10 @@ def write_data_card(table: str | Path, out_md: str | Path, title: str | None = N
                           f"{v['kendall_tau']:.2f}, Spearman ρ {v['spearman_rho']:.2f} ({v['n']} architectures)"
                           for s, v in c["two_fold_cv"].items()]
             else:
-                lines.append(f"- {kind.upper()}: {c}.")
-    figs = _plots(t, out_md.parent, stem)
+                lines.append(f"- {(kind or 'devices').upper()}: {c}.")
+    cross, cross_figs = _cross_device(t, out_md.parent, stem)
+    lines += cross
+    figs = _plots(t, out_md.parent, stem) + cross_figs
     if figs:
         lines += ["", "## Plots", ""] + [f"{cap}:\n\n![{cap}]({name})\n" for cap, name in figs]
     out_md.write_text("\n".join(lines) + "\n")

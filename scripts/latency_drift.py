@@ -1,69 +1,147 @@
 #!/usr/bin/env python
 """How much of what a latency surrogate cannot explain is drift of the host over time?
 
-    python scripts/latency_drift.py [data/table_t.h5] [--device ID]
+    python scripts/latency_drift.py [TABLE] [--device ID] [--json OUT]
 
-Per setting of a measured device: out-of-fold residuals (5 folds, log latency, the release's
-cheapest XGBoost candidate on the surrogate features) put in the order the rows were timed; printed
-are their standard deviation, their lag-1 autocorrelation (0 if the errors were independent of
-when a row was timed) and the share of their variance that a rolling mean over ``--window``
-consecutive rows explains (slow drift of the machine), next to the split-half R² of the repeats
-(odd vs even repeats: how repeatable a row is within its own few seconds).
+Per setting of a measured device, out-of-fold residuals (5 folds, log of the per-architecture
+median latency, the release's cheapest XGBoost candidate on the surrogate features):
+
+* ``R2 oof``: the held-out R² of that surrogate;
+* ``lag-1``: lag-1 autocorrelation of the residuals put in the order the rows were timed (0 if an
+  architecture's error did not depend on when it was timed), and ``drift share``: the share of
+  their variance a rolling mean over ``--window`` consecutive rows explains;
+* ``split-half``: R² of one half of the measurements predicting the other (log medians).
+
+Devices timed once per architecture (one block of repeats): halves are odd vs even repeats, the
+time order is ``measured_at``. Devices timed under the rounds protocol
+(:mod:`benchmark.profiling.protocol`; setting attribute ``rounds``): halves are even vs odd rounds,
+rows are ordered by their first visit, and the per-visit rows of the table log ``timings`` give
+two more figures: ``visit lag-1`` of visit residuals (visit median minus the architecture's
+out-of-fold prediction) in time order, raw and after dividing by the anchor's interpolated latency
+at that moment (``normalised``), and the R² of the surrogate on anchor-normalised medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
 import xgboost as xgb
 from scipy.ndimage import uniform_filter1d
 
+from benchmark.profiling.protocol import lag1_autocorrelation, split_half_r2
 from benchmark.table import Table
 from surrogates.features import features
 from surrogates.fit import CANDIDATES
+
+TIMINGS_LOG = "timings"
 
 
 def _r2(y: np.ndarray, p: np.ndarray) -> float:
     return float(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
+def _oof(X: np.ndarray, y: np.ndarray, seed: int, folds: int = 5) -> np.ndarray:
+    """Out-of-fold predictions of ``y`` (the release's cheapest candidate, fixed folds)."""
+    hp = CANDIDATES[0]
+    params = {"max_depth": hp["max_depth"], "eta": hp["eta"], "subsample": hp["subsample"],
+              "min_child_weight": hp["min_child_weight"], "nthread": 1, "seed": seed}
+    fold = np.random.default_rng(seed).permutation(len(y)) % folds
+    pred = np.empty_like(y)
+    for f in range(folds):
+        bst = xgb.train(params, xgb.DMatrix(X[fold != f], y[fold != f]), hp["num_boost_round"])
+        pred[fold == f] = bst.predict(xgb.DMatrix(X[fold == f]))
+    return pred
+
+
+def _ordered(res: np.ndarray, when: np.ndarray, window: int) -> tuple[float, float]:
+    r = res[np.argsort(when, kind="stable")]
+    return lag1_autocorrelation(r), float(1 - np.var(r - uniform_filter1d(r, window, mode="nearest")) / np.var(r))
+
+
+def setting_evidence(t: Table, dev: str, s: str, window: int = 25, seed: int = 0) -> dict:
+    """The figures of one (device, setting); see the module docstring."""
+    x = t.hardware(dev, s, "latency_ms")
+    attrs = t.setting_attrs(dev, s)
+    rounds = int(attrs.get("rounds", 1))
+    ok = np.isfinite(x).all(1)
+    ids = np.asarray(t.ids)[ok]
+    x, X = x[ok], features(t.space, np.asarray(t.encodings)[ok], s)
+    y = np.log(np.median(x, 1))
+    pred = _oof(X, y, seed)
+    out = {"device": dev, "setting": s, "rows": int(ok.sum()), "rounds": rounds, "r2_oof": _r2(y, pred)}
+    if rounds < 2:
+        out["split_half_r2"] = _r2(np.log(np.median(x[:, 0::2], 1)), np.log(np.median(x[:, 1::2], 1)))
+        out["lag1"], out["drift_share"] = _ordered(y - pred, t.measured_at(dev, s)[ok], window)
+        return out
+    rpr = x.shape[1] // rounds
+    per_round = np.stack([np.median(x[:, r * rpr:(r + 1) * rpr], 1) for r in range(rounds)], 1)
+    out["split_half_r2"] = split_half_r2(per_round)
+    log = t.log(TIMINGS_LOG)
+    sel = (log["device"] == dev) & (log["setting"] == s)
+    visit, arch = log["visit"][sel].astype(int), log["arch"][sel]
+    order = {a: i for i, a in enumerate(ids)}
+    first: dict[str, float] = {}
+    rows = {}  # visit -> (arch row, time, [ms], anchor_ms)
+    for v, a, tm, ms, an in zip(visit, arch, log["unix_time"][sel], log["ms"][sel], log["anchor_ms"][sel]):
+        if a not in order:
+            continue
+        first[a] = min(first.get(a, np.inf), tm)
+        rows.setdefault(v, (order[a], tm, [], an))[2].append(ms)
+    out["lag1"], out["drift_share"] = _ordered(y - pred, np.array([first[a] for a in ids]), window)
+    vr = np.array([rows[v][0] for v in sorted(rows)])
+    vt = np.array([rows[v][1] for v in sorted(rows)])
+    vy = np.log(np.array([np.median(rows[v][2]) for v in sorted(rows)]))
+    van = np.log(np.array([rows[v][3] for v in sorted(rows)]))
+    ref = np.median(van)
+    out["visit_lag1_raw"], _ = _ordered(vy - pred[vr], vt, window)
+    out["visit_lag1_normalised"], _ = _ordered(vy - van + ref - pred[vr], vt, window)
+    # anchor-normalised per-architecture medians, and their split-half and surrogate R²
+    norm = np.full((len(ids), rounds), np.nan)
+    rnd = {}
+    for v in sorted(rows):
+        i = rows[v][0]
+        rnd[i] = rnd.get(i, -1) + 1
+        if rnd[i] < rounds:
+            norm[i, rnd[i]] = np.median(rows[v][2]) * np.exp(ref - rows[v][3])
+    yn = np.log(np.nanmedian(norm, 1))
+    out["split_half_r2_normalised"] = split_half_r2(norm)
+    out["r2_oof_normalised"] = _r2(yn, _oof(X, yn, seed))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("table", nargs="?", default="data/table_t.h5")
-    ap.add_argument("--device", default=None, help="measured device (default: the first measured one)")
+    ap.add_argument("--device", action="append", default=None, help="measured device (repeatable; default all)")
     ap.add_argument("--window", type=int, default=25, help="rows in the rolling mean (default 25)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     t = Table(args.table)
     measured = [d for d, m in t.devices().items() if m["source"] == "measured"]
-    dev = args.device or (measured[0] if measured else None)
-    if dev not in measured:
-        raise SystemExit(f"invalid device: {dev!r}; allowed: the measured devices {measured}")
-    enc = np.asarray(t.encodings)
-    hp = CANDIDATES[0]
-    params = {"max_depth": hp["max_depth"], "eta": hp["eta"], "subsample": hp["subsample"],
-              "min_child_weight": hp["min_child_weight"], "nthread": 2, "seed": args.seed}
-    print(f"{t.path}: device {dev}, {len(t)} rows; out-of-fold residuals of log latency in timing order")
-    print(f"{'setting':<24} {'split-half R2':>13} {'resid std':>9} {'lag-1 ac':>8} {'drift share':>11}")
-    for s in t.settings(dev):
-        if "latency_ms" not in t.hardware_metrics(dev, s):
-            continue
-        x = t.hardware(dev, s, "latency_ms")
-        ok = np.isfinite(x).all(1)
-        x, when, X = x[ok], t.measured_at(dev, s)[ok], features(t.space, enc[ok], s)
-        y = np.log(np.median(x, 1))
-        half = _r2(np.median(x[:, 0::2], 1), np.median(x[:, 1::2], 1))
-        fold = np.random.default_rng(args.seed).permutation(len(y)) % 5
-        res = np.empty_like(y)
-        for f in range(5):
-            bst = xgb.train(params, xgb.DMatrix(X[fold != f], y[fold != f]), hp["num_boost_round"])
-            res[fold == f] = y[fold == f] - bst.predict(xgb.DMatrix(X[fold == f]))
-        r = res[np.argsort(when)]
-        lag1 = float(np.corrcoef(r[:-1], r[1:])[0, 1])
-        drift = float(1 - np.var(r - uniform_filter1d(r, args.window, mode="nearest")) / np.var(r))
-        print(f"{s:<24} {half:>13.4f} {r.std():>9.4f} {lag1:>8.3f} {drift:>11.1%}")
+    devs = args.device or measured
+    bad = [d for d in devs if d not in measured]
+    if bad:
+        raise SystemExit(f"invalid device: {bad[0]!r}; allowed: the measured devices {measured}")
+    rows = []
+    cols = ["r2_oof", "split_half_r2", "lag1", "drift_share", "visit_lag1_raw", "visit_lag1_normalised",
+            "r2_oof_normalised", "split_half_r2_normalised"]
+    print(f"{t.path}: out-of-fold residuals of log median latency")
+    print(f"{'device':<24} {'setting':<22} {'rows':>5} {'rnd':>3} " + " ".join(f"{c[:12]:>12}" for c in cols))
+    for dev in devs:
+        for s in t.settings(dev):
+            if "latency_ms" not in t.hardware_metrics(dev, s):
+                continue
+            e = setting_evidence(t, dev, s, args.window, args.seed)
+            rows.append(e)
+            print(f"{dev:<24} {s:<22} {e['rows']:>5} {e['rounds']:>3} "
+                  + " ".join(f"{e[c]:>12.3f}" if c in e else f"{'-':>12}" for c in cols))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"table": str(t.path), "window": args.window, "seed": args.seed, "rows": rows}, f, indent=1)
     return 0
 
 

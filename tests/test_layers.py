@@ -18,7 +18,7 @@ LAYERS = (
     ("helpers", ("benchmark.errors", "benchmark.files", "benchmark.paths", "benchmark.plotting", "benchmark.version")),
     ("spaces, settings, costs, model", ("benchmark.spaces", "benchmark.settings", "benchmark.costs", "benchmark.model")),
     ("table, release", ("benchmark.table", "benchmark.release", "benchmark.hub", "benchmark.hub_commands",
-                        "benchmark.datacard")),
+                        "benchmark.datacard", "benchmark.crossdevice")),
     ("supernet", ("benchmark.supernet",)),
     ("profiling, export", ("benchmark.profiling", "benchmark.export", "benchmark.hf")),
     ("surrogates", ("surrogates", "benchmark.hwgpt_perplexity")),
