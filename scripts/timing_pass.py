@@ -1,7 +1,10 @@
 """Run (or resume) a timing pass of a table's architectures on one runtime device, or write its log as a shard.
 
     taskset -c 0 python scripts/timing_pass.py --device cpu-epyc-1c-ort-int8 --log runs/timing/ort-int8.jsonl
-    python scripts/timing_pass.py --device cpu-epyc-1c-ort-int8 --log runs/timing/ort-int8.jsonl --to-table shard.h5
+    python scripts/timing_pass.py --device cpu-epyc-1c-ort-int8 --log runs/timing/ort-int8.jsonl --memory 100 \
+        --memory-log runs/timing/ort-int8.memory.jsonl       # peak RSS of 100 seeded architectures
+    python scripts/timing_pass.py --device cpu-epyc-1c-ort-int8 --log runs/timing/ort-int8.jsonl --to-table shard.h5 \
+        --memory-log runs/timing/ort-int8.memory.jsonl
 
 The architectures are the table's rows (``--table``, default the embedded ``t`` table), in table
 order; the anchor is the architecture with the median parameter count. ``cpu-epyc-1c-torch-fp32``
@@ -37,6 +40,10 @@ def main() -> int:
     p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long")
     p.add_argument("--export-dir", default=None, help="ONNX export cache (default beside the log)")
     p.add_argument("--to-table", default=None, help="write the log as a table shard instead of timing")
+    p.add_argument("--memory-log", default=None, help="memory pass log: --memory N measures into it; "
+                   "--to-table stores it as memory_mb")
+    p.add_argument("--memory", type=int, default=None, metavar="N",
+                   help="run the memory pass instead: peak RSS of N seeded architectures (fresh process each)")
     a = p.parse_args()
 
     t = Table(a.table)
@@ -49,7 +56,16 @@ def main() -> int:
                     RoundsProtocol(a.rounds, a.repeats_per_round, a.warmup, a.anchor_every, a.seed), anchor,
                     seed=a.seed)
     if a.to_table:
-        print(pass_to_table(a.log, a.to_table, ids))
+        print(pass_to_table(a.log, a.to_table, ids, memory_log=a.memory_log))
+        return 0
+    if a.memory:
+        from benchmark.profiling.memory_pass import memory_subset, run_memory_pass
+
+        if not a.memory_log:
+            p.error("--memory needs --memory-log")
+        n = run_memory_pass(memory_subset(ids, a.memory, a.seed, t.space.name), dev, tp.settings, a.memory_log,
+                            a.export_dir, a.seed)
+        print(f"{a.memory_log}: {n} values", file=sys.stderr)
         return 0
     done = run_pass(tp, a.log, a.export_dir, max_seconds=None if a.max_minutes is None else a.max_minutes * 60)
     print(f"{a.log}: {done} visits", file=sys.stderr)

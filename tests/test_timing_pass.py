@@ -92,3 +92,27 @@ def test_device_settings_name_the_dtype_the_runtime_is_fed():
     base = ("prefill-b1-s256-fp32", "decode-b1-s128-fp32")
     assert device_settings(base, RuntimeDevice("torch", "bf16", 1)) == ("prefill-b1-s256-bf16", "decode-b1-s128-bf16")
     assert device_settings(base, RuntimeDevice("ort", "int8", 1)) == base
+
+
+def test_memory_pass_values_land_in_the_shard(tmp_path):
+    from benchmark.profiling.memory_pass import memory_subset, memory_values, run_memory_pass
+
+    tp = _pass(n=2, rounds=1)
+    log = tmp_path / "p.jsonl"
+    run_pass(tp, log, progress=False)
+    sp = get_space("t")
+    subset = memory_subset(list(tp.archs), 1, seed=0)
+    assert len(subset) == 1 and subset[0] in tp.archs
+    mlog = tmp_path / "m.jsonl"
+    assert run_memory_pass(subset, tp.device, SETTINGS[:1], mlog, progress=False) == 1
+    with pytest.raises(HwlmError, match="at the timing pass's settings"):
+        pass_to_table(log, tmp_path / "bad.h5", tp.archs, memory_log=mlog)
+    assert run_memory_pass(subset, tp.device, SETTINGS, tmp_path / "m2.jsonl", progress=False) == 2
+    _, values = memory_values(tmp_path / "m2.jsonl")
+    t = Table(pass_to_table(log, tmp_path / "shard.h5", tp.archs, memory_log=tmp_path / "m2.jsonl"))
+    for s in SETTINGS:
+        mem = t.hardware("cpu-test-1c", s, "memory_mb")[:, 0]
+        row = t.row(sp.from_id(subset[0]))
+        assert mem[row] == pytest.approx(values[subset[0]][s]) and mem[row] > 0
+        assert np.isnan(np.delete(mem, row)).all()  # outside the subset: not measured
+    assert memory_subset([sp.largest().id, sp.smallest().id, *tp.archs], 2) == [sp.largest().id, sp.smallest().id]

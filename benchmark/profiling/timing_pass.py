@@ -219,10 +219,24 @@ def _anchor_series(visits: list[dict], setting: str) -> tuple[np.ndarray, np.nda
     return t, ms
 
 
-def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequence[str] | None = None) -> Path:
+def _memory(memory_log, h: dict, sp) -> dict[str, dict[str, float]]:
+    from benchmark.profiling.memory_pass import memory_values
+
+    head, values = memory_values(memory_log)
+    key = RuntimeDevice(h["runtime"], h["dtype"], h["threads"]).key
+    if head["device_key"] != key or sorted(head["settings"]) != sorted(h["settings"]):
+        raise HwlmError(f"invalid memory_log {memory_log}: device {head['device_key']!r} at {head['settings']}; "
+                        f"allowed: a memory pass of {key!r} at the timing pass's settings {h['settings']}")
+    return {sp.from_id(a).id: v for a, v in values.items()}
+
+
+def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequence[str] | None = None,
+                  memory_log: str | os.PathLike | None = None) -> Path:
     """Write the visits of ``log`` as a table shard ``out`` (one row per architecture visited at
     least once; see the module docstring). ``archs``: the pass's architecture ids (checked against
-    the header's hash). Rows of architectures not yet visited in every round have NaN columns."""
+    the header's hash). Rows of architectures not yet visited in every round have NaN columns.
+    ``memory_log``: a :mod:`~benchmark.profiling.memory_pass` log of the same device, stored as
+    ``memory_mb`` (peak resident MB of one unit; NaN for architectures outside its subset)."""
     from benchmark.profiling.runner import exact_metrics
     from benchmark.spaces import get_space
     from benchmark.table import TableWriter
@@ -240,6 +254,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
         if v["arch"] != ANCHOR:
             per_arch.setdefault(v["arch"], []).append(v)
     dev = h["device_id"]
+    memory = _memory(memory_log, h, sp) if memory_log is not None else None
     out = Path(out)
     if out.exists():
         raise HwlmError(f"invalid out: {out} exists; allowed: a new file (shards are written once, then merged)")
@@ -257,6 +272,8 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
             w.declare_setting(dev, s, warmup=proto.warmup, repeats=proto.repeats, rounds=rounds,
                               repeats_per_round=rpr, **extra)
             w.declare_hardware_metric(dev, s, "latency_ms", unit="ms", repeats=proto.repeats)
+            if memory is not None:
+                w.declare_hardware_metric(dev, s, "memory_mb", unit="MB", repeats=1)
         anchors = {s.name: _anchor_series(visits, s.name) for s in settings}
         for i in sorted(per_arch):
             arch = sp.from_id(archs[i])
@@ -267,6 +284,8 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
                     row[v["round"] * rpr:(v["round"] + 1) * rpr] = v["ms"][s.name]
                 hw[(dev, s.name, "latency_ms")] = row
                 when[(dev, s.name)] = float(np.median([v["unix_time"] for v in per_arch[i]]))
+                if memory is not None:
+                    hw[(dev, s.name, "memory_mb")] = [memory.get(arch.id, {}).get(s.name, np.nan)]
             w.append(arch, metrics=exact_metrics(arch, settings, h["decode_tokens"]), hardware=hw, measured_at=when)
         for v in visits:
             name = "anchor" if v["arch"] == ANCHOR else archs[v["arch"]]
