@@ -7,7 +7,8 @@
         --memory-log runs/timing/ort-int8.memory.jsonl
 
 The architectures are the table's rows (``--table``, default the embedded ``t`` table), in table
-order; the anchor is the architecture with the median parameter count. ``cpu-epyc-1c-torch-fp32``
+order (``--start``/``--n`` select a slice); the anchor is the table's architecture with the median
+parameter count, whatever the slice. ``cpu-epyc-1c-torch-fp32``
 is written under the release's existing id ``cpu-epyc-1c`` (the same device, re-timed).
 Pin the process to CPUs nothing else uses (``taskset -c 0``; the 2-thread device needs both).
 """
@@ -31,7 +32,9 @@ def main() -> int:
     p.add_argument("--device", required=True, help="runtime device id, e.g. cpu-epyc-1c-ort-int8")
     p.add_argument("--table", default="data/table_t.h5", help="table whose architectures are timed")
     p.add_argument("--log", required=True, help="visit log (JSON lines) to write or resume")
-    p.add_argument("--n", type=int, default=None, help="only the first N architectures of the table (tests)")
+    p.add_argument("--start", type=int, default=0, help="first table row to time (default 0)")
+    p.add_argument("--n", type=int, default=None, help="time N rows from --start (default: all); the table's "
+                   "rows are a seeded sample, so the first N are a seeded subset")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeats-per-round", type=int, default=4)
     p.add_argument("--warmup", type=int, default=2)
@@ -47,9 +50,10 @@ def main() -> int:
     a = p.parse_args()
 
     t = Table(a.table)
-    ids = [str(i) for i in (t.ids[: a.n] if a.n else t.ids)]
-    params = t.metric("params")[: len(ids)]
-    anchor = ids[int(np.argsort(params)[len(ids) // 2])]
+    every = [str(i) for i in t.ids]
+    ids = every[a.start: a.start + a.n] if a.n else every[a.start:]
+    # one anchor for every pass of the table (whatever subset it times), so shards of one device merge
+    anchor = every[int(np.argsort(t.metric("params"))[len(every) // 2])]
     host, dev = parse_device_id(a.device)
     dev_id = f"{host}-{dev.threads}c" if (dev.runtime, dev.dtype) == ("torch", "fp32") else a.device
     tp = TimingPass(t.space.name, tuple(ids), dev, dev_id, device_settings(DEFAULT_SETTINGS[t.space.name], dev),

@@ -266,7 +266,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
                              description="FLOPs of one forward at the setting" if s.mode == "prefill" else
                              f"FLOPs per generated token (mean over {h['decode_tokens']} steps after the context)")
         w.declare_device(dev, source="measured", provenance={**prov, "timing_protocol": h["protocol"],
-                                                              "anchor_arch": h["anchor"]})
+                                                              "anchor_arch": sp.from_id(h["anchor"]).id})
         for s in settings:
             extra = {"decode_tokens": h["decode_tokens"]} if s.mode == "decode" else {}
             w.declare_setting(dev, s, warmup=proto.warmup, repeats=proto.repeats, rounds=rounds,
@@ -287,8 +287,9 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
                 if memory is not None:
                     hw[(dev, s.name, "memory_mb")] = [memory.get(arch.id, {}).get(s.name, np.nan)]
             w.append(arch, metrics=exact_metrics(arch, settings, h["decode_tokens"]), hardware=hw, measured_at=when)
+        canonical = {i: sp.from_id(archs[i]).id for i in per_arch}  # the log may hold an older id format
         for v in visits:
-            name = "anchor" if v["arch"] == ANCHOR else archs[v["arch"]]
+            name = "anchor" if v["arch"] == ANCHOR else canonical[v["arch"]]
             for s in settings:
                 t_a, ms_a = anchors[s.name]
                 loc = float(local_anchor(np.array([v["unix_time"]]), t_a, ms_a)[0]) if len(t_a) else float("nan")
