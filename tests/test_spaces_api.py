@@ -81,7 +81,7 @@ def test_what_the_space_cannot_answer_is_refused_clearly(b):
     other = "t" if b.space.name != "t" else "s"
     from benchmark.spaces import get_space
 
-    with pytest.raises(QueryError, match=rf"space: '{other}'; allowed: '{b.space.name}'"):
+    with pytest.raises(QueryError, match=rf"space of architecture id 'gpt-{other}-.*': '{other}'; allowed: '{b.space.name}'"):
         b.query(get_space(other).largest().id)
     with pytest.raises(QueryError, match="has no table_.*archs="):
         b.pareto_front([("perplexity", None, None)])
