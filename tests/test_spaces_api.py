@@ -124,12 +124,16 @@ def test_pareto_front_over_given_candidates(b):
 
 
 def test_hwgpt_bench_compat_answers_the_space(b):
-    api = HWGPTBenchCompat(b.space.name, benchmark=b)
+    from benchmark.hwgpt_compat import HWGPT_DEVICES
+
+    api = HWGPTBenchCompat(b.space.name, use_supernet_surrogate=False, benchmark=b)
     arch = api.sample_arch()
-    api.set_arch(arch)
-    q = api.query()
-    want = b.query(arch, metrics=["perplexity", "params"])
-    assert q["perplexity"] == want["perplexity"] and q["params"] == want["params"]
-    assert set(q["latencies"]) == set(b.devices()) and "accuracy" not in q and "memory" not in q
-    assert api.query(metric="latencies", device=GPU) == {GPU: b.query(arch, metrics="latency_ms", device=GPU)["latency_ms"]}
-    assert HWGPTBenchCompat(b.space.name).query is not None  # constructs without a release
+    q = api.query(metric=["latencies", "params"])
+    assert q["params"] == b.query(arch, metrics="params")["params"] and "perplexity" not in q
+    assert api.query(metric="perplexity") == {"perplexity": b.query(arch, metrics="perplexity")["perplexity"]}
+    assert api.sources == {"perplexity": "imported"}
+    assert set(q["latencies"]) == set(api.device_list) and api.device_list[:13] == list(HWGPT_DEVICES)
+    want = b.query(arch, metrics=["latency_ms", "energy_mj"], device=GPU)
+    assert api.query(device="rtx2080") == {"latencies": {"rtx2080": want["latency_ms"]},
+                                           "energies": {"rtx2080": want["energy_mj"] / 3.6e6}}  # mJ -> Wh
+    assert api.metrics == ["perplexity"] and HWGPTBenchCompat(b.space.name).use_supernet_surrogate is False
