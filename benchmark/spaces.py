@@ -483,7 +483,7 @@ def _parse_id(arch_id: Any, space: str | None) -> Architecture:
         mlps = _split_digits(arch_id, "mlp_ratio", parts[4], sp.mlp_ratio_choices, n_layer)
         heads = _split_digits(arch_id, "n_head", parts[5], sp.n_head_choices, n_layer)
         arch = Architecture(sp.name, embed, n_layer, heads, mlps, parts[-1] == "True")
-        canonical = _concatenated_id(arch)
+        canonical = concatenated_id(arch)
     else:
         raise ArchitectureError.invalid(f"number of dash-separated fields in id {arch_id!r}", len(parts),
                                         f"{5 + 2 * n_layer} for n_layer={n_layer} ({ID_FORM}), or 7 ({_OLD_FORM})")
@@ -498,8 +498,8 @@ def _id_choice(arch_id: str, field: str, token: str, choices: Sequence[int]) -> 
     return int(token)
 
 
-def _concatenated_id(arch: Architecture) -> str:
-    """The older id form (per-layer values concatenated): what ids looked like before."""
+def concatenated_id(arch: Architecture) -> str:
+    """The older concatenated id form (accepted on input; schema-1 tables and files written with it store it)."""
     mlps, heads = "".join(map(str, arch.mlp_ratio)), "".join(map(str, arch.n_head))
     return f"gpt-{arch.space}-{arch.n_layer}-{arch.embed_dim}-{mlps}-{heads}-{arch.bias}"
 

@@ -127,13 +127,13 @@ def test_study_json_with_older_ids_reads_as_canonical():
     import json
     from pathlib import Path
 
-    from benchmark.spaces import Architecture, _concatenated_id
+    from benchmark.spaces import Architecture, concatenated_id
     from benchmark.supernet.ranking import canonical_ids, job_key, summarize, summary_markdown
 
     raw = json.loads((Path(__file__).resolve().parents[1] / "docs/supernet/t_rank_study.json").read_text())
     old = canonical_ids(raw)  # whatever form the file holds, rewrite it in the older form ...
-    old = {**old, "design": [{**d, "id": _concatenated_id(Architecture.from_id(d["id"]))} for d in old["design"]],
-           "supernet": {_concatenated_id(Architecture.from_id(i)): v for i, v in old["supernet"].items()}}
+    old = {**old, "design": [{**d, "id": concatenated_id(Architecture.from_id(d["id"]))} for d in old["design"]],
+           "supernet": {concatenated_id(Architecture.from_id(i)): v for i, v in old["supernet"].items()}}
     new = canonical_ids(old)
     assert {d["id"] for d in new["design"]} == set(new["supernet"]) and all(i.count("-") > 6 for i in new["supernet"])
     for key, r in new["runs"].items():

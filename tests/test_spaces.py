@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from strategies import architectures
 
-from benchmark.spaces import PAD, SPACES, Architecture, ArchitectureError, SearchSpace, _concatenated_id, canonical_id, get_space
+from benchmark.spaces import PAD, SPACES, Architecture, ArchitectureError, SearchSpace, concatenated_id, canonical_id, get_space
 
 SPACE_NAMES = sorted(SPACES)
 
@@ -60,7 +60,7 @@ def test_hwgpt_id_format_matches_reference():
         assert Architecture.from_id(big.id) == big
 
 
-def test_older_concatenated_ids_accepted():
+def test_olderconcatenated_ids_accepted():
     """Ids written before the dash-separated form still parse (to the same architecture)."""
     a = get_space("s").arch(768, 10, (12, 4, 8, 12, 12, 4, 4, 8, 8, 12), (4, 3, 2, 2, 3, 4, 4, 4, 2, 3), False)
     assert Architecture.from_id("gpt-s-10-768-4322344423-12481212448812-False") == a
@@ -68,7 +68,7 @@ def test_older_concatenated_ids_accepted():
     assert get_space("t").validate("gpt-t-6-192-444444-666666-True") == get_space("t").largest()
     for name in "tsml":  # every architecture's older id parses back
         for arch in SPACES[name].sample(3, n=50) + [SPACES[name].largest(), SPACES[name].smallest()]:
-            assert Architecture.from_id(_concatenated_id(arch), space=name) == arch
+            assert Architecture.from_id(concatenated_id(arch), space=name) == arch
 
 
 def test_ambiguous_older_id_refused(monkeypatch):

@@ -503,20 +503,20 @@ def test_reader_errors_name_file_and_problem(tmp_path):
 def test_schema_1_table_upgraded_on_read(tmp_path):
     """A schema-1 table stores the older concatenated ids: read, its ids are the canonical ones;
     lookups by either form find the row; a stored id naming another architecture is refused."""
-    from benchmark.spaces import _concatenated_id
+    from benchmark.spaces import concatenated_id
 
     archs = T.sample(6, n=4)
     path = _shard(tmp_path / "new.h5", archs)
 
     def downgrade(f):
         f.attrs.modify("schema_version", 1)
-        f["archs/id"][...] = [_concatenated_id(T.from_id(a)) for a in f["archs/id"].asstr()[()]]
+        f["archs/id"][...] = [concatenated_id(T.from_id(a)) for a in f["archs/id"].asstr()[()]]
 
     old = Table(_modify(path, tmp_path / "old.h5", downgrade))
     with h5py.File(old.path, "r") as f:
         assert f["archs/id"].asstr()[0].count("-") == 6  # stored in the older form
     assert old.ids.tolist() == Table(path).ids.tolist() == [a.id for a in archs]
-    assert old.row(archs[2]) == old.row(_concatenated_id(archs[2])) == old.row(archs[2].id) == 2
+    assert old.row(archs[2]) == old.row(concatenated_id(archs[2])) == old.row(archs[2].id) == 2
     assert np.array_equal(old.metric("perplexity"), Table(path).metric("perplexity"), equal_nan=True)
     # a writer resuming it writes the current schema and ids
     with TableWriter(old.path, "t"):
@@ -527,7 +527,7 @@ def test_schema_1_table_upgraded_on_read(tmp_path):
 
     def wrong(f):
         f.attrs.modify("schema_version", 1)
-        f["archs/id"][0] = _concatenated_id(archs[1])
+        f["archs/id"][0] = concatenated_id(archs[1])
 
     with pytest.raises(TableError, match=r"wrong.h5: /archs/id row 0 is 'gpt-t-\d-\d+-\d+-\d+-(True|False)', but its encoding"):
         Table(_modify(path, tmp_path / "wrong.h5", wrong)).ids

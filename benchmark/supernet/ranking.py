@@ -35,7 +35,7 @@ import numpy as np
 from benchmark.errors import HwlmError
 from benchmark import costs
 from benchmark.files import write_text
-from benchmark.spaces import canonical_id, get_space
+from benchmark.spaces import canonical_id, concatenated_id, get_space
 from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 HALFWAY = "halfway-supernet"  # the job id of the halfway supernet run
@@ -193,6 +193,9 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, de
             result["runs"][key] = {"kind": "halfway", "step": state["step"], "of_steps": sn_config["steps"]}
         else:
             run = runs_dir / f"{job['id']}-seed{job['seed']}"
+            older = runs_dir / f"{concatenated_id(archs[job['id']])}-seed{job['seed']}"
+            if older.exists() and not run.exists():  # a run started under the older id form resumes there
+                run = older
             train(TrainConfig(arch=job["id"], out_dir=str(run), seed=job["seed"], **config), progress=progress)
             net, _ = load_run(run)
             r = measure_perplexity(net, archs[job["id"]], test, max_tokens=eval_tokens)
