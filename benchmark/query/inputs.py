@@ -94,13 +94,14 @@ class Inputs:
         if p is None:
             sp = self.space
             tokens = lambda choices: {str(c): i for i, c in enumerate(choices)}  # noqa: E731
+            pads = {n: [-1] * (sp.max_layers - n) for n in sp.n_layer_choices}
             p = self._id_parser = (tokens(sp.n_layer_choices), tokens(sp.embed_dim_choices),
-                                   tokens(sp.mlp_ratio_choices), tokens(sp.n_head_choices),
-                                   {str(b): i for i, b in enumerate(sp.bias_choices)})
-        layer_t, embed_t, mlp_t, head_t, bias_t = p
-        parts = aid.split("-")
-        if len(parts) < 7 or parts[0] != "gpt" or parts[1] != self.space.name:
+                                   tokens(sp.mlp_ratio_choices).__getitem__, tokens(sp.n_head_choices).__getitem__,
+                                   {str(b): i for i, b in enumerate(sp.bias_choices)}, pads, f"gpt-{sp.name}-")
+        layer_t, embed_t, mlp, head, bias_t, pads, prefix = p
+        if not aid.startswith(prefix):
             return None
+        parts = aid.split("-")
         li, ei, bi = layer_t.get(parts[2]), embed_t.get(parts[3]), bias_t.get(parts[-1])
         if li is None or ei is None or bi is None:
             return None
@@ -108,12 +109,11 @@ class Inputs:
         if len(parts) != 5 + 2 * n:
             return None
         try:
-            m = [mlp_t[c] for c in parts[4:4 + n]]
-            h = [head_t[c] for c in parts[4 + n:4 + 2 * n]]
+            m, h = list(map(mlp, parts[4:4 + n])), list(map(head, parts[4 + n:4 + 2 * n]))
         except KeyError:
             return None
-        pad = [-1] * (self.space.max_layers - n)
-        return [ei, li] + m + pad + h + pad + [bi]
+        pad = pads[n]
+        return [ei, li, *m, *pad, *h, *pad, bi]
 
     def rows_of_encodings(self, enc: np.ndarray) -> np.ndarray:
         """Table rows of encodings by a 64-bit hash, verified row by row (no Python object per row)."""
