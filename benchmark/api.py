@@ -75,7 +75,7 @@ from benchmark.query.plan import Planner
 from benchmark.query.results import QueryError, QueryResult, batch_dict, batch_frame, fail
 from benchmark.spaces import ArchitectureError, SearchSpace, get_space
 
-__all__ = ["Benchmark", "QueryResult", "QueryError", "HWGPTBenchCompat", "EXACT_METRICS", "SOURCES", "QUERY_MODES"]
+__all__ = ["Benchmark", "QueryResult", "QueryError", "EXACT_METRICS", "SOURCES", "QUERY_MODES"]
 
 SOURCES = ("measured", "modeled", "surrogate", "exact", "imported", "missing")
 _MAXIMISED = ("token_accuracy",)
@@ -321,6 +321,3 @@ class Benchmark:
         df = df.sort_values(list(cols)[0], kind="stable")
         df.attrs.update({"units": units, "sources": sources, "objectives": [tuple(o) for o in objectives]})
         return df
-
-
-from benchmark.hwgpt_compat import HWGPTBenchCompat  # noqa: E402  re-exported; it builds on Benchmark

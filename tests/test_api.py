@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmark import Benchmark, QueryError, costs
-from benchmark.api import HWGPTBenchCompat
+from benchmark import HWGPTBenchCompat
 from benchmark.spaces import get_space
 from hwtable import CPU, DECODE, DECODE_TOKENS, ENERGY_REASON, GPU, GPU_SETTING, PREFILL, shared_release
 

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from benchmark import Benchmark
-from benchmark.api import HWGPTBenchCompat, QueryError
+from benchmark import HWGPTBenchCompat
+from benchmark.api import QueryError
 from benchmark.hwgpt_compat import HWGPT_DEVICES
 from benchmark.spaces import Architecture
 
@@ -83,6 +84,15 @@ def test_space_t_supernet_and_seeded_noise():
         n.set_arch(arch)
     v = [n.compute_predictions_hw("latencies", "cpu-epyc-1c") for n in noisy]
     assert v[0] == v[1]  # seeded
+    gpu = HWGPTBenchCompat("t", setting="decode-b1-s128-fp16")  # one setting: the devices that have it
+    gpu.set_arch(arch)
+    lat = gpu.query(metric="latencies")["latencies"]
+    assert set(lat) == {d for d in gpu.device_list if "decode-b1-s128-fp16" in b.settings(gpu.device_id(d))}
+    assert lat["a100"] == b.query(arch, metrics="latency_ms", device="gpu-a100-sxm4-40gb",
+                                  setting="decode-b1-s128-fp16")["latency_ms"]
+    with pytest.raises(QueryError, match=r"invalid device: 'cpu_amd_7502'; allowed: a device with latencies "
+                                         r"\(cpu_amd_7502: no setting 'decode-b1-s128-fp16'\)"):
+        gpu.query(metric="latencies", device="cpu_amd_7502")
 
 
 @pytest.mark.parametrize("call, error, pattern", [

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from benchmark import costs
-from benchmark.api import Benchmark, HWGPTBenchCompat, QueryError
+from benchmark import HWGPTBenchCompat
+from benchmark.api import Benchmark, QueryError
 from benchmark.hwgpt_perplexity import PROVENANCE
 from benchmark.paths import data_dir
 from benchmark.profiling.modeled import roofline_from_provenance
