@@ -75,7 +75,7 @@ from benchmark.query.plan import Planner
 from benchmark.query.results import QueryError, QueryResult, batch_dict, batch_frame, fail
 from benchmark.spaces import ArchitectureError, SearchSpace, get_space
 
-__all__ = ["Benchmark", "QueryResult", "QueryError", "HWGPTBenchCompat", "EXACT_METRICS", "SOURCES", "QUERY_MODES"]
+__all__ = ["Benchmark", "QueryResult", "QueryError", "EXACT_METRICS", "SOURCES", "QUERY_MODES"]
 
 SOURCES = ("measured", "modeled", "surrogate", "exact", "imported", "missing")
 _MAXIMISED = ("token_accuracy",)
@@ -321,71 +321,3 @@ class Benchmark:
         df = df.sort_values(list(cols)[0], kind="stable")
         df.attrs.update({"units": units, "sources": sources, "objectives": [tuple(o) for o in objectives]})
         return df
-
-
-
-# ---------------------------------------------------------------------------- HW-GPT-Bench compatibility
-_HWGPT_ALIASES = {"latencies": "latency_ms", "energies": "energy_mj", "float16_memory": "memory_mb",
-                  "bfloat16_memory": "memory_mb", "memory": "memory_mb", "accuracy": "token_accuracy",
-                  "perplexity": "perplexity", "flops": "flops", "params": "params"}
-
-
-class HWGPTBenchCompat:
-    """HW-GPT-Bench's ``HWGPT`` API on top of :class:`Benchmark`, so that its users switch with one line:
-
-    ```python
-    api = HWGPTBenchCompat("t")          # was: api = HWGPT(search_space="s")
-    arch = api.sample_arch()             # HW-GPT-Bench dict (seeded: seed=0 by default, never global state)
-    api.set_arch(arch)
-    api.query()                          # {"perplexity": ..., "accuracy": ..., "flops": ..., "params": ...,
-                                         #  "latencies": {device: ...}, "energies": {...}, "memory": {...}}
-    api.query(metric="latencies", device="cpu-epyc-1c")   # {"cpu-epyc-1c": value}
-    ```
-
-    HW-GPT-Bench's metric names (``latencies``, ``energies``, ``float16_memory``, ``accuracy``, ...)
-    and ours are both accepted. Hardware values are at each device's default setting; values come
-    from ``Benchmark.query`` in mode ``auto`` (table when profiled, else surrogate; a modeled device: its
-    roofline model).
-    """
-
-    def __init__(self, space: str = "t", path: str | Path | None = None, seed: int = 0,
-                 benchmark: Benchmark | None = None):
-        self.benchmark = benchmark or Benchmark(space, path)
-        self._rng = np.random.default_rng(seed)
-        self.config: dict | None = None
-
-    def sample_arch(self) -> dict:
-        return self.benchmark.space.sample(self._rng).to_hwgpt_dict()
-
-    def set_arch(self, arch_dict: Mapping) -> None:
-        try:
-            self.benchmark.space.from_hwgpt_dict(arch_dict)
-        except (ArchitectureError, TypeError) as e:
-            raise QueryError(str(e)) from None
-        self.config = dict(arch_dict)
-
-    def query(self, metric: str | None = None, device: str | None = None, **_ignored: Any):
-        if self.config is None:
-            raise QueryError("invalid state: no architecture set; allowed: call set_arch(arch_dict) first")
-        b = self.benchmark
-        if metric is not None and metric not in _HWGPT_ALIASES and metric not in b.metrics():
-            raise fail("metric", metric, sorted(set(_HWGPT_ALIASES) | set(b.metrics())))
-        devices = [device] if device is not None else sorted(b.devices())
-        for d in devices:
-            b.catalog.check_device(d)
-        names = [metric] if metric is not None else ["perplexity", "accuracy", "flops", "params", "latencies",
-                                                     "energies", "memory"]
-        out: dict[str, Any] = {}
-        for name in names:
-            ours = _HWGPT_ALIASES.get(name, name)
-            if ours not in b.metrics():
-                continue
-            if not b.metrics()[ours]["needs_device"]:
-                out[name] = b.query(self.config, metrics=[ours])[ours]
-            else:
-                per = {}
-                for d in devices:
-                    if ours in b.hardware_metrics(d):
-                        per[d] = b.query(self.config, metrics=[ours], device=d)[ours]
-                out[name] = per
-        return out[metric] if metric is not None else out

@@ -85,8 +85,8 @@ def default_tokenizer() -> Path:
 
 
 def _allowed_archs(sp: SearchSpace) -> str:
-    return (f"an architecture id of space {sp.name!r}, gpt-{sp.name}-{{L}}-{{E}}-{{mlp_ratio per layer}}-"
-            f"{{n_head per layer}}-{{True|False}} with L in {list(sp.n_layer_choices)}, E in "
+    return (f"an architecture id of space {sp.name!r}, gpt-{sp.name}-{{L}}-{{E}}-{{mlp_1}}-...-{{mlp_L}}-"
+            f"{{head_1}}-...-{{head_L}}-{{True|False}} with L in {list(sp.n_layer_choices)}, E in "
             f"{list(sp.embed_dim_choices)}, mlp_ratio in {list(sp.mlp_ratio_choices)}, n_head in "
             f"{list(sp.n_head_choices)} (e.g. {sp.smallest().id!r}), an Architecture of that space, "
             f"or one of {list(ARCH_KEYWORDS)}")
@@ -384,7 +384,7 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
                     "and AutoTokenizer.from_pretrained(DIR), without hwlm-bench installed. The export is checked "
                     "against the supernet's logits before the command succeeds.")
     p.add_argument("--arch", required=True,
-                   help="architecture id (e.g. gpt-t-4-64-2222-2222-False), 'largest' or 'smallest'")
+                   help="architecture id (e.g. gpt-t-4-64-2-2-2-2-2-2-2-2-False), 'largest' or 'smallest'")
     p.add_argument("--out", required=True, help="output directory (must be new or empty unless --force)")
     p.add_argument("--checkpoint", default=None,
                    help="supernet checkpoint (default: <data dir>/supernet_t.safetensors)")

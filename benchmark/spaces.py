@@ -6,8 +6,11 @@ attention width of layer i is ``n_head[i] * head_size``, independent of ``embed_
 
 An :class:`Architecture` is immutable and hashable. It has
 
-* a canonical string id ``gpt-{space}-{L}-{E}-{mlps}-{heads}-{bias}`` (HW-GPT-Bench's format:
-  per-layer values concatenated without separators, bias as ``True``/``False``),
+* a canonical string id ``gpt-{space}-{L}-{E}-{mlp_1}-...-{mlp_L}-{head_1}-...-{head_L}-{True|False}``,
+  HW-GPT-Bench's current format (``convert_arch_to_str``): the choices themselves (not indices),
+  one dash between every value. The older concatenated form ``gpt-{space}-{L}-{E}-{mlps}-{heads}-{bias}``
+  (per-layer values without separators, e.g. ``gpt-t-4-64-2342-2462-True``) is still accepted on
+  input where its digits split into choices in exactly one way, and refused where they do not;
 * a fixed-length integer encoding of choice indices
   ``[embed, layer, mlp_0..mlp_{Lmax-1}, head_0..head_{Lmax-1}, bias]`` where layers beyond
   ``n_layer`` are padded with ``-1``,
@@ -20,7 +23,6 @@ All conversions are lossless. Every invalid input raises :class:`ArchitectureErr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -207,6 +209,26 @@ class SearchSpace:
                          *[heads[h] for h in a.n_head], *pad, bias[a.bias]))
         return np.array(rows, dtype=np.int8).reshape(len(rows), self.encoding_length)
 
+    def ids_of_encodings(self, encodings: np.ndarray) -> np.ndarray:
+        """Canonical ids (object array) of valid ``(N, encoding_length)`` encodings, the strings
+        :attr:`Architecture.id` builds, without an object per row: per token of the id, each row's
+        bytes (from a lookup table) go into one buffer at that row's running offset."""
+        blocks, width = _id_layout(self)
+        enc = np.asarray(encodings)
+        n = len(enc)
+        out = np.zeros(n * width, np.uint8)
+        pos = np.arange(n, dtype=np.int64) * width  # where each row's next token goes
+        for table, lengths, col in blocks:
+            idx = 0 if col is None else enc[:, col]
+            for j in range(table.shape[1]):
+                has = lengths[idx] > j
+                if np.ndim(has) == 0:  # a constant token
+                    out[pos + j] = table[0, j]
+                else:
+                    out[pos[has] + j] = table[idx[has], j]
+            pos += lengths[idx]
+        return out.view(f"S{width}").astype(f"U{width}").astype(object)
+
     def decode(self, encoding: Sequence[int] | np.ndarray) -> "Architecture":
         enc = np.asarray(encoding)
         if enc.shape != (self.encoding_length,) or not np.issubdtype(enc.dtype, np.integer):
@@ -270,6 +292,32 @@ def _choice_indices(sp: SearchSpace) -> tuple[dict, ...]:
         t = _CHOICE_INDICES[sp.name] = tuple({c: i for i, c in enumerate(ch)} for ch in (
             sp.embed_dim_choices, sp.n_layer_choices, sp.mlp_ratio_choices, sp.n_head_choices, sp.bias_choices))
     return t
+
+
+_ID_LAYOUTS: dict[str, tuple[list, int]] = {}
+
+
+def _id_layout(sp: SearchSpace) -> tuple[list, int]:
+    """(``[(token byte table, token lengths, encoding column or None for a constant), ...]``, total
+    width) of :attr:`Architecture.id`; a per-layer token carries its trailing dash, and index -1
+    (padding, the table's last row) is the empty token."""
+    if sp.name in _ID_LAYOUTS:
+        return _ID_LAYOUTS[sp.name]
+
+    def table(tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        m = np.zeros((len(tokens), max(len(t) for t in tokens)), np.uint8)
+        for i, t in enumerate(tokens):
+            m[i, :len(t)] = np.frombuffer(t.encode(), np.uint8)
+        return m, np.array([len(t) for t in tokens], np.int64)
+
+    choices = lambda cs, col, end: (*table([f"{c}{end}" for c in cs] + [""]), col)  # noqa: E731
+    lm = sp.max_layers
+    blocks = [(*table([f"gpt-{sp.name}-"]), None), choices(sp.n_layer_choices, 1, "-"),
+              choices(sp.embed_dim_choices, 0, "-")]
+    blocks += [choices(sp.mlp_ratio_choices, 2 + i, "-") for i in range(lm)]
+    blocks += [choices(sp.n_head_choices, 2 + lm + i, "-") for i in range(lm)] + [choices(sp.bias_choices, -1, "")]
+    _ID_LAYOUTS[sp.name] = out = (blocks, sum(t.shape[1] for t, _, _ in blocks))
+    return out
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
@@ -359,9 +407,8 @@ class Architecture:
 
     @property
     def id(self) -> str:
-        mlps = "".join(str(m) for m in self.mlp_ratio)
-        heads = "".join(str(h) for h in self.n_head)
-        return f"gpt-{self.space}-{self.n_layer}-{self.embed_dim}-{mlps}-{heads}-{self.bias}"
+        values = "-".join(str(v) for v in self.mlp_ratio + self.n_head)
+        return f"gpt-{self.space}-{self.n_layer}-{self.embed_dim}-{values}-{self.bias}"
 
     def __str__(self) -> str:
         return self.id
@@ -395,44 +442,92 @@ class Architecture:
 
     @classmethod
     def from_id(cls, arch_id: str, space: str | None = None) -> "Architecture":
-        if not isinstance(arch_id, str):
-            raise ArchitectureError.invalid("architecture id", arch_id, "a string gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
-        m = _ID_RE.fullmatch(arch_id)
-        if m is None:
-            raise ArchitectureError.invalid("architecture id", arch_id, "the form gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False}")
-        name, n_layer, embed, mlps, heads, bias = m.groups()
-        sp = get_space(name)
-        if space is not None and name != space:
-            raise ArchitectureError.invalid("architecture id space", name, f"{space!r}")
-        n_layer = int(n_layer)
-        if n_layer not in sp.n_layer_choices:
-            raise ArchitectureError.invalid("n_layer", n_layer, list(sp.n_layer_choices))
-        mlp_t = _split_digits("mlp_ratio", mlps, sp.mlp_ratio_choices, n_layer, arch_id)
-        head_t = _split_digits("n_head", heads, sp.n_head_choices, n_layer, arch_id)
-        arch = cls(name, int(embed), n_layer, head_t, mlp_t, bias == "True")
-        if arch.id != arch_id:  # e.g. leading zeros: one architecture, one id
-            raise ArchitectureError.invalid("architecture id", arch_id, f"the canonical form {arch.id!r}")
-        return arch
+        """Parse an id: the canonical dash-separated form, or the older concatenated form where its
+        digits split into the space's choices in exactly one way. ``space``: the space the id must
+        belong to (an id of another space is refused)."""
+        return _parse_id(arch_id, space)
 
 
-_ID_RE = re.compile(r"gpt-([a-z]+)-(\d+)-(\d+)-(\d+)-(\d+)-(True|False)")
+def canonical_id(arch_id: str, space: str | None = None) -> str:
+    """The canonical id of ``arch_id`` (either id form; see :meth:`Architecture.from_id`)."""
+    return _parse_id(arch_id, space).id
 
 
-def _split_digits(field: str, s: str, choices: Sequence[int], n_layer: int, arch_id: str) -> tuple[int, ...]:
-    """Split HW-GPT-Bench's separator-free per-layer digits, e.g. '4812' -> (4, 8, 12).
+ID_FORM = "gpt-{space}-{L}-{E}-{mlp_1}-...-{mlp_L}-{head_1}-...-{head_L}-{True|False}"
+_OLD_FORM = "gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False} (per-layer digits concatenated)"
 
-    The choices of every space are prefix-free as digit strings, so greedy matching is exact.
-    """
-    tokens = sorted((str(c) for c in choices), key=len, reverse=True)
-    out, pos = [], 0
-    while pos < len(s):
+
+def _parse_id(arch_id: Any, space: str | None) -> Architecture:
+    if not isinstance(arch_id, str):
+        raise ArchitectureError.invalid("architecture id", arch_id, f"a string {ID_FORM}")
+    parts = arch_id.split("-")
+    if len(parts) < 7 or parts[0] != "gpt":
+        raise ArchitectureError.invalid("architecture id", arch_id, f"the form {ID_FORM} (or the older {_OLD_FORM})")
+    if parts[1] not in SPACES:
+        raise ArchitectureError.invalid(f"space in id {arch_id!r}", parts[1], sorted(SPACES))
+    sp = SPACES[parts[1]]
+    if space is not None and sp.name != get_space(space).name:
+        raise ArchitectureError.invalid(f"space of architecture id {arch_id!r}", sp.name,
+                                        f"{get_space(space).name!r} (the space asked for)")
+    n_layer = _id_choice(arch_id, "n_layer", parts[2], sp.n_layer_choices)
+    embed = _id_choice(arch_id, "embed_dim", parts[3], sp.embed_dim_choices)
+    if parts[-1] not in ("True", "False"):
+        raise ArchitectureError.invalid(f"bias in id {arch_id!r}", parts[-1], ["True", "False"])
+    if len(parts) == 5 + 2 * n_layer:
+        values = parts[4:-1]
+        mlps = tuple(_id_choice(arch_id, f"mlp_ratio[{i}]", v, sp.mlp_ratio_choices) for i, v in enumerate(values[:n_layer]))
+        heads = tuple(_id_choice(arch_id, f"n_head[{i}]", v, sp.n_head_choices) for i, v in enumerate(values[n_layer:]))
+        arch = Architecture(sp.name, embed, n_layer, heads, mlps, parts[-1] == "True")
+        canonical = arch.id
+    elif len(parts) == 7:
+        mlps = _split_digits(arch_id, "mlp_ratio", parts[4], sp.mlp_ratio_choices, n_layer)
+        heads = _split_digits(arch_id, "n_head", parts[5], sp.n_head_choices, n_layer)
+        arch = Architecture(sp.name, embed, n_layer, heads, mlps, parts[-1] == "True")
+        canonical = concatenated_id(arch)
+    else:
+        raise ArchitectureError.invalid(f"number of dash-separated fields in id {arch_id!r}", len(parts),
+                                        f"{5 + 2 * n_layer} for n_layer={n_layer} ({ID_FORM}), or 7 ({_OLD_FORM})")
+    if canonical != arch_id:  # e.g. leading zeros: one architecture, one spelling
+        raise ArchitectureError.invalid("architecture id", arch_id, f"the canonical spelling {arch.id!r}")
+    return arch
+
+
+def _id_choice(arch_id: str, field: str, token: str, choices: Sequence[int]) -> int:
+    if not (token.isascii() and token.isdigit()) or int(token) not in choices:
+        raise ArchitectureError.invalid(f"{field} in id {arch_id!r}", token, list(choices))
+    return int(token)
+
+
+def concatenated_id(arch: Architecture) -> str:
+    """The older concatenated id form (accepted on input; schema-1 tables and files written with it store it)."""
+    mlps, heads = "".join(map(str, arch.mlp_ratio)), "".join(map(str, arch.n_head))
+    return f"gpt-{arch.space}-{arch.n_layer}-{arch.embed_dim}-{mlps}-{heads}-{arch.bias}"
+
+
+def _split_digits(arch_id: str, field: str, digits: str, choices: Sequence[int], n_layer: int) -> tuple[int, ...]:
+    """Split the older form's separator-free per-layer digits into ``n_layer`` choices, e.g.
+    '4812' -> (4, 8, 12); refused unless exactly one split exists."""
+    tokens = [str(c) for c in choices]
+    found: list[tuple[int, ...]] = []
+
+    def walk(pos: int, acc: tuple[int, ...]) -> None:
+        if len(found) > 1:
+            return
+        if pos == len(digits) or len(acc) == n_layer:
+            if pos == len(digits) and len(acc) == n_layer:
+                found.append(acc)
+            return
         for t in tokens:
-            if s.startswith(t, pos):
-                out.append(int(t))
-                pos += len(t)
-                break
-        else:
-            raise ArchitectureError.invalid(f"{field} digits in id {arch_id!r}", s[pos:], list(choices))
-    if len(out) != n_layer:
-        raise ArchitectureError.invalid(f"{field} (length) in id {arch_id!r}", len(out), f"n_layer={n_layer} values")
-    return tuple(out)
+            if digits.startswith(t, pos):
+                walk(pos + len(t), acc + (int(t),))
+
+    walk(0, ())
+    if not found:
+        raise ArchitectureError.invalid(f"{field} digits in id {arch_id!r}", digits,
+                                        f"{n_layer} values from {list(choices)} written without separators, "
+                                        f"or the dash-separated form {ID_FORM}")
+    if len(found) > 1:
+        raise ArchitectureError.invalid(
+            f"{field} digits in id {arch_id!r} (ambiguous: {found[0]} or {found[1]})", digits,
+            f"an id whose digits split one way only; write it dash-separated, {ID_FORM}")
+    return found[0]

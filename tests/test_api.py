@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmark import Benchmark, QueryError, costs
-from benchmark.api import HWGPTBenchCompat
+from benchmark import HWGPTBenchCompat
 from benchmark.spaces import get_space
 from hwtable import CPU, DECODE, DECODE_TOKENS, ENERGY_REASON, GPU, GPU_SETTING, PREFILL, shared_release
 
@@ -455,20 +455,29 @@ def test_pareto_front_is_the_non_dominated_table_rows(b, raw):
 
 # ---------------------------------------------------------------------------- HW-GPT-Bench compatibility
 def test_hwgpt_bench_compat(rel):
-    api = HWGPTBenchCompat("t", rel["path"], seed=0)
+    api = HWGPTBenchCompat("t", base_path=rel["path"], seed=0)
     arch = api.sample_arch()
     assert set(arch) == {"sample_embed_dim", "sample_n_layer", "sample_mlp_ratio", "sample_n_head", "sample_bias"}
-    assert HWGPTBenchCompat("t", rel["path"], seed=0).sample_arch() == arch
+    assert HWGPTBenchCompat("t", base_path=rel["path"], seed=0).sample_arch() == arch
+    api.config = None
     with pytest.raises(QueryError, match="set_arch"):
         api.query()
     api.set_arch(rel["archs"][0].to_hwgpt_dict())
-    res = api.query()
+    with pytest.warns(UserWarning, match="float16_memory"):
+        res = api.query()
     b = Benchmark("t", rel["path"])
     r = b.query(rel["archs"][0], device=CPU)
-    assert res["perplexity"] == r["perplexity"] and res["params"] == r["params"]
+    assert res["perplexity"] == r["perplexity"] and res["accuracy"] == r["token_accuracy"]
+    assert res["params"] == r["params"] and api.sources["perplexity"] == r.sources["perplexity"]
     assert res["latencies"][CPU] == r["latency_ms"] and set(res["latencies"]) == {CPU, GPU}
-    assert api.query(metric="latencies", device=GPU) == {GPU: b.query(rel["archs"][0], device=GPU)["latency_ms"]}
-    assert api.query(metric="accuracy") == r["token_accuracy"]
+    gpu = b.query(rel["archs"][0], device=GPU)
+    got = api.query(metric="latencies", device=GPU)
+    assert got["latencies"] == {GPU: gpu["latency_ms"]} and got["perplexity"] == r["perplexity"]
+    assert HWGPTBenchCompat("t", False, rel["path"]).set_arch(arch) is None
+    # no HW-GPT-Bench device in this release: a clear error listing what it has
+    with pytest.raises(QueryError, match=rf"invalid device: 'a100'; allowed: one this release has: \['{CPU}', '{GPU}'\] "
+                                         r"\(HW-GPT-Bench's 'a100' is 'gpu-a100-sxm4-40gb' here"):
+        api.query(device="a100")
     with pytest.raises(QueryError, match="metric"):
         api.query(metric="speed")
     with pytest.raises(QueryError):

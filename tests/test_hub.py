@@ -355,7 +355,7 @@ def test_newer_schema_fails_before_the_large_files_come(server, tmp_path):
     rel = make_release(tmp_path / "rel", schema=SUPPORTED_SCHEMA_VERSION + 1)
     seed(server, rel, "v1")
     cache = tmp_path / "cache"
-    with pytest.raises(SchemaVersionError, match=r"schema_version 2 is newer .*[Uu]pgrade.*--revision"):
+    with pytest.raises(SchemaVersionError, match=rf"schema_version {SUPPORTED_SCHEMA_VERSION + 1} is newer .*[Uu]pgrade.*--revision"):
         hub.download("s", "v1", repo_id=REPO, endpoint=server.url, cache_dir=cache)
     assert not any("table_s.h5" in p for _, p in server.requests)
 

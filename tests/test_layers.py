@@ -22,8 +22,9 @@ LAYERS = (
     ("supernet", ("benchmark.supernet",)),
     ("profiling, export", ("benchmark.profiling", "benchmark.export", "benchmark.hf")),
     ("surrogates", ("surrogates", "benchmark.hwgpt_perplexity")),
-    # the package root re-exports the query API (lazily), so it sits with it
-    ("api", ("benchmark.api", "benchmark")),
+    ("api", ("benchmark.query", "benchmark.api")),
+    # the package root re-exports the query API and the HW-GPT-Bench adapter (lazily), so it sits with them
+    ("compat", ("benchmark.hwgpt_compat", "benchmark")),
     ("moo", ("benchmark.moo",)),
     ("cli", ("benchmark.cli",)),
 )

@@ -119,3 +119,26 @@ def test_within_width_tau_ignores_pairs_across_widths():
     g = np.array(["a", "a", "a", "b", "b", "b"])
     y = np.array([3.0, 2.0, 1.0, 30.0, 20.0, 10.0])  # overall agreement high, within each width reversed
     assert _within_tau(x, y, g) == -1.0
+
+
+def test_study_json_with_older_ids_reads_as_canonical():
+    """The study JSON keeps growing in the older concatenated id form: the report reads it with
+    canonical ids (design, supernet/halfway maps, run keys), and the numbers do not change."""
+    import json
+    from pathlib import Path
+
+    from benchmark.spaces import Architecture, concatenated_id
+    from benchmark.supernet.ranking import canonical_ids, job_key, summarize, summary_markdown
+
+    raw = json.loads((Path(__file__).resolve().parents[1] / "docs/supernet/t_rank_study.json").read_text())
+    old = canonical_ids(raw)  # whatever form the file holds, rewrite it in the older form ...
+    old = {**old, "design": [{**d, "id": concatenated_id(Architecture.from_id(d["id"]))} for d in old["design"]],
+           "supernet": {concatenated_id(Architecture.from_id(i)): v for i, v in old["supernet"].items()}}
+    new = canonical_ids(old)
+    assert {d["id"] for d in new["design"]} == set(new["supernet"]) and all(i.count("-") > 6 for i in new["supernet"])
+    for key, r in new["runs"].items():
+        assert r["kind"] != "standalone" or key == job_key(r)
+    same = lambda r: json.dumps(summarize(r, reps=50), sort_keys=True)  # noqa: E731  (NaN-safe comparison)
+    assert same(old) == same(new) == same(raw)
+    assert "`gpt-t-" in summary_markdown(old, summarize(old, reps=50))
+    assert canonical_ids(new) == new

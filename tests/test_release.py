@@ -110,7 +110,7 @@ def test_truncated_and_missing_files_are_reported_together(tmp_path):
 def test_newer_schema_or_format_says_to_upgrade(tmp_path):
     rel = make_release(tmp_path / "rel")
     edit_manifest(rel, schema_version=SUPPORTED_SCHEMA_VERSION + 1)
-    with pytest.raises(SchemaVersionError, match=r"schema_version 2 is newer .* supports \(up to 1\).*[Uu]pgrade"):
+    with pytest.raises(SchemaVersionError, match=rf"schema_version {SUPPORTED_SCHEMA_VERSION + 1} is newer .* supports \(up to {SUPPORTED_SCHEMA_VERSION}\).*[Uu]pgrade"):
         read_manifest(rel)
     with pytest.raises(SchemaVersionError):
         verify_release(rel)

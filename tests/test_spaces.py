@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from strategies import architectures
 
-from benchmark.spaces import PAD, SPACES, Architecture, ArchitectureError, get_space
+from benchmark.spaces import PAD, SPACES, Architecture, ArchitectureError, SearchSpace, concatenated_id, canonical_id, get_space
 
 SPACE_NAMES = sorted(SPACES)
 
@@ -44,14 +44,51 @@ def test_hwgpt_dict_accepts_padded_lists(arch, extra):
 
 
 def test_hwgpt_id_format_matches_reference():
+    """HW-GPT-Bench's convert_arch_to_str: choices (not indices), one dash between every value."""
     sp = get_space("s")
     a = sp.arch(768, 10, (12, 4, 8, 12, 12, 4, 4, 8, 8, 12), (4, 3, 2, 2, 3, 4, 4, 4, 2, 3), False)
-    assert a.id == "gpt-s-10-768-4322344423-12481212448812-False"
+    assert a.id == "gpt-s-10-768-4-3-2-2-3-4-4-4-2-3-12-4-8-12-12-4-4-8-8-12-False"
     assert Architecture.from_id(a.id) == a
-    # two-digit head counts of m and l parse back unambiguously
+    # what HW-GPT-Bench's convert_str_to_arch reads back from the id: the same dict
+    parts = a.id.split("-")
+    n = int(parts[2])
+    assert [int(x) for x in parts[4:4 + n]] == a.to_hwgpt_dict()["sample_mlp_ratio"]
+    assert [int(x) for x in parts[4 + n:4 + 2 * n]] == a.to_hwgpt_dict()["sample_n_head"]
+    assert parts[-1] == a.to_hwgpt_dict()["sample_bias"]
     for name in ("m", "l"):
         big = SPACES[name].largest()
         assert Architecture.from_id(big.id) == big
+
+
+def test_olderconcatenated_ids_accepted():
+    """Ids written before the dash-separated form still parse (to the same architecture)."""
+    a = get_space("s").arch(768, 10, (12, 4, 8, 12, 12, 4, 4, 8, 8, 12), (4, 3, 2, 2, 3, 4, 4, 4, 2, 3), False)
+    assert Architecture.from_id("gpt-s-10-768-4322344423-12481212448812-False") == a
+    assert canonical_id("gpt-t-4-64-2222-2222-False") == "gpt-t-4-64-2-2-2-2-2-2-2-2-False"
+    assert get_space("t").validate("gpt-t-6-192-444444-666666-True") == get_space("t").largest()
+    for name in "tsml":  # every architecture's older id parses back
+        for arch in SPACES[name].sample(3, n=50) + [SPACES[name].largest(), SPACES[name].smallest()]:
+            assert Architecture.from_id(concatenated_id(arch), space=name) == arch
+
+
+def test_ambiguous_older_id_refused(monkeypatch):
+    """The older form is refused where its digits split into choices more than one way (no space
+    shipped today has such choices: theirs are prefix-free as digit strings)."""
+    monkeypatch.setitem(SPACES, "x", SearchSpace("x", (64,), (3,), (1, 2, 12), (2,), (True, False),
+                                                 head_size=32, block_size=64, vocab_size=256))
+    a = Architecture("x", 64, 3, (12, 1, 2), (2, 2, 2), True)
+    assert a.id == "gpt-x-3-64-2-2-2-12-1-2-True" and Architecture.from_id(a.id) == a
+    with pytest.raises(ArchitectureError, match=r"invalid n_head digits in id 'gpt-x-3-64-222-1212-True' "
+                                                r"\(ambiguous: \(1, 2, 12\) or \(12, 1, 2\)\): '1212'; allowed: .*dash-separated"):
+        Architecture.from_id("gpt-x-3-64-222-1212-True")
+    assert Architecture.from_id("gpt-x-3-64-222-1122-True").n_head == (1, 12, 2)  # one split only
+
+
+def test_encodings_to_ids_vectorised():
+    for name in "tsml":
+        sp = SPACES[name]
+        archs = sp.sample(4, n=40) + [sp.largest(), sp.smallest()]
+        assert sp.ids_of_encodings(sp.encode_many(archs)).tolist() == [a.id for a in archs]
 
 
 def test_encoding_padding_and_dtype():
@@ -68,8 +105,8 @@ def test_encoding_padding_and_dtype():
 def test_space_sizes_and_extremes():
     t = get_space("t")
     assert t.size() == 3 * 2 * sum(9**n for n in (4, 5, 6))
-    assert t.largest().id == "gpt-t-6-192-444444-666666-True"
-    assert t.smallest().id == "gpt-t-4-64-2222-2222-False"
+    assert t.largest().id == "gpt-t-6-192-4-4-4-4-4-4-6-6-6-6-6-6-True"
+    assert t.smallest().id == "gpt-t-4-64-2-2-2-2-2-2-2-2-False"
     assert SPACES["s"].head_size == 64 and SPACES["s"].block_size == 1024 and SPACES["s"].vocab_size == 50304
     assert t.head_size == 32 and t.block_size == 256 and t.vocab_size == 4096
 
@@ -129,6 +166,9 @@ def test_bad_architecture_rejected(change, pattern):
     "gpt-t-4-64-2222-2222", "gpt-t-4-64-2222-2222-true", "gpt-q-4-64-2222-2222-False",
     "gpt-t-4-64-222-2222-False", "gpt-t-4-64-2225-2222-False", "gpt-t-9-64-2222-2222-False",
     "gpt-t-4-65-2222-2222-False", "gpt-t-4-064-2222-2222-False", "", "hello",
+    "gpt-t-4-64-2-2-2-2-2-2-2-False", "gpt-t-4-64-2-2-2-2-2-2-2-2-2-False", "gpt-t-4-64-2-2-2-5-2-2-2-2-False",
+    "gpt-t-4-64-2-2-2-02-2-2-2-2-False", "gpt-t-4-64-2-2-2-2-2-2-2-2-True-", "gpt-t-4-64-2-2-2-2-2-2-2-²-True",
+    "gpt-t-4-64-22-2-2-2-2-2-2-False", "gpt-t-4-64-2222-2-2-2-2-False", "gpt--4-64-2222-2222-False",
 ])
 def test_malformed_ids_rejected(bad_id):
     with pytest.raises(ArchitectureError, match="invalid"):
@@ -139,8 +179,10 @@ def test_wrong_space_and_bad_forms():
     t, s = get_space("t"), get_space("s")
     with pytest.raises(ArchitectureError, match="space"):
         t.validate(s.largest())
-    with pytest.raises(ArchitectureError, match="space"):
+    with pytest.raises(ArchitectureError, match=r"invalid space of architecture id 'gpt-s-12-.*': 's'; allowed: 't'"):
         t.from_id(s.largest().id)
+    with pytest.raises(ArchitectureError, match=r"invalid space in id 'gpt-q-4-.*': 'q'; allowed: \['l', 'm', 's', 't'\]"):
+        t.from_id("gpt-q-4-64-2-2-2-2-2-2-2-2-False")
     with pytest.raises(ArchitectureError, match="encoding"):
         t.decode(np.zeros(5, dtype=int))
     enc = t.smallest().encoding()

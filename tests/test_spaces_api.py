@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from benchmark import costs
-from benchmark.api import Benchmark, HWGPTBenchCompat, QueryError
+from benchmark import HWGPTBenchCompat
+from benchmark.api import Benchmark, QueryError
 from benchmark.hwgpt_perplexity import PROVENANCE
 from benchmark.paths import data_dir
 from benchmark.profiling.modeled import roofline_from_provenance
@@ -81,7 +82,7 @@ def test_what_the_space_cannot_answer_is_refused_clearly(b):
     other = "t" if b.space.name != "t" else "s"
     from benchmark.spaces import get_space
 
-    with pytest.raises(QueryError, match=rf"space: '{other}'; allowed: '{b.space.name}'"):
+    with pytest.raises(QueryError, match=rf"space of architecture id 'gpt-{other}-.*': '{other}'; allowed: '{b.space.name}'"):
         b.query(get_space(other).largest().id)
     with pytest.raises(QueryError, match="has no table_.*archs="):
         b.pareto_front([("perplexity", None, None)])
@@ -124,12 +125,16 @@ def test_pareto_front_over_given_candidates(b):
 
 
 def test_hwgpt_bench_compat_answers_the_space(b):
-    api = HWGPTBenchCompat(b.space.name, benchmark=b)
+    from benchmark.hwgpt_compat import HWGPT_DEVICES
+
+    api = HWGPTBenchCompat(b.space.name, use_supernet_surrogate=False, benchmark=b)
     arch = api.sample_arch()
-    api.set_arch(arch)
-    q = api.query()
-    want = b.query(arch, metrics=["perplexity", "params"])
-    assert q["perplexity"] == want["perplexity"] and q["params"] == want["params"]
-    assert set(q["latencies"]) == set(b.devices()) and "accuracy" not in q and "memory" not in q
-    assert api.query(metric="latencies", device=GPU) == {GPU: b.query(arch, metrics="latency_ms", device=GPU)["latency_ms"]}
-    assert HWGPTBenchCompat(b.space.name).query is not None  # constructs without a release
+    q = api.query(metric=["latencies", "params"])
+    assert q["params"] == b.query(arch, metrics="params")["params"] and "perplexity" not in q
+    assert api.query(metric="perplexity") == {"perplexity": b.query(arch, metrics="perplexity")["perplexity"]}
+    assert api.sources == {"perplexity": "imported"}
+    assert set(q["latencies"]) == set(api.device_list) and api.device_list[:13] == list(HWGPT_DEVICES)
+    want = b.query(arch, metrics=["latency_ms", "energy_mj"], device=GPU)
+    assert api.query(device="rtx2080") == {"latencies": {"rtx2080": want["latency_ms"]},
+                                           "energies": {"rtx2080": want["energy_mj"] / 3.6e6}}  # mJ -> Wh
+    assert api.metrics == ["perplexity"] and HWGPTBenchCompat(b.space.name).use_supernet_surrogate is False

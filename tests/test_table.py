@@ -142,7 +142,7 @@ def test_plain_h5py_layout(tmp_path):
     """What docs/table.md promises to readers without the package: dtypes, shapes, chunking, compression."""
     path = _shard(tmp_path / "t.h5", T.sample(1, n=3))
     with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == FORMAT and f.attrs["schema_version"] == 1
+        assert f.attrs["format"] == FORMAT and f.attrs["schema_version"] == SCHEMA_VERSION
         enc, ids = f["archs/encoding"], f["archs/id"]
         assert enc.dtype == np.int8 and enc.shape == (3, T.encoding_length)
         assert h5py.check_string_dtype(ids.dtype).encoding == "utf-8" and ids.shape == (3,)
@@ -417,7 +417,7 @@ def test_merge_refuses_disagreeing_shards(tmp_path):
         (_modify(a, tmp_path / "src.h5", lambda f: f[f"hardware/{DEV}"].attrs.modify("source", "modeled")),
          r"device 'cpu-test' differs \(source"),
         (_modify(a, tmp_path / "newer.h5", lambda f: f.attrs.modify("schema_version", SCHEMA_VERSION + 1)),
-         r"newer.h5: schema version 2 is newer.*upgrade"),
+         rf"newer.h5: schema version {SCHEMA_VERSION + 1} is newer.*upgrade"),
     ]
     with TableWriter(tmp_path / "s.h5", "s") as w:
         w.declare_metric("params", "1", "exact")
@@ -458,7 +458,7 @@ def test_reader_errors_name_file_and_problem(tmp_path):
         Table(foreign)
     for name, fn, msg in [
         ("newer", lambda f: f.attrs.modify("schema_version", SCHEMA_VERSION + 1),
-         "schema version 2 is newer than this package reads.*upgrade hwlm-bench"),
+         f"schema version {SCHEMA_VERSION + 1} is newer than this package reads.*upgrade hwlm-bench"),
         ("zero", lambda f: f.attrs.modify("schema_version", 0), "schema version 0"),
         ("strver", lambda f: f.attrs.__setitem__("schema_version", "1"), "schema_version '1' is not an integer"),
         ("space", lambda f: f.attrs.modify("space", "q"), "space: 'q'"),
@@ -489,9 +489,48 @@ def test_reader_errors_name_file_and_problem(tmp_path):
         t.hardware(DEV, PREFILL, "memory_mb")
     with pytest.raises(TableError, match="log"):
         t.log("drift")
-    dup = _modify(good, tmp_path / "dup.h5", lambda f: f["archs/id"].__setitem__(1, f["archs/id"][0]))
+    mismatch = _modify(good, tmp_path / "mismatch.h5", lambda f: f["archs/id"].__setitem__(1, f["archs/id"][0]))
+    with pytest.raises(TableError, match=r"mismatch.h5: /archs/id row 1 is 'gpt-t-.*', but its encoding is 'gpt-t-"):
+        Table(mismatch).ids
+
+    def duplicate(f):
+        f["archs/id"][1], f["archs/encoding"][1] = f["archs/id"][0], f["archs/encoding"][0]
+
     with pytest.raises(TableError, match="appears more than once"):
-        Table(dup).row(T.sample(4))
+        Table(_modify(good, tmp_path / "dup.h5", duplicate)).row(T.sample(4))
+
+
+def test_schema_1_table_upgraded_on_read(tmp_path):
+    """A schema-1 table stores the older concatenated ids: read, its ids are the canonical ones;
+    lookups by either form find the row; a stored id naming another architecture is refused."""
+    from benchmark.spaces import concatenated_id
+
+    archs = T.sample(6, n=4)
+    path = _shard(tmp_path / "new.h5", archs)
+
+    def downgrade(f):
+        f.attrs.modify("schema_version", 1)
+        f["archs/id"][...] = [concatenated_id(T.from_id(a)) for a in f["archs/id"].asstr()[()]]
+
+    old = Table(_modify(path, tmp_path / "old.h5", downgrade))
+    with h5py.File(old.path, "r") as f:
+        assert f["archs/id"].asstr()[0].count("-") == 6  # stored in the older form
+    assert old.ids.tolist() == Table(path).ids.tolist() == [a.id for a in archs]
+    assert old.row(archs[2]) == old.row(concatenated_id(archs[2])) == old.row(archs[2].id) == 2
+    assert np.array_equal(old.metric("perplexity"), Table(path).metric("perplexity"), equal_nan=True)
+    # a writer resuming it writes the current schema and ids
+    with TableWriter(old.path, "t"):
+        pass
+    with h5py.File(old.path, "r") as f:
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
+        assert f["archs/id"].asstr()[()].tolist() == [a.id for a in archs]
+
+    def wrong(f):
+        f.attrs.modify("schema_version", 1)
+        f["archs/id"][0] = concatenated_id(archs[1])
+
+    with pytest.raises(TableError, match=r"wrong.h5: /archs/id row 0 is 'gpt-t-\d-\d+-\d+-\d+-(True|False)', but its encoding"):
+        Table(_modify(path, tmp_path / "wrong.h5", wrong)).ids
 
 
 def test_reader_notices_a_replaced_file(tmp_path):

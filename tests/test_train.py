@@ -37,6 +37,23 @@ def test_resume_with_a_different_config_is_refused(tiny_corpus, tmp_path):
         train(TrainConfig(data_dir=str(tiny_corpus), out_dir=str(run), **{**TINY, "lr": 1e-2}), progress=False)
 
 
+def test_standalone_run_started_with_an_older_id_resumes(tiny_corpus, tmp_path):
+    """A run whose config names its architecture in the older id form resumes under the canonical
+    id (the same architecture); another architecture is still refused."""
+    from benchmark.spaces import concatenated_id, get_space
+
+    arch = get_space("t").sample(seed=2)
+    run = tmp_path / "r"
+    train(TrainConfig(data_dir=str(tiny_corpus), out_dir=str(run), arch=concatenated_id(arch), **{**TINY, "steps": 3}),
+          progress=False)
+    train(TrainConfig(data_dir=str(tiny_corpus), out_dir=str(run), arch=arch.id, **TINY), progress=False)
+    assert [e["step"] for e in read_log(run / "log.jsonl")] == list(range(1, 7))
+    other = get_space("t").sample(seed=3)
+    with pytest.raises(ValueError, match="resume"):
+        train(TrainConfig(data_dir=str(tiny_corpus), out_dir=str(run), arch=other.id, **{**TINY, "steps": 8}),
+              progress=False)
+
+
 def test_training_reduces_loss(tiny_corpus, tmp_path):
     cfg = {**TINY, "steps": 30, "eval_every": 30, "ckpt_every": 30, "warmup": 3, "distill": 0.5}
     train(TrainConfig(data_dir=str(tiny_corpus), out_dir=str(tmp_path), **cfg), progress=False)

@@ -42,6 +42,7 @@ from benchmark.moo.algorithms import get_algorithm, resolve_algorithm
 from benchmark.moo.indicators import hypervolume_curve
 from benchmark.moo.problems import Problem, ProblemError
 from benchmark.moo.suites import Suite
+from benchmark.spaces import canonical_id
 
 __all__ = ["RunResult", "run_problem", "run_suite", "load_results", "save_results", "RESULTS_FORMAT"]
 
@@ -159,7 +160,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
         if f.attrs.get("format") != RESULTS_FORMAT:
             raise ProblemError(f"invalid results file: {str(path)!r} has format {f.attrs.get('format')!r}; "
                                f"allowed: {RESULTS_FORMAT!r}")
-        out = {}
+        out, canonical = {}, {}  # ids in the older form (files written before) read as canonical ids
         for sname, g in f.items():
             s = {"suite": json.loads(g.attrs["suite"]), "labels": json.loads(g.attrs["labels"]),
                  "release": g.attrs.get("release", ""), "reference_front": None, "runs": {}}
@@ -171,7 +172,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
                 s["runs"][alg] = {}
                 for seed, gr in ga.items():
                     r = {k: gr.attrs[k] for k in ("wall_s", "query_s", "n_queries", "finished")}
-                    r["ids"] = [x for x in gr["ids"].asstr()[()]]
+                    r["ids"] = [canonical.get(x) or canonical.setdefault(x, canonical_id(x, s["suite"]["space"]))
+                                for x in gr["ids"].asstr()[()]]
                     for k in ("objectives", "normalised", "clock_s", "hypervolume"):
                         r[k] = gr[k][()]
                     s["runs"][alg][int(seed)] = r

@@ -25,7 +25,6 @@ class Inputs:
         self.row = {a: i for i, a in enumerate(self.table_ids)}
         self._hash_keys = None
         self._id_parser = None
-        self._id_tokens = None
 
     def one(self, arch: Any) -> tuple[int, np.ndarray | None, str]:
         """(row or -1, encoding or None (table rows), id) of one architecture in any accepted form."""
@@ -88,39 +87,33 @@ class Inputs:
 
     def parse_id(self, aid: str) -> list[int] | None:
         """Encoding of a canonical id of this space without building an Architecture; None when
-        ``aid`` is not one (the caller then lets ``space.validate`` word the error). Every token is
-        looked up among the canonical spellings of the choices, so anything accepted is valid."""
+        ``aid`` is not one (the caller then lets ``space.validate`` parse the older id form or word
+        the error). Every token is looked up among the canonical spellings of the choices, so
+        anything accepted is valid."""
         p = self._id_parser
         if p is None:
             sp = self.space
             tokens = lambda choices: {str(c): i for i, c in enumerate(choices)}  # noqa: E731
+            pads = {n: [-1] * (sp.max_layers - n) for n in sp.n_layer_choices}
             p = self._id_parser = (tokens(sp.n_layer_choices), tokens(sp.embed_dim_choices),
-                                   tokens(sp.mlp_ratio_choices), tokens(sp.n_head_choices),
-                                   {str(b): i for i, b in enumerate(sp.bias_choices)},
-                                   all(len(str(c)) == 1 for c in sp.mlp_ratio_choices + sp.n_head_choices))
-        layer_t, embed_t, mlp_t, head_t, bias_t, single = p
-        parts = aid.split("-")
-        if len(parts) != 7 or parts[0] != "gpt" or parts[1] != self.space.name:
+                                   tokens(sp.mlp_ratio_choices).__getitem__, tokens(sp.n_head_choices).__getitem__,
+                                   {str(b): i for i, b in enumerate(sp.bias_choices)}, pads, f"gpt-{sp.name}-")
+        layer_t, embed_t, mlp, head, bias_t, pads, prefix = p
+        if not aid.startswith(prefix):
             return None
-        li, ei, bi = layer_t.get(parts[2]), embed_t.get(parts[3]), bias_t.get(parts[6])
+        parts = aid.split("-")
+        li, ei, bi = layer_t.get(parts[2]), embed_t.get(parts[3]), bias_t.get(parts[-1])
         if li is None or ei is None or bi is None:
             return None
         n = self.space.n_layer_choices[li]
-        if single:
-            mlps, heads = parts[4], parts[5]
-            if len(mlps) != n or len(heads) != n:
-                return None
-            try:
-                m = [mlp_t[c] for c in mlps]
-                h = [head_t[c] for c in heads]
-            except KeyError:
-                return None
-        else:  # multi-digit choices (s/m/l heads): greedy, the choices are prefix-free as digit strings
-            m, h = _tokens(parts[4], mlp_t), _tokens(parts[5], head_t)
-            if m is None or h is None or len(m) != n or len(h) != n:
-                return None
-        pad = [-1] * (self.space.max_layers - n)
-        return [ei, li] + m + pad + h + pad + [bi]
+        if len(parts) != 5 + 2 * n:
+            return None
+        try:
+            m, h = list(map(mlp, parts[4:4 + n])), list(map(head, parts[4 + n:4 + 2 * n]))
+        except KeyError:
+            return None
+        pad = pads[n]
+        return [ei, li, *m, *pad, *h, *pad, bi]
 
     def rows_of_encodings(self, enc: np.ndarray) -> np.ndarray:
         """Table rows of encodings by a 64-bit hash, verified row by row (no Python object per row)."""
@@ -156,60 +149,5 @@ class Inputs:
         if intab.any():
             out[intab] = np.asarray(self.table_ids, object)[rows[intab]]
         if not intab.all():
-            out[~intab] = self._assemble_ids(enc[~intab])
+            out[~intab] = self.space.ids_of_encodings(enc[~intab])
         return out
-
-    def _assemble_ids(self, enc: np.ndarray) -> np.ndarray:
-        """Ids written as bytes into one buffer: per column of the id, each row's token (from a
-        lookup table) at that row's running offset; read back as strings."""
-        if self._id_tokens is None:
-            self._id_tokens = _id_layout(self.space)
-        blocks, width = self._id_tokens
-        n = len(enc)
-        out = np.zeros(n * width, np.uint8)
-        pos = np.arange(n, dtype=np.int64) * width  # where each row's next token goes
-        for table, lengths, col in blocks:
-            idx = 0 if col is None else enc[:, col]
-            for j in range(table.shape[1]):
-                has = lengths[idx] > j
-                if np.ndim(has) == 0:  # a constant token
-                    out[pos + j] = table[0, j]
-                else:
-                    out[pos[has] + j] = table[idx[has], j]
-            pos += lengths[idx]
-        return out.view(f"S{width}").astype(f"U{width}").astype(object)
-
-
-def _id_layout(sp: SearchSpace) -> tuple[list, int]:
-    """(``[(token byte table, token lengths, encoding column or None for a constant), ...]``, total
-    width) of
-    :attr:`Architecture.id` (``gpt-{space}-{L}-{E}-{mlps}-{heads}-{bias}``); index -1 (padding) of a
-    per-layer column is the empty token."""
-    def table(tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        m = np.zeros((len(tokens), max(len(t) for t in tokens)), np.uint8)
-        for i, t in enumerate(tokens):
-            m[i, :len(t)] = np.frombuffer(t.encode(), np.uint8)
-        return m, np.array([len(t) for t in tokens], np.int64)
-
-    choices = lambda cs, col: (*table([str(c) for c in cs] + [""]), col)  # noqa: E731
-    dash, lm = (*table(["-"]), None), sp.max_layers
-    blocks = [(*table([f"gpt-{sp.name}-"]), None), choices(sp.n_layer_choices, 1), dash,
-              choices(sp.embed_dim_choices, 0), dash]
-    blocks += [choices(sp.mlp_ratio_choices, 2 + i) for i in range(lm)] + [dash]
-    blocks += [choices(sp.n_head_choices, 2 + lm + i) for i in range(lm)] + [dash, choices(sp.bias_choices, -1)]
-    return blocks, sum(t.shape[1] for t, _, _ in blocks)
-
-
-def _tokens(s: str, table: dict[str, int]) -> list[int] | None:
-    out, pos = [], 0
-    lengths = sorted({len(t) for t in table}, reverse=True)
-    while pos < len(s):
-        for k in lengths:
-            i = table.get(s[pos:pos + k])
-            if i is not None:
-                out.append(i)
-                pos += k
-                break
-        else:
-            return None
-    return out

@@ -35,7 +35,7 @@ import numpy as np
 from benchmark.errors import HwlmError
 from benchmark import costs
 from benchmark.files import write_text
-from benchmark.spaces import get_space
+from benchmark.spaces import canonical_id, concatenated_id, get_space
 from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 HALFWAY = "halfway-supernet"  # the job id of the halfway supernet run
@@ -111,6 +111,22 @@ def job_key(job: dict) -> str:
 
 
 # ---------------------------------------------------------------------- running
+def canonical_ids(result: dict) -> dict:
+    """``result`` with every architecture id in the canonical form (a study JSON written before the
+    dash-separated ids holds the older concatenated form; both name the same architectures)."""
+    space = result["config"]["space"]
+    cid = lambda i: canonical_id(i, space)  # noqa: E731
+    runs = {}
+    for key, r in result.get("runs", {}).items():
+        if r.get("kind") == "standalone":
+            r = {**r, "id": cid(r["id"])}
+            key = job_key(r)
+        runs[key] = r
+    return {**result, "design": [{**d, "id": cid(d["id"])} for d in result["design"]],
+            "supernet": {cid(i): v for i, v in result.get("supernet", {}).items()},
+            "halfway": {cid(i): v for i, v in result.get("halfway", {}).items()}, "runs": runs}
+
+
 def _write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1))
 
@@ -150,7 +166,7 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, de
               "design": design}
     result = {**header, "supernet": {}, "halfway": {}, "runs": {}}
     if out_json.exists():
-        prev = json.loads(out_json.read_text())
+        prev = canonical_ids(json.loads(out_json.read_text()))
         if all(prev.get(k) == v for k, v in header.items()):
             result = prev
     archs = {d["id"]: get_space(space).from_id(d["id"]) for d in design}
@@ -177,6 +193,9 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, de
             result["runs"][key] = {"kind": "halfway", "step": state["step"], "of_steps": sn_config["steps"]}
         else:
             run = runs_dir / f"{job['id']}-seed{job['seed']}"
+            older = runs_dir / f"{concatenated_id(archs[job['id']])}-seed{job['seed']}"
+            if older.exists() and not run.exists():  # a run started under the older id form resumes there
+                run = older
             train(TrainConfig(arch=job["id"], out_dir=str(run), seed=job["seed"], **config), progress=progress)
             net, _ = load_run(run)
             r = measure_perplexity(net, archs[job["id"]], test, max_tokens=eval_tokens)
@@ -227,6 +246,7 @@ def _bootstrap(stat, groups: np.ndarray, reps: int, seed: int) -> list[float]:
 
 def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int] = (5, 10)) -> dict:
     """Rank agreement of every predictor with standalone perplexity (first seed), with intervals."""
+    result = canonical_ids(result)
     space = result["config"]["space"]
     first = result["seed"]
     runs = [r for r in result["runs"].values() if r["kind"] == "standalone"]
@@ -279,6 +299,7 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
 
 def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
     """Left: standalone vs supernet perplexity per width; right: tau with 95 % intervals per predictor."""
+    result = canonical_ids(result)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,6 +338,7 @@ def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
 
 def summary_markdown(result: dict, summary: dict) -> str:
     """The study's tables (agreement per predictor, per-architecture raw numbers) as markdown."""
+    result = canonical_ids(result)
     def ci(v, lo_hi):
         return f"{v:.3f} [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if np.isfinite(v) else "–"
 

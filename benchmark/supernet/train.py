@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from benchmark.errors import HwlmError
 from benchmark.files import write_text
+from benchmark.spaces import canonical_id
 from benchmark.supernet.corpus import get_batch, load_split
 from benchmark.supernet.elastic import Supernet
 
@@ -166,6 +167,8 @@ def train(config: TrainConfig, progress: bool = True, until: int | None = None) 
     if (out / "checkpoint" / STATE_FILE).exists():
         step, state = load_checkpoint(out, net, opt)
         saved = TrainConfig(**state["config"])
+        if saved.arch is not None and c.arch is not None and canonical_id(saved.arch) == canonical_id(c.arch):
+            saved = dataclasses.replace(saved, arch=c.arch)  # one architecture, its id in either form
         if dataclasses.replace(saved, steps=c.steps, threads=c.threads) != c:
             raise HwlmError(f"invalid resume of {out}: its config {dataclasses.asdict(saved)} differs from "
                              f"{dataclasses.asdict(c)}; allowed: the same config (steps may grow)")

@@ -31,7 +31,8 @@ def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
     *conflict*: dropped with ``on_conflict="first"`` (counted in the ``merged_from`` attribute),
     an error naming the architecture, the column and both files with ``on_conflict="error"``.
 
-    Shards must agree on space, schema version, free root attributes (corpus, tokenizer,
+    Shards (of any schema version this package reads: older ones are upgraded on read) must agree
+    on space, free root attributes (corpus, tokenizer,
     checkpoint ids, ...), metric declarations, device source/kind/provenance (host), setting
     attributes and hardware-metric declarations wherever both have them; a disagreement is a
     :class:`TableError` naming both files and what differs. Logs are concatenated (exact
@@ -116,9 +117,6 @@ def _agreed_declarations(tables: list, contents: list) -> dict[str, dict]:
         if c.space != first.space.name:
             raise TableError(f"cannot merge {first.path} and {t.path}: spaces differ "
                              f"({first.space.name!r} vs {c.space!r})")
-        if t.attrs["schema_version"] != first.attrs["schema_version"]:
-            raise TableError(f"cannot merge {first.path} and {t.path}: schema versions differ "
-                             f"({first.attrs['schema_version']} vs {t.attrs['schema_version']})")
         decls = (("attribute", {k: v for k, v in c.attrs.items() if k not in _UNMERGED_ATTRS}),
                  ("metric", c.metric_meta), ("device", c.device_meta), ("setting", c.setting_meta),
                  ("hardware metric", c.hw_meta))

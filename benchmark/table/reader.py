@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmark.files import sha256_file
 from benchmark.settings import Setting
-from benchmark.spaces import Architecture, get_space
+from benchmark.spaces import Architecture, ArchitectureError, canonical_id, get_space
 from benchmark.table.schema import (
     DEVICE_SOURCES,
     FORMAT,
@@ -212,8 +212,34 @@ class Table:
 
     @property
     def ids(self) -> np.ndarray:
-        """(N,) architecture ids (object array of str)."""
-        return self._load("archs/id")
+        """(N,) canonical architecture ids (object array of str), computed from the encodings.
+
+        Each stored id must name the architecture of its row's encoding: spelled exactly so
+        (schema 2), or in either id form (schema 1 stores the older concatenated form; this is
+        how such a table is upgraded on read, without rewriting it)."""
+        if "ids" not in self._cache:
+            from benchmark import costs
+
+            enc, sp = self.encodings, self.space
+            if not costs.all_valid(sp, enc):
+                for i, e in enumerate(enc):
+                    try:
+                        sp.decode(e)
+                    except ArchitectureError as err:
+                        raise TableError(f"table {self.path}: /archs/encoding row {i}: {err}") from None
+            ids = sp.ids_of_encodings(enc)
+            stored = self._load("archs/id")
+            for i in np.flatnonzero(stored != ids):
+                try:
+                    same = self.attrs["schema_version"] < 2 and canonical_id(stored[i], sp.name) == ids[i]
+                except ArchitectureError:
+                    same = False
+                if not same:
+                    raise TableError(f"table {self.path}: /archs/id row {i} is {stored[i]!r}, but its encoding "
+                                     f"is {ids[i]!r} (schema {self.attrs['schema_version']})")
+            ids.flags.writeable = False
+            self._cache["ids"] = ids
+        return self._cache["ids"]
 
     @property
     def encodings(self) -> np.ndarray:

@@ -15,7 +15,9 @@ from benchmark.errors import HwlmError
 from benchmark.settings import DTYPES, MODES, Setting, SettingError  # noqa: F401  (part of this module's API)
 from benchmark.spaces import get_space
 
-SCHEMA_VERSION = 1
+# 2: /archs/id in the dash-separated id form. 1: the older concatenated form; readers upgrade it
+# on read (ids recomputed from /archs/encoding, each stored id checked to name the same architecture).
+SCHEMA_VERSION = 2
 FORMAT = "hwlm-bench table"
 SOURCES = ("measured", "exact", "modeled", "surrogate")  # of a /metrics dataset
 DEVICE_SOURCES = ("measured", "modeled")  # of a /hardware/<device> group
@@ -103,5 +105,6 @@ def setting_name(s: Any) -> str:
 
 
 def architecture_id(space: str, arch) -> str:
-    """The id of ``arch`` (an id, Architecture, encoding, ...) in ``space``, validated."""
-    return arch if isinstance(arch, str) else get_space(space).validate(arch).id
+    """The canonical id of ``arch`` (an id in either form, Architecture, encoding, ...) in ``space``,
+    validated."""
+    return get_space(space).validate(arch).id
