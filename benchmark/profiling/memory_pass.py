@@ -36,8 +36,10 @@ def memory_subset(archs: Sequence[str], n: int, seed: int = 0, space: str = "t")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise HwlmError.invalid("n", n, "an integer >= 1")
     sp = get_space(space)
-    must = [a for a in (sp.largest().id, sp.smallest().id) if a in archs]
-    rest = [a for a in archs if a not in must]
+    canonical = [sp.from_id(a).id for a in archs]  # stored ids may be of an older format
+    extremes = (sp.largest().id, sp.smallest().id)
+    must = [a for a, c in zip(archs, canonical) if c in extremes]
+    rest = [a for a, c in zip(archs, canonical) if c not in extremes]
     pick = np.random.default_rng(seed).permutation(len(rest))[:max(0, n - len(must))]
     return must + [rest[i] for i in sorted(pick)]
 
