@@ -460,3 +460,25 @@ def test_run_suite_on_local_ray_matches_serial(release, tmp_path):
     assert sorted(rb) == ["nsga2", "random"]
     for alg in ra:
         assert ra[alg][0]["ids"] == rb[alg][0]["ids"]
+
+
+@pytest.mark.slow
+def test_plugin_module_attr_on_local_ray(release, tmp_path, monkeypatch):
+    """A MODULE:ATTR plug-in whose module is only on the driver's path (not the workers' working
+    directory, not PYTHONPATH) reaches the Ray workers."""
+    import sys
+
+    pytest.importorskip("ray")
+    plugins, work = tmp_path / "plugins", tmp_path / "work"
+    plugins.mkdir()
+    work.mkdir()
+    (plugins / "ray_plug_algo.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(plugins))
+    monkeypatch.chdir(work)
+    out = work / "ray.h5"
+    run_suite(get_suite("ppl-params").override(budget=9), ["ray_plug_algo:SmallestFirst"], out, release=str(release),
+              seeds=2, workers=2, progress=False, ray_address="local")
+    runs = load_results(out)["ppl-params"]["runs"]["ray_plug_algo:SmallestFirst"]
+    assert sorted(runs) == [0, 1] and all(r["ids"][0] == get_space("t").smallest().id for r in runs.values())
+    monkeypatch.delitem(A._PLUGINS, "ray_plug_algo:SmallestFirst")
+    monkeypatch.delitem(sys.modules, "ray_plug_algo")
