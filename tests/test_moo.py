@@ -151,6 +151,17 @@ def test_random_search_batch_size_changes_no_recorded_value(bench):
         A.get_algorithm("random", batch=0)
 
 
+def test_nsga3_asks_a_generation_at_once_with_the_same_run():
+    """NSGA-III's sampler draws a generation from the previous one only: asking a whole generation
+    (the default) proposes what asking one trial at a time does, with a twentieth of the queries."""
+    runs = {k: run_problem(analytic_problem(), A.get_algorithm("nsga3", batch=k), 0, 60, [1.1, 1.1])
+            for k in (None, 1, 4)}  # batches that divide the population (20)
+    ref = runs[None]
+    assert ref.n_queries == 3 * 2 and runs[1].n_queries > 50 * 2  # 2 query groups; repeats are not queried
+    for r in runs.values():
+        assert r.ids == ref.ids and np.array_equal(r.objectives, ref.objectives)
+
+
 def test_simulated_clock_matches_the_stated_model(bench):
     s, p = suite_problem(bench, candidates="table", mode="table")
     a = p.table_architectures[:3]

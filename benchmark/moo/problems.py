@@ -50,6 +50,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from benchmark import costs
 from benchmark.query.execute import QUERY_MODES
 from benchmark.settings import DEFAULT_DECODE_TOKENS
 from benchmark.spaces import PAD, Architecture, SearchSpace, get_space
@@ -253,6 +254,7 @@ class Problem:
                     groups[target].append(o.metric)
             self._where.append(target)
         self._groups = groups
+        self._perplexity_pass = any(o.metric in ("perplexity", "token_accuracy") for o in self.objectives)
         self._flops_per_token_cache: dict[str, float] = {}
         self._cache: dict[str, np.ndarray] = {}
         self._table_archs: list[Architecture] | None = None
@@ -433,7 +435,8 @@ class Problem:
                     raise ProblemError(f"objective {o.label} is missing (NaN) for architecture {new[i].id}; "
                                        f"choose another metric/device/setting or mode (mode={self.mode!r})")
                 values[:, j] = v
-            cost = dict(zip(fresh, self.simulated_cost(enc, latency).tolist()))
+            # the encodings come from validated Architectures: costed without a second check
+            cost = dict(zip(fresh, self._simulated_cost(costs.EncodedBatch(self.space, enc, False), latency).tolist()))
             for i, v in zip(fresh, values):
                 self._cache[i] = v
         # the clock after each evaluation, in order: a first evaluation adds its cost, a repeated one nothing
@@ -452,14 +455,16 @@ class Problem:
                        latency_ms: Mapping[tuple, np.ndarray]) -> np.ndarray:
         """Simulated seconds to profile each architecture (module docstring), given queried latencies;
         ``archs``: Architectures or their ``(N, encoding_length)`` encoding matrix."""
-        from benchmark import costs
+        a = archs if isinstance(archs, np.ndarray) else list(archs)
+        return self._simulated_cost(costs.encoded_batch(a, self.space), latency_ms)
 
+    def _simulated_cost(self, batch, latency_ms: Mapping[tuple, np.ndarray]) -> np.ndarray:
+        """:meth:`simulated_cost` of a validated :class:`benchmark.costs.EncodedBatch`."""
         cm = self.cost_model
         ctx = self.space.block_size
-        total = np.full(len(archs), cm.overhead_s)
-        if any(o.metric in ("perplexity", "token_accuracy") for o in self.objectives):
-            a = archs if isinstance(archs, np.ndarray) else list(archs)
-            fl = np.asarray(costs.flops_prefill(a, batch=1, seq_len=ctx, space=self.space), dtype=float) / ctx
+        total = np.full(len(batch.embed), cm.overhead_s)
+        if self._perplexity_pass:
+            fl = np.asarray(costs.flops_prefill(batch, batch=1, seq_len=ctx), dtype=float) / ctx
             total = total + cm.eval_tokens * fl / cm.cpu_flops
         for (device, setting), lat in latency_ms.items():
             per_call = np.nan_to_num(lat, nan=0.0)
