@@ -191,7 +191,8 @@ class Problem:
 
     ``evaluate(archs)`` returns the (n, m) objective values (raw units, minimised) and advances
     ``clock_s`` (simulated seconds) and ``n_evals``; ``last_clock`` holds the clock after each of
-    its evaluations (one after another, so it does not depend on how evaluations are batched);
+    its evaluations (one after another, so it does not depend on how evaluations are batched) and
+    ``last_ids`` their architecture ids;
     ``normalise(F)`` maps them to the suite's normalised space. ``query_s`` accumulates wall time
     spent inside the evaluator (and encoding its input), ``query_cpu_s`` the same in thread CPU time.
     """
@@ -262,6 +263,7 @@ class Problem:
         self.n_evals = 0
         self.clock_s = 0.0
         self.last_clock = np.empty(0)
+        self.last_ids: list[str] = []
         self.query_s = self.query_cpu_s = 0.0
         self._n_queries = 0
         if candidates == "table":
@@ -281,6 +283,7 @@ class Problem:
         self._cache.clear()
         self.n_evals, self.clock_s, self.query_s, self.query_cpu_s, self._n_queries = 0, 0.0, 0.0, 0.0, 0
         self.last_clock = np.empty(0)
+        self.last_ids = []
         if noise_seed is not None:
             self.noise_seed = int(noise_seed)
 
@@ -448,6 +451,7 @@ class Problem:
                 clock += cost.pop(i, 0.0)
             self.last_clock[k] = clock
         self.clock_s = clock
+        self.last_ids = ids
         self.n_evals += len(archs)
         return F
 

@@ -105,7 +105,7 @@ def run_problem(problem: Problem, algorithm: str | Any, seed: int, budget: int, 
         F = problem.evaluate(archs)
         n = len(archs)
         clock += problem.last_clock.tolist()  # the simulated clock after each evaluation, in order
-        ids += [a.id for a in archs]
+        ids += problem.last_ids
         F_all.append(F)
         alg.tell(archs, problem.normalise(F))
         if bar is not None:
