@@ -135,7 +135,15 @@ class TreeEnsemble:
                 G = self.children[G, (~go_left).astype(np.intp)]
             leaves = self.thr
         G = G.reshape(n, len(self.roots))
-        if self.n_targets == 1:
+        if self.n_targets == 1 and n > 1:
+            # (trees + 1, N): the base score, then each tree's leaf values; a reduction over the first
+            # (outer) axis adds row after row — sequentially, in tree order, as XGBoost adds, and
+            # vectorised over the architectures (a quarter of the cumulative sum's time from 20 rows)
+            acc = np.empty((len(self.roots) + 1, n), np.float32)
+            acc[0] = self.base[0]
+            np.take(leaves, G.T, out=acc[1:])
+            return np.add.reduce(acc, axis=0, dtype=np.float32)
+        if self.n_targets == 1:  # one row: a 1-D reduction would sum pairwise, so accumulate instead
             acc = np.empty((n, len(self.roots) + 1), np.float32)
             acc[:, 0] = self.base[0]
             np.take(leaves, G, out=acc[:, 1:])  # (N, trees) leaf values, float32, after the base score

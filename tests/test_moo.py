@@ -151,6 +151,17 @@ def test_random_search_batch_size_changes_no_recorded_value(bench):
         A.get_algorithm("random", batch=0)
 
 
+def test_nsga3_asks_a_generation_at_once_with_the_same_run():
+    """NSGA-III's sampler draws a generation from the previous one only: asking a whole generation
+    (the default) proposes what asking one trial at a time does, with a twentieth of the queries."""
+    runs = {k: run_problem(analytic_problem(), A.get_algorithm("nsga3", batch=k), 0, 60, [1.1, 1.1])
+            for k in (None, 1, 4)}  # batches that divide the population (20)
+    ref = runs[None]
+    assert ref.n_queries == 3 * 2 and runs[1].n_queries > 50 * 2  # 2 query groups; repeats are not queried
+    for r in runs.values():
+        assert r.ids == ref.ids and np.array_equal(r.objectives, ref.objectives)
+
+
 def test_simulated_clock_matches_the_stated_model(bench):
     s, p = suite_problem(bench, candidates="table", mode="table")
     a = p.table_architectures[:3]
@@ -477,3 +488,25 @@ def test_results_written_with_older_ids_read_as_canonical_ids():
     assert all(i.count("-") == 6 for i in stored)  # the older form
     ids = load_results(path)["ppl-latency-cpu"]["runs"]["random"][0]["ids"]
     assert ids == [Architecture.from_id(i).id for i in stored] and all(i.count("-") > 6 for i in ids)
+
+
+@pytest.mark.slow
+def test_plugin_module_attr_on_local_ray(release, tmp_path, monkeypatch):
+    """A MODULE:ATTR plug-in whose module is only on the driver's path (not the workers' working
+    directory, not PYTHONPATH) reaches the Ray workers."""
+    import sys
+
+    pytest.importorskip("ray")
+    plugins, work = tmp_path / "plugins", tmp_path / "work"
+    plugins.mkdir()
+    work.mkdir()
+    (plugins / "ray_plug_algo.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(plugins))
+    monkeypatch.chdir(work)
+    out = work / "ray.h5"
+    run_suite(get_suite("ppl-params").override(budget=9), ["ray_plug_algo:SmallestFirst"], out, release=str(release),
+              seeds=2, workers=2, progress=False, ray_address="local")
+    runs = load_results(out)["ppl-params"]["runs"]["ray_plug_algo:SmallestFirst"]
+    assert sorted(runs) == [0, 1] and all(r["ids"][0] == get_space("t").smallest().id for r in runs.values())
+    monkeypatch.delitem(A._PLUGINS, "ray_plug_algo:SmallestFirst")
+    monkeypatch.delitem(sys.modules, "ray_plug_algo")

@@ -347,11 +347,16 @@ class MOTPE(OptunaAlgorithm):
 
 
 class NSGA3(OptunaAlgorithm):
+    """NSGA-III; by default one ask is one generation (``batch=None``: ``population`` trials): the
+    sampler draws a generation's trials from the previous generation only, so asking them together
+    proposes what asking them one by one would (as does any batch that divides ``population``), with
+    one query per generation."""
+
     name = "nsga3"
 
-    def __init__(self, batch: int = 4, population: int = 20):
-        super().__init__(batch)
+    def __init__(self, batch: int | None = None, population: int = 20):
         self.population = int(population)
+        super().__init__(self.population if batch is None else batch)
 
     def sampler(self, n_obj):
         import optuna

@@ -152,7 +152,7 @@ def add_moo_parser(sub) -> None:
     s = msub.add_parser("demo", help="run a default suite with several algorithms and seeds, then report",
                         description=f"Run the default suite (ppl-latency-cpu) with {len(DEMO_ALGORITHMS)} algorithms x "
                                     f"{DEMO_SEEDS} seeds x 100 evaluations on a release and write the report "
-                                    "(about a minute on 2 cores).")
+                                    "(about 30 s of CPU time in all: well under a minute on 2 free cores).")
     _common(s, suite_default="ppl-latency-cpu", budget_help="evaluations per run (default 100)")
     s.add_argument("--algorithms", nargs="+", default=list(DEMO_ALGORITHMS), metavar="ALG",
                    help=f"default: {' '.join(DEMO_ALGORITHMS)}")

@@ -50,6 +50,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from benchmark import costs
 from benchmark.query.execute import QUERY_MODES
 from benchmark.settings import DEFAULT_DECODE_TOKENS
 from benchmark.spaces import PAD, Architecture, SearchSpace, get_space
@@ -190,7 +191,8 @@ class Problem:
 
     ``evaluate(archs)`` returns the (n, m) objective values (raw units, minimised) and advances
     ``clock_s`` (simulated seconds) and ``n_evals``; ``last_clock`` holds the clock after each of
-    its evaluations (one after another, so it does not depend on how evaluations are batched);
+    its evaluations (one after another, so it does not depend on how evaluations are batched) and
+    ``last_ids`` their architecture ids;
     ``normalise(F)`` maps them to the suite's normalised space. ``query_s`` accumulates wall time
     spent inside the evaluator (and encoding its input), ``query_cpu_s`` the same in thread CPU time.
     """
@@ -253,6 +255,7 @@ class Problem:
                     groups[target].append(o.metric)
             self._where.append(target)
         self._groups = groups
+        self._perplexity_pass = any(o.metric in ("perplexity", "token_accuracy") for o in self.objectives)
         self._flops_per_token_cache: dict[str, float] = {}
         self._cache: dict[str, np.ndarray] = {}
         self._table_archs: list[Architecture] | None = None
@@ -260,6 +263,7 @@ class Problem:
         self.n_evals = 0
         self.clock_s = 0.0
         self.last_clock = np.empty(0)
+        self.last_ids: list[str] = []
         self.query_s = self.query_cpu_s = 0.0
         self._n_queries = 0
         if candidates == "table":
@@ -279,6 +283,7 @@ class Problem:
         self._cache.clear()
         self.n_evals, self.clock_s, self.query_s, self.query_cpu_s, self._n_queries = 0, 0.0, 0.0, 0.0, 0
         self.last_clock = np.empty(0)
+        self.last_ids = []
         if noise_seed is not None:
             self.noise_seed = int(noise_seed)
 
@@ -433,7 +438,8 @@ class Problem:
                     raise ProblemError(f"objective {o.label} is missing (NaN) for architecture {new[i].id}; "
                                        f"choose another metric/device/setting or mode (mode={self.mode!r})")
                 values[:, j] = v
-            cost = dict(zip(fresh, self.simulated_cost(enc, latency).tolist()))
+            # the encodings come from validated Architectures: costed without a second check
+            cost = dict(zip(fresh, self._simulated_cost(costs.EncodedBatch(self.space, enc, False), latency).tolist()))
             for i, v in zip(fresh, values):
                 self._cache[i] = v
         # the clock after each evaluation, in order: a first evaluation adds its cost, a repeated one nothing
@@ -445,6 +451,7 @@ class Problem:
                 clock += cost.pop(i, 0.0)
             self.last_clock[k] = clock
         self.clock_s = clock
+        self.last_ids = ids
         self.n_evals += len(archs)
         return F
 
@@ -452,14 +459,16 @@ class Problem:
                        latency_ms: Mapping[tuple, np.ndarray]) -> np.ndarray:
         """Simulated seconds to profile each architecture (module docstring), given queried latencies;
         ``archs``: Architectures or their ``(N, encoding_length)`` encoding matrix."""
-        from benchmark import costs
+        a = archs if isinstance(archs, np.ndarray) else list(archs)
+        return self._simulated_cost(costs.encoded_batch(a, self.space), latency_ms)
 
+    def _simulated_cost(self, batch, latency_ms: Mapping[tuple, np.ndarray]) -> np.ndarray:
+        """:meth:`simulated_cost` of a validated :class:`benchmark.costs.EncodedBatch`."""
         cm = self.cost_model
         ctx = self.space.block_size
-        total = np.full(len(archs), cm.overhead_s)
-        if any(o.metric in ("perplexity", "token_accuracy") for o in self.objectives):
-            a = archs if isinstance(archs, np.ndarray) else list(archs)
-            fl = np.asarray(costs.flops_prefill(a, batch=1, seq_len=ctx, space=self.space), dtype=float) / ctx
+        total = np.full(len(batch.embed), cm.overhead_s)
+        if self._perplexity_pass:
+            fl = np.asarray(costs.flops_prefill(batch, batch=1, seq_len=ctx), dtype=float) / ctx
             total = total + cm.eval_tokens * fl / cm.cpu_flops
         for (device, setting), lat in latency_ms.items():
             per_call = np.nan_to_num(lat, nan=0.0)

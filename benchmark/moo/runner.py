@@ -21,7 +21,10 @@ Results file (HDF5, ``format = "hwlm-bench moo results"``, ``version = 1``)::
 Ray (``ray_address`` / ``--ray ADDRESS``, optional extra ``moo-ray``): the same jobs become Ray
 tasks (one CPU each) on the cluster at ADDRESS (``"local"`` starts a local Ray instance); results
 come back to this process, which alone writes the results file. Every node must see the release
-directory at the same path.
+directory at the same path. ``MODULE:ATTR`` plug-ins from the user's own files travel to the workers
+with the job (Ray's ``py_modules``) when this process starts Ray; when Ray is already initialised,
+pass them yourself (``ray.init(runtime_env={"py_modules": [path]})``). Installed packages (entry
+points) must be installed on every node.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def run_problem(problem: Problem, algorithm: str | Any, seed: int, budget: int, 
         F = problem.evaluate(archs)
         n = len(archs)
         clock += problem.last_clock.tolist()  # the simulated clock after each evaluation, in order
-        ids += [a.id for a in archs]
+        ids += problem.last_ids
         F_all.append(F)
         alg.tell(archs, problem.normalise(F))
         if bar is not None:
@@ -283,6 +286,32 @@ def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, relea
     return content
 
 
+def _plugin_modules(algorithms: Sequence[str]) -> list[str]:
+    """The top-level modules of ``MODULE:ATTR`` plug-ins that are not installed packages (a file or
+    folder of the user's, found through this process's ``sys.path`` or working directory): Ray ships
+    them to every worker (``runtime_env["py_modules"]``). Installed packages, entry points included,
+    must be installed on every node."""
+    import sys
+    import sysconfig
+
+    installed = {str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("purelib", "platlib")}
+    out = {}
+    for spec in algorithms:
+        if ":" not in spec:
+            continue
+        resolve_algorithm(spec)  # imports the module here
+        top = spec.partition(":")[0].split(".")[0]
+        module = sys.modules[top]
+        paths = list(getattr(module, "__path__", []))  # a package: its folder; a module: its file
+        where = paths[0] if len(paths) == 1 else getattr(module, "__file__", None)
+        if where is None or top == "benchmark":
+            continue
+        where = Path(where).resolve()
+        if not any(where.is_relative_to(p) for p in installed):
+            out[top] = str(where)
+    return list(out.values())
+
+
 def _run_ray(address: str, jobs, sd: dict, release: str | None, done, workers: int) -> None:
     """Run ``jobs`` as Ray tasks; ``done(a, s, result)`` is called here as each finishes."""
     try:
@@ -292,8 +321,11 @@ def _run_ray(address: str, jobs, sd: dict, release: str | None, done, workers: i
     local = address == "local"
     started = not ray.is_initialized()
     if started:
+        # local plug-in files can only be shipped with the job (ray.init), not per task
+        modules = _plugin_modules([a for a, _ in jobs])
         ray.init(address=None if local else address, num_cpus=workers if local else None, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False,
+                 **({"runtime_env": {"py_modules": modules}} if modules else {}))
     try:
         task = ray.remote(num_cpus=1)(_run_job)
         pending = {task.remote(sd, release, a, s): (a, s) for a, s in jobs}
