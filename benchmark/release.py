@@ -24,8 +24,14 @@ release/
       "schema_version": 1,
       "package_version": "0.1.0",
       "created": "2026-01-01T00:00:00Z",
-      "files": [{"path": "table_s.h5", "size": 123, "sha256": "..."}, ...]
+      "files": [{"path": "table_s.h5", "size": 123, "sha256": "..."}, ...],
+      "checksum": "..."
     }
+
+``checksum`` is the sha256 of the manifest's other keys as canonical JSON (sorted keys, no
+whitespace): an edit or a flipped byte in the manifest itself is caught, not only in the files it
+lists (it is no signature: whoever rewrites the manifest can recompute it). Manifests without one
+(written by older versions) are read as before.
 
 Paths are relative, ``/``-separated and may not leave the directory. Extra top-level keys
 (a description, provenance) are allowed and kept. A manifest lists every file of the release,
@@ -56,7 +62,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping
 
 from benchmark.errors import HwlmError
-from benchmark.files import sha256_file, write_text  # sha256_file: part of this module's API
+from benchmark.files import sha256_bytes, sha256_file, write_text  # sha256_file: part of this module's API
 
 __all__ = [
     "MANIFEST_NAME",
@@ -78,6 +84,7 @@ __all__ = [
     "find_release",
     "release_write",
     "verify_on_open",
+    "rewrite_manifest",
 ]
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -87,7 +94,7 @@ MANIFEST_FORMAT_VERSION = 1
 #: Newest table schema version this package reads. Kept equal to ``benchmark.table.SCHEMA_VERSION``.
 from benchmark.table import SCHEMA_VERSION as SUPPORTED_SCHEMA_VERSION  # noqa: E402  one schema version for tables and releases
 
-_CORE_KEYS = ("format", "format_version", "space", "schema_version", "package_version", "created", "files")
+_CORE_KEYS = ("format", "format_version", "space", "schema_version", "package_version", "created", "files", "checksum")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _SPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Names never listed when a manifest is built from a directory listing.
@@ -248,8 +255,14 @@ def write_manifest(directory: str | os.PathLike, space: str, schema_version: int
             raise ReleaseError(f"extra key {key!r} would replace a core manifest field")
         manifest[key] = value
     manifest["files"] = entries
+    manifest["checksum"] = _checksum(manifest)
     write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
+
+
+def _checksum(manifest: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -298,6 +311,9 @@ def read_manifest(path: str | os.PathLike) -> dict:
         digest = entry.get("sha256")
         if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
             raise ReleaseError(f"{where}: {rel}: invalid sha256 {digest!r}; allowed: 64 lowercase hex digits")
+    if "checksum" in m and m["checksum"] != _checksum(m):
+        raise ReleaseError(f"{where}: checksum {m['checksum']!r} does not match the manifest's content (sha256 "
+                           f"{_checksum(m)}); the manifest was edited or corrupted")
     return m
 
 
@@ -505,5 +521,16 @@ def release_write(path: str | os.PathLike, *, force: bool, what: str) -> Iterato
             "the manifest's hashes. Work on a copy of the release (cp -r), or pass --force to write here and "
             "rewrite the manifest")
     yield release
-    extra = {k: v for k, v in manifest.items() if k not in _CORE_KEYS}
-    write_manifest(release, manifest["space"], manifest["schema_version"], extra=extra)
+    rewrite_manifest(release)
+
+
+def rewrite_manifest(directory: str | os.PathLike, space: str | None = None) -> dict:
+    """Write ``MANIFEST.json`` of ``directory`` over the files now present, keeping the space, the
+    schema version and the extra keys of the manifest already there (``space`` is needed without one)."""
+    root = Path(directory)
+    old = read_manifest(root) if (root / MANIFEST_NAME).exists() else {}
+    space = space or old.get("space")
+    if space is None:
+        raise ReleaseError(f"{root}: no {MANIFEST_NAME} to take the space from; allowed: a space name (--space)")
+    return write_manifest(root, space, old.get("schema_version", SUPPORTED_SCHEMA_VERSION),
+                          extra={k: v for k, v in old.items() if k not in _CORE_KEYS})
