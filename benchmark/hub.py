@@ -68,6 +68,7 @@ from benchmark.release import (
     ReleaseError,
     SchemaVersionError,
     VerificationError,
+    check_inside,
     read_manifest,
     sha256_file,
     verify_release,
@@ -594,6 +595,7 @@ def publish(release_dirs: str | os.PathLike | Iterable[str | os.PathLike], revis
     releases = []
     for d in dirs:
         manifest = verify_release(d)
+        check_inside(d, [f["path"] for f in manifest["files"]])  # upload only the release's own bytes
         releases.append((d, manifest))
     spaces = [m["space"] for _, m in releases]
     if len(set(spaces)) != len(spaces):

@@ -466,6 +466,13 @@ def test_publish_refuses_an_unverified_release(server, tmp_path):
         hub.publish(tmp_path, "v1", repo_id=REPO, endpoint=server.url)
     with pytest.raises(ReleaseError, match="invalid release tag"):
         hub.publish(make_release(tmp_path / "ok"), "main", repo_id=REPO, endpoint=server.url)
+    linked = make_release(tmp_path / "linked")  # same bytes, but through a symlink out of the release
+    secret = tmp_path / "secret.json"
+    secret.write_bytes((linked / "tokenizer.json").read_bytes())
+    (linked / "tokenizer.json").unlink()
+    (linked / "tokenizer.json").symlink_to(secret)
+    with pytest.raises(ReleaseError, match="tokenizer.json is a symlink to .*secret.json, outside the release"):
+        hub.publish(linked, "v1", repo_id=REPO, endpoint=server.url)
     assert server.requests == []  # nothing was sent
 
 
