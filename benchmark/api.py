@@ -117,11 +117,12 @@ class Benchmark:
         self.path = Path(path) if path is not None else data_dir()
         self.verify = bool(verify)
         self.manifest: dict | None = None
+        table = None
         if verify and revision is None:
             from benchmark.release import verify_on_open
 
-            self.manifest = verify_on_open(self.path, self.space.name, required=path is None)
-        self.table = self._open_table()
+            self.manifest, table = verify_on_open(self.path, self.space.name, required=path is None)
+        self.table = self._open_table(table)
         self.surrogate_path = surrogate_dir(self.path, self.space.name)
         index = read_index(self.surrogate_path) if (self.surrogate_path / "index.json").exists() else None
         if self.table is None and index is None:
@@ -154,13 +155,13 @@ class Benchmark:
             verify_on_open(data_dir(), "t", required=True)
         return standalone_index(self.space, data_dir())
 
-    def _open_table(self):
+    def _open_table(self, table=None):
         tpath = self.path / f"table_{self.space.name}.h5"
-        if not tpath.exists():
+        if table is None and not tpath.exists():
             return None
         from benchmark.table import Table
 
-        table = Table(tpath)
+        table = table if table is not None else Table(tpath)
         if table.space.name != self.space.name:
             raise QueryError(f"table {tpath}: holds space {table.space.name!r}, not {self.space.name!r}")
         return table

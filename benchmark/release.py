@@ -394,7 +394,6 @@ class _HashCache:
         self.enabled = enabled
         self.path: Path | None = None
         self.entries: dict[str, list] = {}
-        self.facts: list[str] = []  # checks passed by content, e.g. "table-rows:1:<sha256>"
         self.dirty = False
         if enabled:
             from benchmark.paths import cache_dir
@@ -404,7 +403,6 @@ class _HashCache:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 if isinstance(data, dict) and data.get("format") == _CACHE_FORMAT and isinstance(data.get("files"), dict):
                     self.entries = data["files"]
-                    self.facts = [f for f in data.get("facts", []) if isinstance(f, str)]
 
     @classmethod
     @contextlib.contextmanager
@@ -428,14 +426,6 @@ class _HashCache:
             self.dirty = True
         return digest
 
-    def known(self, fact: str) -> bool:
-        return self.enabled and fact in self.facts
-
-    def learn(self, fact: str) -> None:
-        if self.enabled and fact not in self.facts:
-            self.facts.append(fact)
-            self.dirty = True
-
     def save(self) -> None:
         if not (self.enabled and self.dirty):
             return
@@ -443,8 +433,7 @@ class _HashCache:
 
         entries = dict(list(self.entries.items())[-_CACHE_MAX:])
         with contextlib.suppress(OSError):
-            write_text(self.path, json.dumps({"format": _CACHE_FORMAT, "version": 1, "files": entries,
-                                              "facts": self.facts[-_CACHE_MAX:]}))
+            write_text(self.path, json.dumps({"format": _CACHE_FORMAT, "version": 1, "files": entries}))
 
 
 def _identity(path: str) -> list[int]:
@@ -461,34 +450,66 @@ def cached_sha256(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------------------------
 # opening a release
 
-_ROWS_CHECK = "table-rows:1"  # bump when Table.check_rows checks more
+_TABLE_CHECK = "table-structure-and-rows:1"  # bump when Table's checks on opening change
+_TABLES_KEPT = 16  # saved table states (the newest); a dropped one only costs one full open
 
 
-def verify_on_open(directory: str | os.PathLike, space: str, *, required: bool) -> dict | None:
+def verify_on_open(directory: str | os.PathLike, space: str, *, required: bool):
     """What opening a release for queries checks (cheaply, with the user's hash cache): every file
     against ``MANIFEST.json`` (:func:`verify_release` with ``cached=True``), that the files a query
     reads (``table_<space>.h5``, ``surrogates/<space>/``) are listed in it, and that the table's ids
-    are unique and agree with its encodings (:meth:`benchmark.table.Table.check_rows`, once per
-    table content). Returns the manifest, or None for a directory without one when not ``required``
-    (a working copy: only the rows are checked)."""
-    from benchmark.table import Table
+    are unique and agree with its encodings (:meth:`benchmark.table.Table.check_rows`).
 
+    Returns ``(manifest, table)``: the manifest, or None for a directory without one when not
+    ``required`` (a working copy: only the rows are checked); the opened
+    :class:`~benchmark.table.Table`, or None when the release has no table of ``space``. A table
+    whose bytes (sha256) passed these checks before is opened from its saved structure
+    (:meth:`~benchmark.table.Table.from_state`, ``<cache>/tables/``) instead of walking the HDF5 file."""
     root = Path(directory)
     manifest = None
-    table = root / f"table_{space}.h5"
+    table_path = root / f"table_{space}.h5"
     with _HashCache.session() as cache:
         if required or (root / MANIFEST_NAME).exists():
-            own = table.exists() or (root / "surrogates" / space).exists()  # else another space's release
+            own = table_path.exists() or (root / "surrogates" / space).exists()  # else another space's release
             manifest = _verify_files(root, space if own else None, cache)
             used = [p for p in list_release_files(root)
-                    if p == table.name or p.startswith(f"surrogates/{space}/")]
+                    if p == table_path.name or p.startswith(f"surrogates/{space}/")]
             check_covered(root, manifest, used)
-        if table.is_file():
-            fact = f"{_ROWS_CHECK}:{cache.sha256(table)}"
-            if not cache.known(fact):
-                Table(table).check_rows()
-                cache.learn(fact)
-    return manifest
+        table = _open_checked_table(table_path, cache) if table_path.is_file() else None
+    return manifest, table
+
+
+def _open_checked_table(path: Path, cache: "_HashCache"):
+    from benchmark.table import Table
+    from benchmark.version import __version__
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    digest = cache.sha256(Path(real))
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    now = os.stat(real)
+    if identity != (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns):  # rewritten meanwhile: no cache
+        table = Table(path)
+        table.check_rows()
+        return table
+    saved = cache.path.parent / "tables" / f"{digest}.json"
+    key = f"{_TABLE_CHECK}:{__version__}"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        data = json.loads(saved.read_text(encoding="utf-8"))
+        if data.get("check") == key:
+            return Table.from_state(path, data["state"], identity)
+    table = Table(path)
+    table.check_rows()
+    state = table.state()
+    if state is not None:
+        from benchmark.files import write_text
+
+        with contextlib.suppress(OSError):
+            write_text(saved, json.dumps({"check": key, "state": state}))
+            kept = sorted(saved.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in kept[_TABLES_KEPT:]:
+                old.unlink()
+    return table
 
 
 # --------------------------------------------------------------------------------------------

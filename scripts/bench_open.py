@@ -7,7 +7,9 @@
 Printed: the cold open (an empty hash cache in a temporary directory: every file is hashed and the
 table's rows are checked), then ``--repeats`` warm opens of ``Benchmark(space)`` and of
 ``Benchmark(space, verify=False)``, interleaved so that both see the same machine load, with their
-medians and the ratio verified / unverified. The user's own hash cache is not touched.
+medians and the ratio verified / unverified. A warm verified open takes the table's structure from
+the state saved when its bytes were first checked, so it can be faster than an unverified one, which
+walks the HDF5 file. The user's own hash cache is not touched.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cold open, verify=True (empty hash cache): {cold * 1e3:.1f} ms")
     print(f"warm open, verify=True:  median {m_on * 1e3:.1f} ms (min {min(on) * 1e3:.1f}, max {max(on) * 1e3:.1f})")
     print(f"warm open, verify=False: median {m_off * 1e3:.1f} ms (min {min(off) * 1e3:.1f}, max {max(off) * 1e3:.1f})")
-    print(f"ratio verify=True / verify=False: {m_on / m_off:.2f}; verification adds {(m_on - m_off) * 1e3:.1f} ms")
+    print(f"ratio verify=True / verify=False: {m_on / m_off:.2f} (difference {(m_on - m_off) * 1e3:+.1f} ms)")
     return 0
 
 

@@ -262,6 +262,37 @@ def test_merge_takes_the_output_lock_before_reading_and_the_cli_says_so_in_one_l
     assert hwlm(["table", "merge", str(out), str(a)]) == 0 and len(Table(out)) == 2
 
 
+def test_a_saved_state_reopens_the_same_table_and_refuses_another_file(tmp_path):
+    archs = T.sample(5, n=4)
+    path = _shard(tmp_path / "a.h5", archs)
+    t = Table(path)
+    state = json.loads(json.dumps(t.state()))
+    st = os.stat(path)
+    again = Table.from_state(path, state, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    assert again.attrs == t.attrs and again._structure == t._structure and len(again) == len(t)
+    assert again.ids.tolist() == t.ids.tolist()
+    np.testing.assert_array_equal(again.hardware(DEV, PREFILL, "latency_ms"), t.hardware(DEV, PREFILL, "latency_ms"))
+    stale = Table.from_state(path, state, (st.st_dev, st.st_ino + 1, st.st_size, st.st_mtime_ns))
+    with pytest.raises(TableError, match="changed on disk"):
+        stale.ids
+
+
+def test_check_rows_refuses_duplicated_and_disagreeing_rows(tmp_path):
+    archs = T.sample(6, n=3)
+    path = _shard(tmp_path / "a.h5", archs)
+    Table(path).check_rows()
+    with h5py.File(path, "r+") as f:
+        f["archs/id"][2] = archs[0].id
+    with pytest.raises(TableError, match="archs/id: row 0 .* appears 2 times"):
+        Table(path).check_rows()
+    with h5py.File(path, "r+") as f:
+        f["archs/id"][2] = archs[2].id
+        enc = f["archs/encoding"][()]
+        f["archs/encoding"][...] = enc[[1, 0, 2]]
+    with pytest.raises(TableError, match="disagrees with /archs/encoding in 2 row"):
+        Table(path).check_rows()
+
+
 def test_permissions_follow_umask_and_existing_file(tmp_path):
     path = tmp_path / "t.h5"
     old = os.umask(0o022)
