@@ -535,7 +535,7 @@ def release_write(path: str | os.PathLike, *, force: bool, what: str) -> Iterato
     if release is None:
         yield None
         return
-    manifest = read_manifest(release)
+    read_manifest(release)  # a damaged manifest is reported, never silently replaced
     if not force:
         raise ReleaseError(
             f"{what}: {path} is inside the release {release} (it has a {MANIFEST_NAME}); writing it would break "
