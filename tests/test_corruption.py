@@ -240,3 +240,17 @@ def test_the_undamaged_copy_opens_and_answers_like_the_embedded_release(pristine
     dev = "cpu-epyc-1c"
     np.testing.assert_equal(dict(b.query(arch, device=dev)), dict(ref.query(arch, device=dev)))
     assert Benchmark("t", rel_copy, verify=False).manifest is None
+
+
+def test_without_verification_the_unit_edit_is_a_silent_wrong_answer(pristine, tmp_path):
+    """Why the matrix matters: the same damaged copy opened with verify=False answers in kJ."""
+    rel_copy = clone(pristine, tmp_path / "release", TABLE)
+    edit_h5(unit_mj_to_kj)(rel_copy / TABLE)
+    with pytest.raises(HwlmError, match=TABLE):
+        Benchmark("t", rel_copy)
+    with h5py.File(rel_copy / TABLE, "r") as f:
+        dev = _modeled_device(f)
+        setting = next(iter(f["hardware"][dev]))
+    b = Benchmark("t", rel_copy, verify=False)
+    r = b.query(b.table.ids[0], metrics=["energy_mj"], device=dev, setting=setting)
+    assert r.units["energy_mj"] == "kJ" and r.sources["energy_mj"] == "modeled"
