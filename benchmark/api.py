@@ -85,12 +85,20 @@ class Benchmark:
     """Query a release of one search space (see the module docstring)."""
 
     def __init__(self, space: str | SearchSpace = "t", path: str | Path | None = None, revision: str | None = None,
-                 repo_id: str | None = None):
+                 repo_id: str | None = None, verify: bool = True):
         """``path``: a release directory (default: the embedded release, ``data/``). ``revision``:
         a Hub release instead (e.g. ``"v1"``), downloaded once with :func:`benchmark.hub.download`
         (sha256-verified, cached, offline afterwards) from ``repo_id`` (default: ``HWLM_HUB_REPO``
         or the project's repository). A space of HW-GPT-Bench (``s``, ``m``, ``l``) with neither a
-        table nor surrogates in ``path`` opens without a release (see the module docstring)."""
+        table nor surrogates in ``path`` opens without a release (see the module docstring).
+
+        ``verify`` (default True): check the release on opening
+        (:func:`benchmark.release.verify_on_open`): every file against ``MANIFEST.json`` (sizes;
+        sha256 from the user's hash cache for files unchanged since they were last hashed), the
+        files queries read listed in it, the table's ids unique and agreeing with its encodings.
+        The embedded release must have a manifest; a ``path`` without one is a working copy
+        (``self.manifest`` is None; only the rows are checked). A problem raises
+        :class:`benchmark.release.ReleaseError` naming the file. ``verify=False`` skips all of it."""
         from benchmark.paths import data_dir
         from surrogates.features import feature_names
         from surrogates.model import read_index, surrogate_dir
@@ -105,9 +113,16 @@ class Benchmark:
         if revision is not None:
             from benchmark.hub import download
 
-            path = download(self.space.name, revision, repo_id=repo_id)
+            path = download(self.space.name, revision, repo_id=repo_id)  # verified in full
         self.path = Path(path) if path is not None else data_dir()
-        self.table = self._open_table()
+        self.verify = bool(verify)
+        self.manifest: dict | None = None
+        table = None
+        if verify and revision is None:
+            from benchmark.release import verify_on_open
+
+            self.manifest, table = verify_on_open(self.path, self.space.name, required=path is None)
+        self.table = self._open_table(table)
         self.surrogate_path = surrogate_dir(self.path, self.space.name)
         index = read_index(self.surrogate_path) if (self.surrogate_path / "index.json").exists() else None
         if self.table is None and index is None:
@@ -134,15 +149,19 @@ class Benchmark:
                              f"table_{self.space.name}.h5 and/or surrogates/{self.space.name}/index.json "
                              f"(neither is there)" + (f"; spaces {list(IMPORTED_SPACES)} open without one"
                                                       if self.space.name not in IMPORTED_SPACES else ""))
+        if self.verify:  # the modeled devices come from the embedded t release
+            from benchmark.release import verify_on_open
+
+            verify_on_open(data_dir(), "t", required=True)
         return standalone_index(self.space, data_dir())
 
-    def _open_table(self):
+    def _open_table(self, table=None):
         tpath = self.path / f"table_{self.space.name}.h5"
-        if not tpath.exists():
+        if table is None and not tpath.exists():
             return None
         from benchmark.table import Table
 
-        table = Table(tpath)
+        table = table if table is not None else Table(tpath)
         if table.space.name != self.space.name:
             raise QueryError(f"table {tpath}: holds space {table.space.name!r}, not {self.space.name!r}")
         return table

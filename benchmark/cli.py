@@ -91,14 +91,14 @@ def _registrations():
     """Subcommands that live beside the concept they drive (corpus, hub, export, profiling,
     surrogates, MOO). Imported unconditionally: a module that fails to import is a bug, and says so."""
     from benchmark.export import add_export_parser
-    from benchmark.hub_commands import add_download_parser, add_publish_parser
+    from benchmark.hub_commands import add_download_parser, add_manifest_parser, add_publish_parser
     from benchmark.moo.cli import add_moo_parser
     from benchmark.profiling.commands import add_profile_parser, add_table_parser
     from benchmark.supernet.corpus import add_prepare_corpus_parser
     from surrogates.fit import add_fit_parser
 
-    return [add_prepare_corpus_parser, add_download_parser, add_publish_parser, add_export_parser, add_profile_parser,
-            add_table_parser, add_fit_parser, add_moo_parser]
+    return [add_prepare_corpus_parser, add_manifest_parser, add_download_parser, add_publish_parser,
+            add_export_parser, add_profile_parser, add_table_parser, add_fit_parser, add_moo_parser]
 
 
 # optional packages (setup.cfg extras) a subcommand may need only when it runs
@@ -107,9 +107,14 @@ OPTIONAL_PACKAGES = {"transformers": "export", "pymoo": "moo", "optuna": "moo", 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmark.errors import HwlmError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except HwlmError as e:  # bad input or a refused operation: the message says what to do
+        print(f"hwlm {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as e:
         extra = OPTIONAL_PACKAGES.get((e.name or "").split(".")[0])
         if extra is None:

@@ -35,6 +35,15 @@ token           ``HF_TOKEN`` / ``hf auth login``       none (public repository)
 
 The cache is a Hugging Face cache (``<cache>/hub/datasets--<org>--<name>/...``) of its own.
 ``huggingface_hub`` is imported lazily, so importing this module (``hwlm --help``) stays fast.
+
+Threat model: the server (or a mirror, proxy or compromised endpoint) is not trusted. Bytes it
+serves are hashed against the manifest before use (and the manifest can be pinned by its sha256).
+Metadata the client turns into cache paths is checked before the client sees it: while
+:func:`download` runs, every HTTP response's ``ETag``, ``X-Linked-Etag`` and ``X-Repo-Commit`` and
+the ids in a tree listing must be single path components (an ETag) and 40 hex digits (a commit),
+else the download stops with :class:`HubError` naming the header and its value, before anything
+is written (``huggingface_hub`` would otherwise create ``blobs/<etag>`` or ``snapshots/<commit>``
+wherever the value points).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -58,6 +68,7 @@ from benchmark.release import (
     ReleaseError,
     SchemaVersionError,
     VerificationError,
+    check_inside,
     read_manifest,
     sha256_file,
     verify_release,
@@ -124,12 +135,9 @@ def resolve_endpoint(endpoint: str | None = None) -> str:
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """``cache_dir``, else ``$HWLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/hwlm-bench`` (``~/.cache/hwlm-bench``)."""
-    if cache_dir is None:
-        cache_dir = os.environ.get(ENV_CACHE)
-    if cache_dir is None:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        cache_dir = os.path.join(base, "hwlm-bench")
-    return Path(cache_dir).expanduser().resolve()
+    from benchmark.paths import cache_dir as user_cache_dir
+
+    return user_cache_dir(cache_dir)
 
 
 def default_revision(space: str) -> str:
@@ -269,6 +277,66 @@ def _hub_errors(ctx: _Ctx) -> Iterator[None]:
                        f"{ENV_ENDPOINT} / HF_ENDPOINT and your proxy settings.") from e
     except _transport_errors() as e:
         raise HubUnreachableError(_unreachable_message(ctx, e)) from e
+
+
+# --------------------------------------------------------------------------------------------
+# metadata the client turns into paths
+
+# huggingface_hub's own normalisation (file_download._normalize_etag) comes first: W/ and quotes.
+_SAFE_ETAG_RE = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z._-]{0,254}")  # one path component, not '.' or '..'
+_PATH_HEADERS = {"ETag": _SAFE_ETAG_RE, "X-Linked-Etag": _SAFE_ETAG_RE, "X-Repo-Commit": _COMMIT_RE}
+_guard_lock = threading.Lock()
+_guards = 0  # downloads running; the response hook checks only while one is
+
+
+def _unsafe(what: str, value: object, url: object, allowed: str) -> HubError:
+    return HubError(f"the Hub at {url} sent {what} {value!r}, which would become a path (traversal outside "
+                    f"the cache); allowed: {allowed}. Nothing was written. The endpoint is not a well-behaved "
+                    f"Hub: check --endpoint / {ENV_ENDPOINT} / HF_ENDPOINT")
+
+
+def _check_response(response) -> None:
+    """httpx response hook: refuse header values and tree-listing ids that are not plain names."""
+    if not _guards:
+        return
+    for name, pattern in _PATH_HEADERS.items():
+        raw = response.headers.get(name)
+        if raw is None:
+            continue
+        value = raw.lstrip("W/").strip('"') if pattern is _SAFE_ETAG_RE else raw
+        if not pattern.fullmatch(value):
+            allowed = "a single file name (a hex digest)" if pattern is _SAFE_ETAG_RE else "a 40-hex-digit commit id"
+            raise _unsafe(f"the header {name}", raw, response.request.url, allowed)
+    if "/tree/" in response.request.url.path and response.status_code == 200:
+        response.read()
+        try:
+            entries = response.json()
+        except ValueError:
+            return  # the client reports a listing that is not JSON
+        for e in entries if isinstance(entries, list) else ():
+            lfs = e.get("lfs") if isinstance(e, dict) else None
+            for what, value in (("oid", e.get("oid") if isinstance(e, dict) else None),
+                                ("lfs.sha256", lfs.get("sha256") if isinstance(lfs, dict) else None)):
+                if value is not None and not (isinstance(value, str) and _SAFE_ETAG_RE.fullmatch(value)):
+                    raise _unsafe(f"a tree entry's {what}", value, response.request.url, "a hex digest")
+
+
+@contextlib.contextmanager
+def _path_guard() -> Iterator[None]:
+    """Check every response of huggingface_hub's shared HTTP client while the block runs."""
+    global _guards
+    from huggingface_hub.utils import get_session
+
+    hooks = get_session().event_hooks["response"]
+    if _check_response not in hooks:
+        hooks.append(_check_response)
+    with _guard_lock:
+        _guards += 1
+    try:
+        yield
+    finally:
+        with _guard_lock:
+            _guards -= 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,7 +509,7 @@ def _fetch(ctx: _Ctx, manifest_sha256: str | None) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
     manifest_in_repo = f"{ctx.space}/{MANIFEST_NAME}"
-    with _hub_errors(ctx):
+    with _hub_errors(ctx), _path_guard():
         probed = _probe(ctx, manifest_in_repo)
         release_dir = Path(hf_hub_download(ctx.repo_id, manifest_in_repo, revision=ctx.revision,
                                            **ctx.hf_kwargs())).parent
@@ -461,7 +529,7 @@ def _fetch(ctx: _Ctx, manifest_sha256: str | None) -> Path:
                        "misfiled, report it or pass another --revision.")
 
     patterns = [glob.escape(manifest_in_repo)] + [glob.escape(f"{ctx.space}/{f['path']}") for f in manifest["files"]]
-    with _hub_errors(ctx):
+    with _hub_errors(ctx), _path_guard():
         snapshot = Path(snapshot_download(ctx.repo_id, revision=commit, allow_patterns=patterns, **ctx.hf_kwargs()))
     release_dir = snapshot / ctx.space
     try:
@@ -527,6 +595,7 @@ def publish(release_dirs: str | os.PathLike | Iterable[str | os.PathLike], revis
     releases = []
     for d in dirs:
         manifest = verify_release(d)
+        check_inside(d, [f["path"] for f in manifest["files"]])  # upload only the release's own bytes
         releases.append((d, manifest))
     spaces = [m["space"] for _, m in releases]
     if len(set(spaces)) != len(spaces):

@@ -1,15 +1,17 @@
-"""The command line of the Hub: ``hwlm download`` and ``hwlm publish`` (:mod:`benchmark.hub`)."""
+"""The command line of releases and the Hub: ``hwlm manifest`` (:mod:`benchmark.release`), ``hwlm download``
+and ``hwlm publish`` (:mod:`benchmark.hub`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from benchmark.hub import (DEFAULT_BRANCH, DEFAULT_ENDPOINT, DEFAULT_REPO_ID, DEFAULT_REVISIONS, ENV_CACHE, ENV_ENDPOINT,
                            ENV_REPO, download, publish)
-from benchmark.release import MANIFEST_NAME, ReleaseError, read_manifest
+from benchmark.release import MANIFEST_NAME, ReleaseError, read_manifest, rewrite_manifest, verify_release
 
-__all__ = ["add_download_parser", "add_publish_parser"]
+__all__ = ["add_download_parser", "add_publish_parser", "add_manifest_parser"]
 
 
 def _format_size(n: float) -> str:
@@ -47,6 +49,16 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     print(f"published space {', '.join(result.spaces)} as {result.repo_id}@{result.revision} "
           f"(commit {result.commit}): {len(result.files)} files uploaded, {len(result.deleted)} stale files removed")
     print(result.url)
+    return 0
+
+
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    if args.check:
+        m = verify_release(args.dir, space=args.space)
+        print(f"{args.dir}: {len(m['files'])} files, every size and sha256 matches {MANIFEST_NAME}")
+        return 0
+    m = rewrite_manifest(args.dir, args.space)
+    print(f"{Path(args.dir) / MANIFEST_NAME}: {len(m['files'])} files of space {m['space']}")
     return 0
 
 
@@ -98,4 +110,18 @@ def add_publish_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--branch", default=DEFAULT_BRANCH, help=f"branch to commit to (default {DEFAULT_BRANCH})")
     p.add_argument("--message", default=None, help="commit message")
     p.set_defaults(func=_cmd_publish)
+    return p
+
+
+def add_manifest_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``hwlm manifest`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "manifest", help="write (or check) the MANIFEST.json of a release directory",
+        description="Hash every file of a release directory (hidden and temporary files skipped; symlinks "
+                    "pointing outside the directory refused) and write its MANIFEST.json atomically, keeping the "
+                    "space of an existing manifest. With --check, verify every file against it instead.")
+    p.add_argument("dir", metavar="DIR", help="release directory")
+    p.add_argument("--space", default=None, help="search space (default: the existing manifest's)")
+    p.add_argument("--check", action="store_true", help="verify instead of writing (full sha256 of every file)")
+    p.set_defaults(func=_cmd_manifest)
     return p

@@ -24,25 +24,45 @@ release/
       "schema_version": 1,
       "package_version": "0.1.0",
       "created": "2026-01-01T00:00:00Z",
-      "files": [{"path": "table_s.h5", "size": 123, "sha256": "..."}, ...]
+      "files": [{"path": "table_s.h5", "size": 123, "sha256": "..."}, ...],
+      "checksum": "..."
     }
 
+``checksum`` is the sha256 of the manifest's other keys as canonical JSON (sorted keys, no
+whitespace): an edit or a flipped byte in the manifest itself is caught, not only in the files it
+lists (it is no signature: whoever rewrites the manifest can recompute it). Manifests without one
+(written by older versions) are read as before.
+
 Paths are relative, ``/``-separated and may not leave the directory. Extra top-level keys
-(a description, provenance) are allowed and kept.
+(a description, provenance) are allowed and kept. A manifest lists every file of the release,
+the surrogate sidecars (``*.meta.json``) and ``index.json`` included; :func:`write_manifest`
+refuses a symlink that points outside the release (its bytes would not be the release's).
+
+Verification has two costs. :func:`verify_release` hashes every file (downloads, publishing).
+``verify_release(..., cached=True)`` (what opening a release with :class:`benchmark.api.Benchmark`
+does) always compares sizes, and takes a file's sha256 from a small user cache
+(``<cache>/verified-sha256.json``, see :func:`benchmark.paths.cache_dir`) when the file's path,
+size, mtime, ctime and inode are those recorded when it was last hashed; otherwise it hashes the
+file and records it. An edit that keeps all five (a same-size rewrite within one timestamp tick of
+the previous hash) is not seen by the cached check; the full check sees everything.
+
+Maintainer commands that write into a directory holding a ``MANIFEST.json`` go through
+:func:`release_write`: refused unless forced, and then the manifest is rewritten.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from benchmark.errors import HwlmError
-from benchmark.files import sha256_file, write_text  # sha256_file: part of this module's API
+from benchmark.files import sha256_bytes, sha256_file, write_text  # sha256_file: part of this module's API
 
 __all__ = [
     "MANIFEST_NAME",
@@ -58,6 +78,13 @@ __all__ = [
     "write_manifest",
     "read_manifest",
     "verify_release",
+    "cached_sha256",
+    "check_inside",
+    "check_covered",
+    "find_release",
+    "release_write",
+    "verify_on_open",
+    "rewrite_manifest",
 ]
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -67,7 +94,7 @@ MANIFEST_FORMAT_VERSION = 1
 #: Newest table schema version this package reads. Kept equal to ``benchmark.table.SCHEMA_VERSION``.
 from benchmark.table import SCHEMA_VERSION as SUPPORTED_SCHEMA_VERSION  # noqa: E402  one schema version for tables and releases
 
-_CORE_KEYS = ("format", "format_version", "space", "schema_version", "package_version", "created", "files")
+_CORE_KEYS = ("format", "format_version", "space", "schema_version", "package_version", "created", "files", "checksum")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _SPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Names never listed when a manifest is built from a directory listing.
@@ -210,6 +237,7 @@ def write_manifest(directory: str | os.PathLike, space: str, schema_version: int
         if not full.is_file():
             raise ReleaseError(f"{where}: listed file {rel!r} does not exist in {root}")
         entries.append({"path": rel, "size": full.stat().st_size, "sha256": sha256_file(full)})
+    check_inside(root, rel_paths)
     if created is None:
         created = datetime.now(timezone.utc)
     if isinstance(created, datetime):
@@ -227,8 +255,14 @@ def write_manifest(directory: str | os.PathLike, space: str, schema_version: int
             raise ReleaseError(f"extra key {key!r} would replace a core manifest field")
         manifest[key] = value
     manifest["files"] = entries
+    manifest["checksum"] = _checksum(manifest)
     write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
+
+
+def _checksum(manifest: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -277,19 +311,27 @@ def read_manifest(path: str | os.PathLike) -> dict:
         digest = entry.get("sha256")
         if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
             raise ReleaseError(f"{where}: {rel}: invalid sha256 {digest!r}; allowed: 64 lowercase hex digits")
+    if "checksum" in m and m["checksum"] != _checksum(m):
+        raise ReleaseError(f"{where}: checksum {m['checksum']!r} does not match the manifest's content (sha256 "
+                           f"{_checksum(m)}); the manifest was edited or corrupted")
     return m
 
 
-def verify_release(directory: str | os.PathLike, *, space: str | None = None) -> dict:
+def verify_release(directory: str | os.PathLike, *, space: str | None = None, cached: bool = False) -> dict:
     """Check every file of a release against its manifest; return the manifest.
 
     Every listed file must exist with the listed size and sha256 (the whole file is hashed, even
     when the size already differs, so that both hashes can be reported). All problems are
     collected and raised together as one :class:`VerificationError` naming each file with its
     expected and actual sha256. ``space``, if given, must match the manifest's space. Files not
-    listed in the manifest are ignored.
+    listed in the manifest are ignored. ``cached=True`` takes the sha256 of a file unchanged since
+    it was last hashed from the user's hash cache (:func:`cached_sha256`).
     """
-    root = Path(directory)
+    with _HashCache.session(enabled=cached) as cache:
+        return _verify_files(Path(directory), space, cache)
+
+
+def _verify_files(root: Path, space: str | None, cache: "_HashCache") -> dict:
     manifest = read_manifest(root)
     if space is not None and manifest["space"] != space:
         raise ReleaseError(f"{root / MANIFEST_NAME}: release is for space {manifest['space']!r}, "
@@ -302,7 +344,7 @@ def verify_release(directory: str | os.PathLike, *, space: str | None = None) ->
             missing.append(entry["path"])
             continue
         actual_size = full.stat().st_size
-        actual = sha256_file(full)
+        actual = cache.sha256(full)
         if actual != entry["sha256"] or actual_size != entry["size"]:
             mismatches.append(FileMismatch(entry["path"], entry["sha256"], actual, entry["size"], actual_size))
     if mismatches or missing:
@@ -311,3 +353,205 @@ def verify_release(directory: str | os.PathLike, *, space: str | None = None) ->
         lines += [f"  missing: {p}" for p in missing]
         raise VerificationError("\n".join(lines), directory=root, mismatches=mismatches, missing=missing)
     return manifest
+
+
+def check_covered(directory: str | os.PathLike, manifest: Mapping[str, Any], rel_paths: Iterable[str]) -> None:
+    """Refuse files of ``directory`` that are read but not listed in its manifest (unverified bytes)."""
+    listed = {f["path"] for f in manifest["files"]}
+    extra = sorted(set(rel_paths) - listed)
+    if extra:
+        raise VerificationError(
+            f"release {directory}: {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not listed in its "
+            f"{MANIFEST_NAME}, so {'it' if len(extra) == 1 else 'they'} cannot be verified; rewrite the manifest "
+            f"(benchmark.release.write_manifest) if the files belong to the release", directory=directory)
+
+
+def check_inside(directory: str | os.PathLike, rel_paths: Iterable[str]) -> None:
+    """Refuse release files that are symlinks (or under symlinked folders) resolving outside ``directory``:
+    a manifest or an upload would take bytes that are not the release's."""
+    root = os.path.realpath(directory)
+    for rel in rel_paths:
+        target = os.path.realpath(os.path.join(directory, rel))
+        if os.path.commonpath([root, target]) != root:
+            raise ReleaseError(f"release {directory}: {rel} is a symlink to {target}, outside the release; "
+                               "allowed: files inside the release directory (copy the file in instead)")
+
+
+# --------------------------------------------------------------------------------------------
+# the verified-hash cache
+
+_CACHE_NAME = "verified-sha256.json"
+_CACHE_FORMAT = "hwlm-bench-sha256-cache"
+_CACHE_MAX = 4096  # entries kept (the newest); a dropped entry only costs one more hash
+
+
+class _HashCache:
+    """sha256 of files keyed by (real path, size, mtime, ctime, inode), in one small JSON file of the
+    user cache, read once per :meth:`session` and written back atomically when it learned something.
+    A cache that cannot be read or written is ignored (every file is then hashed)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.path: Path | None = None
+        self.entries: dict[str, list] = {}
+        self.dirty = False
+        if enabled:
+            from benchmark.paths import cache_dir
+
+            self.path = cache_dir() / _CACHE_NAME
+            with contextlib.suppress(OSError, ValueError, UnicodeDecodeError):
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and data.get("format") == _CACHE_FORMAT and isinstance(data.get("files"), dict):
+                    self.entries = data["files"]
+
+    @classmethod
+    @contextlib.contextmanager
+    def session(cls, enabled: bool = True) -> Iterator["_HashCache"]:
+        cache = cls(enabled)
+        yield cache
+        cache.save()
+
+    def sha256(self, path: Path) -> str:
+        if not self.enabled:
+            return sha256_file(path)
+        real = os.path.realpath(path)
+        key = _identity(real)
+        hit = self.entries.get(real)
+        if isinstance(hit, list) and len(hit) == 5 and hit[:4] == key and isinstance(hit[4], str):
+            return hit[4]
+        digest = sha256_file(real)
+        if _identity(real) == key:  # not rewritten while it was hashed
+            self.entries.pop(real, None)  # re-inserted last: the newest entries survive the size cap
+            self.entries[real] = [*key, digest]
+            self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not (self.enabled and self.dirty):
+            return
+        from benchmark.files import write_text
+
+        entries = dict(list(self.entries.items())[-_CACHE_MAX:])
+        with contextlib.suppress(OSError):
+            write_text(self.path, json.dumps({"format": _CACHE_FORMAT, "version": 1, "files": entries}))
+
+
+def _identity(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, from the user's hash cache when the file is unchanged since it was last hashed."""
+    with _HashCache.session() as cache:
+        return cache.sha256(Path(path))
+
+
+# --------------------------------------------------------------------------------------------
+# opening a release
+
+_TABLE_CHECK = "table-structure-and-rows:1"  # bump when Table's checks on opening change
+_TABLES_KEPT = 16  # saved table states (the newest); a dropped one only costs one full open
+
+
+def verify_on_open(directory: str | os.PathLike, space: str, *, required: bool):
+    """What opening a release for queries checks (cheaply, with the user's hash cache): every file
+    against ``MANIFEST.json`` (:func:`verify_release` with ``cached=True``), that the files a query
+    reads (``table_<space>.h5``, ``surrogates/<space>/``) are listed in it, and that the table's ids
+    are unique and agree with its encodings (:meth:`benchmark.table.Table.check_rows`).
+
+    Returns ``(manifest, table)``: the manifest, or None for a directory without one when not
+    ``required`` (a working copy: only the rows are checked); the opened
+    :class:`~benchmark.table.Table`, or None when the release has no table of ``space``. A table
+    whose bytes (sha256) passed these checks before is opened from its saved structure
+    (:meth:`~benchmark.table.Table.from_state`, ``<cache>/tables/``) instead of walking the HDF5 file."""
+    root = Path(directory)
+    manifest = None
+    table_path = root / f"table_{space}.h5"
+    with _HashCache.session() as cache:
+        if required or (root / MANIFEST_NAME).exists():
+            own = table_path.exists() or (root / "surrogates" / space).exists()  # else another space's release
+            manifest = _verify_files(root, space if own else None, cache)
+            used = [p for p in list_release_files(root)
+                    if p == table_path.name or p.startswith(f"surrogates/{space}/")]
+            check_covered(root, manifest, used)
+        table = _open_checked_table(table_path, cache) if table_path.is_file() else None
+    return manifest, table
+
+
+def _open_checked_table(path: Path, cache: "_HashCache"):
+    from benchmark.table import Table
+    from benchmark.version import __version__
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    digest = cache.sha256(Path(real))
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    now = os.stat(real)
+    if identity != (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns):  # rewritten meanwhile: no cache
+        table = Table(path)
+        table.check_rows()
+        return table
+    saved = cache.path.parent / "tables" / f"{digest}.json"
+    key = f"{_TABLE_CHECK}:{__version__}"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        data = json.loads(saved.read_text(encoding="utf-8"))
+        if data.get("check") == key:
+            return Table.from_state(path, data["state"], identity)
+    table = Table(path)
+    table.check_rows()
+    state = table.state()
+    if state is not None:
+        from benchmark.files import write_text
+
+        with contextlib.suppress(OSError):
+            write_text(saved, json.dumps({"check": key, "state": state}))
+            kept = sorted(saved.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in kept[_TABLES_KEPT:]:
+                old.unlink()
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# writing into a release
+
+
+def find_release(path: str | os.PathLike) -> Path | None:
+    """The release directory (one holding ``MANIFEST.json``) that ``path`` is or lies in, or None."""
+    p = Path(path).resolve()
+    for d in (p, *p.parents):
+        if (d / MANIFEST_NAME).is_file():
+            return d
+    return None
+
+
+@contextlib.contextmanager
+def release_write(path: str | os.PathLike, *, force: bool, what: str) -> Iterator[Path | None]:
+    """Guard a command that writes ``path`` (a file or a folder): inside a release directory it is
+    refused (its manifest would no longer verify) unless ``force``; forced, the manifest is
+    rewritten afterwards over the files then present, keeping the space and extra keys.
+    ``what`` names the command in the message. Yields the release directory (or None)."""
+    release = find_release(path)
+    if release is None:
+        yield None
+        return
+    read_manifest(release)  # a damaged manifest is reported, never silently replaced
+    if not force:
+        raise ReleaseError(
+            f"{what}: {path} is inside the release {release} (it has a {MANIFEST_NAME}); writing it would break "
+            "the manifest's hashes. Work on a copy of the release (cp -r), or pass --force to write here and "
+            "rewrite the manifest")
+    yield release
+    rewrite_manifest(release)
+
+
+def rewrite_manifest(directory: str | os.PathLike, space: str | None = None) -> dict:
+    """Write ``MANIFEST.json`` of ``directory`` over the files now present, keeping the space, the
+    schema version and the extra keys of the manifest already there (``space`` is needed without one)."""
+    root = Path(directory)
+    old = read_manifest(root) if (root / MANIFEST_NAME).exists() else {}
+    space = space or old.get("space")
+    if space is None:
+        raise ReleaseError(f"{root}: no {MANIFEST_NAME} to take the space from; allowed: a space name (--space)")
+    return write_manifest(root, space, old.get("schema_version", SUPPORTED_SCHEMA_VERSION),
+                          extra={k: v for k, v in old.items() if k not in _CORE_KEYS})

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else data_dir()
     table = out / f"table_{a.space}.h5"
-    merge_tables(a.shards, table)
+    merge_tables(a.shards, table, in_place=True)  # a rebuild passes the table itself as a shard
     print(f"[1/5] merged {len(a.shards)} shard(s) into {table}: {len(Table(table))} rows")
     r = add_modeled_devices(table)
     print(f"[2/5] {len(r['devices'])} modeled devices added")

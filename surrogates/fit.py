@@ -371,10 +371,12 @@ def heldout_calibration(s: Surrogate, table: Table, coverage: float = 0.9) -> di
 # ---------------------------------------------------------------------------- CLI
 def _fit_cmd(args) -> int:
     from benchmark.paths import data_dir
+    from benchmark.release import release_write
 
     out = Path(args.out) if args.out else data_dir()
-    r = fit_table(args.table, out, seed=args.seed, test_fraction=args.test_fraction, nthread=args.threads,
-                  model_format=args.format, progress=not args.quiet, report=args.report)
+    with release_write(out, force=args.force, what="hwlm fit"):
+        r = fit_table(args.table, out, seed=args.seed, test_fraction=args.test_fraction, nthread=args.threads,
+                      model_format=args.format, progress=not args.quiet, report=args.report)
     print(f"{len(r.index['models'])} surrogates written to {r.directory} (index.json, quality report "
           f"{r.directory / 'REPORT.md'}{', ' + str(r.report) if r.report else ''}); "
           f"{len(r.index['missing'])} targets not fitted (no or too few values; reasons in the report); "
@@ -397,5 +399,6 @@ def add_fit_parser(sub) -> None:
     s.add_argument("--format", choices=MODEL_FORMATS, default="json", help="XGBoost model format (default json)")
     s.add_argument("--report", default=None, help="also write the markdown quality report here (e.g. docs/surrogates.md)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--force", action="store_true", help="write even into a release directory (one with MANIFEST.json) and rewrite its manifest (refused otherwise)")
     s.set_defaults(func=_fit_cmd)
 

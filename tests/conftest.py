@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny real corpus built from the shipped text slice."""
+"""Shared fixtures: a tiny real corpus built from the shipped text slice; a private user cache."""
 
 from pathlib import Path
 
@@ -16,3 +16,13 @@ def tiny_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_corpus")
     C.build_corpus(C.load_documents(SAMPLE), out, vocab_size=300, block_chars=1000, seed=0, progress=False)
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_user_cache(tmp_path_factory):
+    """Tests never write the user's cache (``~/.cache/hwlm-bench``): opening a release records
+    hashes and table states in a temporary one (subprocesses inherit it)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HWLM_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+    yield
+    mp.undo()

@@ -32,6 +32,8 @@ answers any more (no pooled keep-alive connection can still be served).
 
 Test hooks: :meth:`HubServer.serve_instead` makes the server deliver other bytes for a file
 (corruption on the server side, with headers consistent with the bad bytes),
+:meth:`HubServer.headers_instead` replaces the values of response headers wherever the server sends
+them (a malicious server's ``ETag`` or ``X-Repo-Commit``),
 :attr:`HubServer.requests` logs every request ``(method, path)``.
 """
 
@@ -100,6 +102,7 @@ class HubServer:
         self._thread: threading.Thread | None = None
         self._counter = 0
         self.requests: list[tuple[str, str]] = []
+        self._header_override: dict[str, str] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -194,6 +197,11 @@ class HubServer:
             else:
                 self._override[(repo_type, repo_id, path)] = bytes(data)
 
+    def headers_instead(self, headers: dict[str, str] | None) -> None:
+        """Send these values for these headers in every response that has them (``None`` restores)."""
+        with self._lock:
+            self._header_override = dict(headers or {})
+
     def _get_repo(self, repo_type: str, repo_id: str) -> _Repo:
         repo = self._repos.get((repo_type, repo_id))
         if repo is None:
@@ -246,8 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.send_header("Connection", "close")
+        override = self.server_hub._header_override
         for k, v in (headers or {}).items():
-            self.send_header(k, v)
+            self.send_header(k, override.get(k, v))
         self.end_headers()
         if not head and body:
             self.wfile.write(body)

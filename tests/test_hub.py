@@ -337,6 +337,42 @@ def test_file_listed_but_not_published_is_a_clear_error(server, tmp_path):
     assert info.value.missing == ["tokenizer.json"]
 
 
+def files_outside(root: Path, inside: Path) -> set[Path]:
+    """Files (and links) under ``root`` that are not under ``inside``."""
+    out = set()
+    for dirpath, dirnames, names in os.walk(root):
+        for name in names + dirnames:
+            p = Path(dirpath) / name
+            if inside not in (p, *p.parents) and (p.is_file() or p.is_symlink()):
+                out.add(p)
+    return out
+
+
+@pytest.mark.parametrize("header", ["ETag", "X-Repo-Commit"])
+@pytest.mark.parametrize("value", ["absolute", "../../../../../x", "..", "a/b"])
+def test_a_path_in_a_hub_header_is_refused_before_anything_is_written(server, tmp_path, header, value, capsys):
+    """A malicious or broken server's ETag / X-Repo-Commit naming a path outside the cache: our error
+    (naming the header and the value), no file anywhere outside the cache, nothing partial in it."""
+    rel = make_release(tmp_path / "rel")
+    seed(server, rel, "v1")
+    target = tmp_path / "escaped"
+    value = str(target) if value == "absolute" else value
+    server.headers_instead({header: f'"{value}"' if header == "ETag" else value})
+    cache = tmp_path / "work" / "cache"
+    before = files_outside(tmp_path, cache)
+    with pytest.raises(hub.HubError, match=f"{header}.*{value.replace('.', '[.]')}") as e:
+        hub.download("s", "v1", repo_id=REPO, endpoint=server.url, cache_dir=cache)
+    assert "traversal" in str(e.value) or "path" in str(e.value)
+    assert files_outside(tmp_path, cache) == before and not target.exists()
+    assert not [p for p in cache.rglob("*") if p.is_file() and "blobs" in p.parts]  # nothing was downloaded
+    code = hwlm(["download", "--space", "s", "--revision", "v1", "--repo", REPO, "--endpoint", server.url,
+                 "--cache-dir", str(cache)])
+    err = capsys.readouterr().err
+    assert code == 1 and header in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    server.headers_instead(None)  # an honest server again: the same cache works
+    assert verify_release(hub.download("s", "v1", repo_id=REPO, endpoint=server.url, cache_dir=cache))
+
+
 def test_refresh_resolves_a_branch_again(server, tmp_path):
     rel = make_release(tmp_path / "rel")
     seed(server, rel, "v1")
@@ -430,6 +466,13 @@ def test_publish_refuses_an_unverified_release(server, tmp_path):
         hub.publish(tmp_path, "v1", repo_id=REPO, endpoint=server.url)
     with pytest.raises(ReleaseError, match="invalid release tag"):
         hub.publish(make_release(tmp_path / "ok"), "main", repo_id=REPO, endpoint=server.url)
+    linked = make_release(tmp_path / "linked")  # same bytes, but through a symlink out of the release
+    secret = tmp_path / "secret.json"
+    secret.write_bytes((linked / "tokenizer.json").read_bytes())
+    (linked / "tokenizer.json").unlink()
+    (linked / "tokenizer.json").symlink_to(secret)
+    with pytest.raises(ReleaseError, match="tokenizer.json is a symlink to .*secret.json, outside the release"):
+        hub.publish(linked, "v1", repo_id=REPO, endpoint=server.url)
     assert server.requests == []  # nothing was sent
 
 

@@ -168,3 +168,104 @@ def test_embedded_release_verifies():
     manifest = verify_release(root, space="t")
     paths = {f["path"] for f in manifest["files"]}
     assert {"tokenizer.json", "corpus/test.npy", "supernet_t.safetensors"} <= paths
+
+
+def test_embedded_release_lists_every_file_it_holds():
+    """Surrogate sidecars, the surrogate index and everything else of data/ are hashed in its manifest."""
+    from benchmark.paths import data_dir
+
+    root = data_dir()
+    if not (root / MANIFEST_NAME).exists():
+        pytest.skip("no embedded release manifest in this checkout")
+    listed = {f["path"] for f in read_manifest(root)["files"]}
+    assert set(list_release_files(root)) == listed
+    assert "surrogates/t/index.json" in listed and any(p.endswith(".meta.json") for p in listed)
+
+
+def test_symlinks_out_of_the_release_are_refused(tmp_path):
+    rel = make_release(tmp_path / "rel")
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"model": "bpe"}\n')
+    (rel / "tokenizer.json").unlink()
+    (rel / "tokenizer.json").symlink_to(outside)
+    with pytest.raises(ReleaseError, match="tokenizer.json is a symlink to .*outside.json, outside the release"):
+        write_manifest(rel, "s", created=CREATED)
+    (rel / "tokenizer.json").unlink()
+    (rel / "tokenizer.json").symlink_to(rel / "table_s.h5")  # inside: fine
+    assert "tokenizer.json" in {f["path"] for f in write_manifest(rel, "s")["files"]}
+
+
+def test_cached_verification_hashes_a_file_once_per_version(tmp_path, monkeypatch):
+    import benchmark.release as R
+
+    monkeypatch.setenv("HWLM_CACHE_DIR", str(tmp_path / "cache"))
+    rel = make_release(tmp_path / "rel")
+    hashed = []
+    real = R.sha256_file
+    monkeypatch.setattr(R, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    verify_release(rel, cached=True)
+    assert sorted(hashed) == ["latency_ms@cpu.json", "table_s.h5", "tokenizer.json"]
+    hashed.clear()
+    assert verify_release(rel, cached=True) == read_manifest(rel) and hashed == []  # warm: sizes and stat only
+    data = bytearray((rel / "table_s.h5").read_bytes())
+    data[7] ^= 1  # same size, rewritten: a new mtime/ctime, so hashed again
+    (rel / "table_s.h5").write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="corrupted: table_s.h5"):
+        verify_release(rel, cached=True)
+    assert hashed == ["table_s.h5"]
+    (tmp_path / "cache" / "verified-sha256.json").write_text("{damaged")  # a broken cache is only a miss
+    with pytest.raises(VerificationError, match="corrupted: table_s.h5"):
+        verify_release(rel, cached=True)
+
+
+def test_manifest_checksum_catches_edits_of_the_manifest_itself(tmp_path):
+    rel = make_release(tmp_path / "rel")
+    m = json.loads((rel / MANIFEST_NAME).read_text())
+    m["created"] = "2020-01-01T00:00:00Z"
+    (rel / MANIFEST_NAME).write_text(json.dumps(m))
+    with pytest.raises(ReleaseError, match="checksum .* does not match the manifest's content"):
+        read_manifest(rel)
+    del m["checksum"]  # a manifest of an older version: read as before
+    (rel / MANIFEST_NAME).write_text(json.dumps(m))
+    assert verify_release(rel)["created"] == "2020-01-01T00:00:00Z"
+
+
+def _table_release(root: Path) -> tuple[Path, Path]:
+    """A release holding a small synthetic table, and a shard of other rows to merge into it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hwtable import build_table
+
+    root.mkdir(parents=True)
+    build_table(root / "table_t.h5", n_table=12, n_extra=0, seed=3)
+    build_table(root.parent / "shard.h5", n_table=12, n_extra=0, seed=4)
+    write_manifest(root, "t", created=CREATED, extra={"description": "kept"})
+    return root, root.parent / "shard.h5"
+
+
+def test_maintainer_commands_refuse_to_break_a_release_unless_forced(tmp_path, capsys):
+    from benchmark.cli import main as hwlm
+
+    rel, shard = _table_release(tmp_path / "rel")
+    before = (rel / MANIFEST_NAME).read_bytes()
+    for argv in (["table", "add-modeled", str(rel / "table_t.h5")],
+                 ["table", "merge", str(rel / "table_t.h5"), str(shard)],
+                 ["fit", "--table", str(rel / "table_t.h5"), "--out", str(rel)]):
+        assert hwlm(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"is inside the release {rel}" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert hwlm(["prepare-corpus", "--out", str(rel)]) == 1  # refused before anything is downloaded
+    assert "--force" in capsys.readouterr().err
+    assert (rel / MANIFEST_NAME).read_bytes() == before and verify_release(rel)
+    # forced: written, and the manifest rewritten so that the release verifies again
+    assert hwlm(["table", "merge", str(rel / "table_t.h5"), str(shard), "--force"]) == 0
+    m = verify_release(rel)
+    assert m["description"] == "kept" and m["created"] != CREATED
+    from benchmark.table import Table
+
+    assert Table(rel / "table_t.h5").ids.tolist() == Table(shard).ids.tolist()  # OUT is rewritten from the shard
+    # hwlm manifest rewrites and checks a release by hand
+    assert hwlm(["manifest", str(rel), "--check"]) == 0
+    (rel / "notes.txt").write_text("x")
+    assert hwlm(["manifest", str(rel)]) == 0 and "notes.txt" in {f["path"] for f in verify_release(rel)["files"]}

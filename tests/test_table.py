@@ -240,6 +240,59 @@ def test_one_writer_per_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["other.h5", "t.h5"]  # no lock or temporary files left
 
 
+def test_merge_takes_the_output_lock_before_reading_and_the_cli_says_so_in_one_line(tmp_path, capsys,
+                                                                                    monkeypatch):
+    from benchmark.cli import main as hwlm
+    import benchmark.table.merge as merge
+
+    archs = T.sample(3, n=2)
+    a = _shard(tmp_path / "a.h5", archs)
+    out = tmp_path / "m.h5"
+    read = []
+    monkeypatch.setattr(merge, "read_content", lambda t: read.append(t) or pytest.fail("input read"))
+    w = TableWriter(out, "t")  # another writer of the output
+    with pytest.raises(TableError, match="another writer"):
+        merge_tables([a], out)
+    assert read == []  # refused before any input was read
+    monkeypatch.undo()
+    assert hwlm(["table", "merge", str(out), str(a)]) == 2
+    err = capsys.readouterr().err
+    assert "another writer" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    w.close()
+    assert hwlm(["table", "merge", str(out), str(a)]) == 0 and len(Table(out)) == 2
+
+
+def test_a_saved_state_reopens_the_same_table_and_refuses_another_file(tmp_path):
+    archs = T.sample(5, n=4)
+    path = _shard(tmp_path / "a.h5", archs)
+    t = Table(path)
+    state = json.loads(json.dumps(t.state()))
+    st = os.stat(path)
+    again = Table.from_state(path, state, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    assert again.attrs == t.attrs and again._structure == t._structure and len(again) == len(t)
+    assert again.ids.tolist() == t.ids.tolist()
+    np.testing.assert_array_equal(again.hardware(DEV, PREFILL, "latency_ms"), t.hardware(DEV, PREFILL, "latency_ms"))
+    stale = Table.from_state(path, state, (st.st_dev, st.st_ino + 1, st.st_size, st.st_mtime_ns))
+    with pytest.raises(TableError, match="changed on disk"):
+        stale.ids
+
+
+def test_check_rows_refuses_duplicated_and_disagreeing_rows(tmp_path):
+    archs = T.sample(6, n=3)
+    path = _shard(tmp_path / "a.h5", archs)
+    Table(path).check_rows()
+    with h5py.File(path, "r+") as f:
+        f["archs/id"][2] = archs[0].id
+    with pytest.raises(TableError, match="archs/id: row 0 .* appears 2 times"):
+        Table(path).check_rows()
+    with h5py.File(path, "r+") as f:
+        f["archs/id"][2] = archs[2].id
+        enc = f["archs/encoding"][()]
+        f["archs/encoding"][...] = enc[[1, 0, 2]]
+    with pytest.raises(TableError, match="disagrees with /archs/encoding in 2 row"):
+        Table(path).check_rows()
+
+
 def test_permissions_follow_umask_and_existing_file(tmp_path):
     path = tmp_path / "t.h5"
     old = os.umask(0o022)
@@ -370,15 +423,18 @@ def test_merge_combines_rows_and_devices(tmp_path):
                                          f"a.h5 and .*b.h5: architecture {archs[2].id}"):
         merge_tables([a, b], tmp_path / "x.h5", on_conflict="error")
     assert not (tmp_path / "x.h5").exists()
-    # merging into one of the inputs, and re-merging the same shard, changes no value
+    # merging into one of the inputs is refused before anything is read or written
+    with pytest.raises(TableError, match="invalid merge output.*not one of the inputs"):
+        merge_tables([out, g, a], out)
+    # re-merging the same shard changes no value
     before = {k: t.hardware(*k) for k in [(DEV, PREFILL.name, "latency_ms"), ("gpu-test", PREFILL.name, "latency_ms")]}
-    merge_tables([out, out, g, a], out)
-    merge_tables([out, out], out, on_conflict="error")  # a table never conflicts with itself
-    t2 = Table(out)
+    again = merge_tables([out, out, g, a], tmp_path / "m2.h5")
+    merge_tables([again, again], tmp_path / "m3.h5", on_conflict="error")  # a table never conflicts with itself
+    t2 = Table(tmp_path / "m3.h5")
     assert t2.ids.tolist() == t.ids.tolist()
     for k, v in before.items():
         np.testing.assert_array_equal(t2.hardware(*k), v)
-    assert sorted(os.listdir(tmp_path)) == ["a.h5", "b.h5", "g.h5", "m.h5"]
+    assert sorted(os.listdir(tmp_path)) == ["a.h5", "b.h5", "g.h5", "m.h5", "m2.h5", "m3.h5"]
 
 
 def test_merge_logs_and_attrs(tmp_path):

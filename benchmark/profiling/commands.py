@@ -94,7 +94,10 @@ def add_profile_parser(sub) -> None:
 def _merge_cmd(args) -> int:
     from benchmark.table import Table, merge_tables
 
-    out = merge_tables(args.shards, args.out)
+    from benchmark.release import release_write
+
+    with release_write(args.out, force=args.force, what="hwlm table merge"):
+        out = merge_tables(args.shards, args.out)
     print(f"merged {len(args.shards)} shard(s) into {out}: {len(Table(out))} rows")
     return 0
 
@@ -109,6 +112,7 @@ def add_table_parser(sub) -> None:
                                     "provenance.")
     m.add_argument("out", metavar="OUT", help="merged table to write")
     m.add_argument("shards", nargs="+", metavar="SHARD", help="shard tables, in priority order")
+    m.add_argument("--force", action="store_true", help="write even into a release directory (one with MANIFEST.json) and rewrite its manifest (refused otherwise)")
     m.set_defaults(func=_merge_cmd)
     a = tsub.add_parser("add-modeled", help="add (or recompute) modeled devices, calibrated on the measured ones",
                         description="Add modeled latency_ms and energy_mj of every row for the registry's devices "
@@ -119,6 +123,7 @@ def add_table_parser(sub) -> None:
     a.add_argument("--cpu-spec", default="cpu-epyc-7513",
                    help="registry entry describing the measured CPU when its model string matches none "
                         "(default cpu-epyc-7513)")
+    a.add_argument("--force", action="store_true", help="write even into a release directory (one with MANIFEST.json) and rewrite its manifest (refused otherwise)")
     a.set_defaults(func=_add_modeled_cmd)
     pp = tsub.add_parser("add-perplexity", help="measure perplexity of rows that lack it (resumable)",
                          description="Fill perplexity and token accuracy (inherited supernet weights, test split) "
@@ -160,7 +165,10 @@ def _card_cmd(args) -> int:
 def _add_modeled_cmd(args) -> int:
     from benchmark.profiling.modeled import add_modeled_devices
 
-    r = add_modeled_devices(args.table, devices=args.devices, cpu_spec=args.cpu_spec)
+    from benchmark.release import release_write
+
+    with release_write(args.table, force=args.force, what="hwlm table add-modeled"):
+        r = add_modeled_devices(args.table, devices=args.devices, cpu_spec=args.cpu_spec)
     for kind, c in r["calibration"].items():
         cv = ", ".join(f"{s}: MAPE {v['mape']:.1%}, Kendall tau {v['kendall_tau']:.2f}"
                        for s, v in c["two_fold_cv"].items())

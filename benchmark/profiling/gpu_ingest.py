@@ -134,7 +134,8 @@ def ingest(shards: Sequence, table, out=None, *, allow_dry_run: bool = False, ch
     if check_only:
         return result
     out = Path(out) if out is not None else table
-    merged = merge_tables(([table] if base is not None else []) + [Path(p) for p in shards], out, on_conflict="error")
+    merged = merge_tables(([table] if base is not None else []) + [Path(p) for p in shards], out, on_conflict="error",
+                          in_place=True)
     result.update(out=str(merged), rows=len(Table(merged)))
     return result
 

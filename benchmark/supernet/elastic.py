@@ -14,6 +14,8 @@ The sliced forward is exactly the dense :class:`benchmark.model.GPT` of that arc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -171,10 +173,42 @@ def save_supernet(net: Supernet, path, dtype: torch.dtype = torch.float16, **met
         save_file({k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
 
 
-def load_supernet(path, space: str | None = None) -> Supernet:
-    """Load a supernet saved by :func:`save_supernet` (as fp32), checking format and space."""
+def _check_sha256(path: Path, expected: str | None) -> None:
+    """Refuse a checkpoint whose bytes are not the ones recorded for it (argument, release manifest)."""
+    from benchmark.release import MANIFEST_NAME, ReleaseError, cached_sha256, find_release, read_manifest
+
+    if not path.is_file():
+        return  # reported by the loader
+    wanted = []
+    if expected is not None:
+        wanted.append((str(expected).lower(), "the expected sha256 (the table's supernet_sha256)"))
+    release = find_release(path.parent)
+    if release is not None:
+        try:
+            rel = path.resolve().relative_to(release).as_posix()
+            entry = next((f for f in read_manifest(release)["files"] if f["path"] == rel), None)
+        except (ValueError, ReleaseError) as e:
+            raise CheckpointError(f"supernet checkpoint {path}: cannot check it against {release / MANIFEST_NAME} "
+                                  f"({e})") from None
+        if entry is not None:
+            wanted.append((entry["sha256"], f"its sha256 in {release / MANIFEST_NAME}"))
+    if wanted:
+        actual = cached_sha256(path)
+        for digest, what in wanted:
+            if actual != digest:
+                raise CheckpointError(f"supernet checkpoint {path}: sha256 {actual} differs from {what} ({digest}); "
+                                      "the file is corrupted or was replaced")
+
+
+def load_supernet(path, space: str | None = None, sha256: str | None = None) -> Supernet:
+    """Load a supernet saved by :func:`save_supernet` (as fp32), checking format and space.
+
+    The file's sha256 is checked first against ``sha256`` when given (e.g. a table's
+    ``supernet_sha256``), and against the ``MANIFEST.json`` of the release it lies in when the
+    manifest lists it (:func:`benchmark.release.cached_sha256`: hashed once per file version)."""
     from safetensors import SafetensorError, safe_open
 
+    _check_sha256(Path(path), sha256)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

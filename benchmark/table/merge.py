@@ -20,8 +20,9 @@ _UNMERGED_ATTRS = ("created", "package_version", "merged_from")
 
 
 def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, *, on_conflict: str = "first",
-                 compression: str | None = "gzip") -> Path:
-    """Merge shard tables into ``output`` (written atomically; ``output`` may be one of the inputs).
+                 compression: str | None = "gzip", in_place: bool = False) -> Path:
+    """Merge shard tables into ``output`` (written atomically). ``output`` may be one of the inputs
+    only with ``in_place=True`` (extending a table with shards); otherwise that is refused.
 
     **Rows** are united by architecture id, in order of first appearance. **Cells** are merged
     value by value: for every metric, every (device, setting, metric) row of repeats and every
@@ -36,7 +37,8 @@ def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
     checkpoint ids, ...), metric declarations, device source/kind/provenance (host), setting
     attributes and hardware-metric declarations wherever both have them; a disagreement is a
     :class:`TableError` naming both files and what differs. Logs are concatenated (exact
-    duplicate records dropped).
+    duplicate records dropped). The output's writer lock is taken before any input is read, so a
+    second writer of ``output`` is refused before it does any work.
     """
     paths = [Path(p) for p in inputs]
     output = Path(output)
@@ -46,6 +48,21 @@ def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
         raise TableError.invalid("on_conflict", on_conflict, ["first", "error"])
     if compression not in COMPRESSIONS:
         raise TableError.invalid("compression", compression, list(COMPRESSIONS))
+    same = [str(p) for p in paths if p.exists() and output.exists() and os.path.samefile(p, output)]
+    if same and not in_place:
+        raise TableError.invalid("merge output", str(output), f"a file that is not one of the inputs ({same[0]} is "
+                                 "the same file; in_place=True extends a table with shards)")
+    lock = WriteLock(output)
+    try:
+        if lock.held:
+            remove_stale_temporaries(output)
+        _merge_locked(paths, output, on_conflict, compression)
+    finally:
+        lock.release()
+    return output
+
+
+def _merge_locked(paths: list[Path], output: Path, on_conflict: str, compression: str | None) -> None:
     tables = [Table(p) for p in paths]
     contents = [read_content(t) for t in tables]
     first = tables[0]
@@ -81,14 +98,7 @@ def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
     out.attrs = {k: m for k, (m, _) in seen["attribute"].items()}
     out.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out.attrs["merged_from"] = json.dumps(merged_from)
-    lock = WriteLock(output)
-    try:
-        if lock.held:
-            remove_stale_temporaries(output)
-        write_content(out, output, compression)
-    finally:
-        lock.release()
-    return output
+    write_content(out, output, compression)
 
 
 def _record_key(r: tuple) -> tuple:

@@ -62,6 +62,37 @@ class Table:
         """Same as ``Table(path)``."""
         return cls(path)
 
+    # ------------------------------------------------------------------ structure, saved and restored
+    _KEYED = ("settings", "hardware")  # structure parts keyed by tuples
+
+    def state(self) -> dict | None:
+        """What opening read and validated (root attributes, row count, structure) as JSON-able
+        data, for :meth:`from_state`; None when some attribute does not survive JSON unchanged."""
+        st = self._structure
+        state = {"attrs": self.attrs, "n": self.n,
+                 "structure": {k: ([[list(key), v] for key, v in st[k].items()] if k in self._KEYED else st[k])
+                               for k in st}}
+        try:
+            same = json.loads(json.dumps(state, allow_nan=False)) == state
+        except (TypeError, ValueError):
+            same = False
+        return state if same else None
+
+    @classmethod
+    def from_state(cls, path: str | os.PathLike, state: dict, identity: tuple) -> "Table":
+        """The table at ``path`` from a :meth:`state` of the same bytes, without reading its structure
+        again. ``identity`` (st_dev, st_ino, st_size, st_mtime_ns) is the file the state belongs to:
+        a column load from another file is refused, as after a rewrite."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self._cache, self._index, self._sha256 = {}, None, None
+        self._identity = tuple(identity)
+        self.attrs, self.n = dict(state["attrs"]), int(state["n"])
+        self.space = get_space(self.attrs["space"])
+        self._structure = {k: ({tuple(key): v for key, v in part} if k in cls._KEYED else part)
+                           for k, part in state["structure"].items()}
+        return self
+
     # ------------------------------------------------------------------ file access
     @contextlib.contextmanager
     def _open(self) -> Iterator[h5py.File]:
@@ -267,6 +298,29 @@ class Table:
             return True
         except KeyError:
             return False
+
+    def check_rows(self) -> None:
+        """Refuse duplicated ids or encodings and ids that disagree with their encodings (a
+        duplicated or swapped row would answer one architecture with another's values).
+        Uniqueness is vectorised; agreement decodes every encoding (about 0.1 ms per row)."""
+        where = f"table {self.path}"
+        ids, enc = self.ids, np.ascontiguousarray(self.encodings)
+        for name, values in (("archs/id", ids), ("archs/encoding", enc.view(np.dtype((np.void, enc.shape[1]
+                                                                                        * enc.itemsize))).ravel())):
+            _, first, counts = np.unique(values, return_index=True, return_counts=True)
+            if (counts > 1).any():
+                i = int(first[np.argmax(counts > 1)])
+                raise TableError(f"{where}: /{name}: row {i} ({ids[i]}) appears {int(counts.max())} times; "
+                                 "allowed: one row per architecture")
+        try:
+            derived = [self.space.decode(e).id for e in enc]
+        except ValueError as e:
+            raise TableError(f"{where}: /archs/encoding holds an invalid encoding ({e})") from None
+        bad = np.flatnonzero(np.asarray(derived, dtype=object) != ids)
+        if len(bad):
+            i = int(bad[0])
+            raise TableError(f"{where}: /archs/id disagrees with /archs/encoding in {len(bad)} row(s); row {i}: "
+                             f"id {ids[i]!r}, encoding {enc[i].tolist()} (= {derived[i]!r})")
 
     def architectures(self) -> list[Architecture]:
         return [self.space.from_id(a) for a in self.ids.tolist()]

@@ -276,6 +276,8 @@ def add_prepare_corpus_arguments(p: argparse.ArgumentParser) -> argparse.Argumen
     p.add_argument("--write-sample", type=Path, default=None, metavar="PATH",
                    help="also write the test sample (tests/data/corpus_sample.txt; needs --work-dir)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="write even into a release directory (one with MANIFEST.json) and rewrite its manifest (refused otherwise)")
     return p
 
 
@@ -298,19 +300,22 @@ def run_prepare_corpus(args: argparse.Namespace) -> int:
     if args.write_sample is not None and args.work_dir is None:
         print("error: --write-sample needs --work-dir (the sample is cut from its extracted text)", file=sys.stderr)
         return 2
+    from benchmark.release import ReleaseError, release_write
+
     out = Path(args.out) if args.out is not None else default_data_dir()
     try:
-        manifest = prepare_corpus(
-            out,
-            work_dir=args.work_dir,
-            vocab_size=args.vocab_size,
-            seed=args.seed,
-            block_chars=args.block_chars,
-            fractions=tuple(args.fractions),
-            allow_source_mismatch=args.allow_source_mismatch,
-            progress=not args.no_progress,
-        )
-    except CorpusError as e:
+        with release_write(out, force=args.force, what="hwlm prepare-corpus"):
+            manifest = prepare_corpus(
+                out,
+                work_dir=args.work_dir,
+                vocab_size=args.vocab_size,
+                seed=args.seed,
+                block_chars=args.block_chars,
+                fractions=tuple(args.fractions),
+                allow_source_mismatch=args.allow_source_mismatch,
+                progress=not args.no_progress,
+            )
+    except (CorpusError, ReleaseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"tokenizer: {out / manifest['tokenizer']['path']} (vocabulary {manifest['tokenizer']['vocab_size']})")
