@@ -85,12 +85,14 @@ class Benchmark:
     """Query a release of one search space (see the module docstring)."""
 
     def __init__(self, space: str | SearchSpace = "t", path: str | Path | None = None, revision: str | None = None,
-                 repo_id: str | None = None):
+                 repo_id: str | None = None, overlays: Sequence[str | Path] = ()):
         """``path``: a release directory (default: the embedded release, ``data/``). ``revision``:
         a Hub release instead (e.g. ``"v1"``), downloaded once with :func:`benchmark.hub.download`
         (sha256-verified, cached, offline afterwards) from ``repo_id`` (default: ``HWLM_HUB_REPO``
         or the project's repository). A space of HW-GPT-Bench (``s``, ``m``, ``l``) with neither a
-        table nor surrogates in ``path`` opens without a release (see the module docstring)."""
+        table nor surrogates in ``path`` opens without a release (see the module docstring).
+        ``overlays``: directories written by ``hwlm device add`` for this release (a device measured
+        on K architectures, predicted for the rest: :mod:`benchmark.query.overlay`)."""
         from benchmark.paths import data_dir
         from surrogates.features import feature_names
         from surrogates.model import read_index, surrogate_dir
@@ -119,6 +121,10 @@ class Benchmark:
         self.models = Models(self.space, t, index, self.surrogate_path)
         self.catalog = Catalog.build(t, index, self.models.entries, self.models.missing)
         self.models.catalog = self.catalog
+        if overlays:
+            from benchmark.query.overlay import attach_overlays
+
+            attach_overlays(overlays, self.space, t, self.catalog, lookup, self.models)
         self.planner = Planner(self.catalog, lookup, self.models)
         self.executor = Executor(self.space, lookup, self.models, len(feature_names(self.space)),
                                  lambda: (t.path if t is not None else None, len(self.inputs.row), self.path))
@@ -150,9 +156,11 @@ class Benchmark:
     # ------------------------------------------------------------------ what the release offers
     def devices(self) -> dict[str, dict]:
         """{device: {"source": "measured"|"modeled", "kind": "cpu"|"gpu", "settings": [...]}}; ``kind``
-        is None only for a device that states none and whose id does not start with cpu-/gpu-."""
+        is None only for a device that states none and whose id does not start with cpu-/gpu-. An
+        overlay's device also has ``overlay`` (its directory) and ``estimated_error`` (per setting:
+        the latency model's method and its cross-validated scores on the measured architectures)."""
         return {d: {"source": v["source"], "kind": v["kind"], "settings": list(v["settings"]),
-                    **({"borrowed_from": v["borrowed_from"]} if "borrowed_from" in v else {})}
+                    **{k: v[k] for k in ("borrowed_from", "overlay", "estimated_error") if k in v}}
                 for d, v in self.catalog.devices.items()}
 
     def metrics(self) -> dict[str, dict]:
