@@ -24,6 +24,7 @@ LAYERS = (
     ("surrogates", ("surrogates", "benchmark.hwgpt_perplexity")),
     # the package root re-exports the query API (lazily), so it sits with it
     ("api", ("benchmark.api", "benchmark")),
+    ("byod", ("benchmark.byod",)),
     ("moo", ("benchmark.moo",)),
     ("cli", ("benchmark.cli",)),
 )
