@@ -38,7 +38,7 @@ import numpy as np
 from benchmark.errors import HwlmError
 from benchmark.spaces import get_space
 
-__all__ = ["METHODS", "MIN_ROWS", "Inputs", "TransferError", "fit_setting", "load_setting", "predict_log",
+__all__ = ["METHODS", "MIN_ROWS", "Inputs", "TransferError", "fit_setting", "load_setting", "predict_log", "predictor",
            "roofline_reference", "reference_matrix", "scores", "cpu_spec_provenance"]
 
 METHODS = ("flops", "roofline", "xgboost", "transfer")
@@ -103,14 +103,19 @@ def _roofline(space: str, ref: dict):
 
 
 def reference_matrix(space: str, refs: Sequence[dict], enc: np.ndarray,
-                     surrogate_values: Callable[[dict, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+                     surrogate_values: Callable[[dict, np.ndarray], np.ndarray] | None = None,
+                     cache: dict | None = None) -> np.ndarray:
     """(N, J) log ms of the reference columns ``refs`` for encodings ``enc``; ``surrogate_values(ref,
-    enc)`` answers the columns whose ``model`` is ``"surrogate"`` (a release's measured devices)."""
+    enc)`` answers the columns whose ``model`` is ``"surrogate"`` (a release's measured devices).
+    ``cache``: a dict kept between calls with the same ``refs`` (the roofline models, built once)."""
     enc = np.asarray(enc)
     out = np.empty((len(enc), len(refs)))
+    cache = {} if cache is None else cache
     for j, ref in enumerate(refs):
         if ref["model"] == "roofline":
-            ms = _roofline(space, ref).evaluate(enc)[0]
+            if j not in cache:
+                cache[j] = _roofline(space, ref)
+            ms = cache[j].evaluate(enc)[0]
         elif surrogate_values is not None:
             ms = surrogate_values(ref, enc)
         else:
@@ -224,25 +229,34 @@ def _fit(method: str, inp: Inputs, y: np.ndarray, spec_prov: dict, seed: int) ->
     raise TransferError.invalid("method", method, list(METHODS))
 
 
-def predict_log(method: str, model: dict, inp: Inputs) -> np.ndarray:
-    """Log ms of ``inp``'s architectures from a fitted ``model`` of ``method``."""
+def predictor(method: str, model: dict, space: str, setting: str, decode_tokens: int) -> Callable[[Inputs], np.ndarray]:
+    """The log-ms function of a fitted ``model`` of ``method`` (built once: roofline tables, booster)."""
     if method == "flops":
-        return inp.log_flops + model["log_c"]
+        return lambda inp: inp.log_flops + model["log_c"]
     if method == "roofline":
-        ref = roofline_reference("target", "cpu", model["provenance"], inp.setting, inp.decode_tokens)
-        return np.log(_roofline(inp.space, ref).evaluate(inp.enc)[0])
+        roof = _roofline(space, roofline_reference("target", "cpu", model["provenance"], setting, decode_tokens))
+        return lambda inp: np.log(roof.evaluate(inp.enc)[0])
     if method == "xgboost":
         import xgboost as xgb
 
         booster = xgb.Booster()
         booster.load_model(bytearray(json.dumps(model["booster"]).encode()))
-        return booster.inplace_predict(np.ascontiguousarray(inp.arch)).astype(np.float64)
+        return lambda inp: booster.inplace_predict(np.ascontiguousarray(inp.arch)).astype(np.float64)
     if method == "transfer":
         sd = np.array([np.inf if v is None else v for v in model["scale"]])
-        Z, _, _ = _standardise(_transfer_design(inp), np.array(model["mean"]), sd)
-        base = inp.log_flops if model["offset"] == "flops" else 0.0
-        return base + model["intercept"] + Z @ np.array(model["weights"])
+        mu, w = np.array(model["mean"]), np.array(model["weights"])
+
+        def transfer(inp: Inputs) -> np.ndarray:
+            base = inp.log_flops if model["offset"] == "flops" else 0.0
+            return base + model["intercept"] + _standardise(_transfer_design(inp), mu, sd)[0] @ w
+
+        return transfer
     raise TransferError.invalid("method", method, list(METHODS))
+
+
+def predict_log(method: str, model: dict, inp: Inputs) -> np.ndarray:
+    """Log ms of ``inp``'s architectures from a fitted ``model`` of ``method``."""
+    return predictor(method, model, inp.space, inp.setting, inp.decode_tokens)(inp)
 
 
 # ---------------------------------------------------------------------------- scores and selection
@@ -266,7 +280,8 @@ def _folds(n: int, seed: int) -> list[np.ndarray]:
 def fit_setting(inp: Inputs, ms: np.ndarray, spec_prov: dict, seed: int = 0,
                 methods: Sequence[str] = METHODS) -> dict:
     """Fit every method on the K rows of ``inp`` (measured ``ms``), cross-validate each, and return
-    ``{"setting", "method" (the one kept, see the module docstring), "model", "cv": {method: scores}, "residual_q": [q5, q95],
+    ``{"setting", "method" (the one kept, see the module docstring), "model", "cv": {method: scores},
+    "residual_q": [q5, q95],
     "models": {method: model}}`` (log residuals: measured over predicted, out of fold)."""
     ms = np.asarray(ms, np.float64)
     if ms.ndim != 1 or len(ms) != len(inp.enc) or not np.all(np.isfinite(ms) & (ms > 0)):

@@ -127,6 +127,8 @@ def test_device_add_writes_an_overlay_that_benchmark_serves(overlay):
                        setting=SETTINGS[0], source_columns=True)
     assert df["latency_ms_source"].tolist() == ["measured", "surrogate", "surrogate"]
     assert df["latency_ms"].tolist()[1] == pytest.approx(r["latency_ms"])
+    everything = b.query(other, device="my-box")  # every metric, at the device's first setting
+    assert everything["latency_ms"] == pytest.approx(r["latency_ms"]) and everything.sources["flops"] == "exact"
     with pytest.raises(QueryError, match="invalid architecture"):
         b.query(other, metrics=["latency_ms"], device="my-box", setting=SETTINGS[0], mode="table")
     assert "my-box" not in Benchmark("t").devices()

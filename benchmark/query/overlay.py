@@ -104,14 +104,17 @@ class TransferPredictor:
         self.method, self.model, self.q = load_setting(entry)
         self.residuals = np.asarray(entry.get("residuals") or [0.0], np.float64)
         self._surrogate = evaluate_surrogate
+        self._cache: dict = {}
+        self._predict = None
 
     def predict(self, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from surrogates.transfer import Inputs, predict_log, reference_matrix
+        from surrogates.transfer import Inputs, predictor, reference_matrix
 
-        refs = reference_matrix(self.space.name, self.refs, enc, self._surrogate) if self.method == "transfer" \
-            else np.zeros((len(enc), 0))
-        inp = Inputs.build(self.space.name, self.setting, self.decode_tokens, enc, refs)
-        z = predict_log(self.method, self.model, inp)
+        if self._predict is None:
+            self._predict = predictor(self.method, self.model, self.space.name, self.setting, self.decode_tokens)
+        refs = reference_matrix(self.space.name, self.refs, enc, self._surrogate, self._cache) \
+            if self.method == "transfer" else np.zeros((len(enc), 0))
+        z = self._predict(Inputs.build(self.space.name, self.setting, self.decode_tokens, enc, refs))
         return np.exp(z), np.exp(z + self.q[0]), np.exp(z + self.q[1])
 
     def draw(self, value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +164,8 @@ class Overlay:
         if meta.get("release_table_sha256") != base_sha256:
             raise QueryError(f"invalid overlay {p}: made for the release whose table has sha256 "
                              f"{str(meta.get('release_table_sha256'))[:12]}…, not this one "
-                             f"({base_sha256[:12]}…); allowed: the release it was made for (or rerun hwlm device add)")
+                             f"({base_sha256[:12]}…); allowed: the release it was made for "
+                             f"(or rerun hwlm device add)")
         try:
             shard = Table(p / SHARD_FILE)
         except TableError as e:
