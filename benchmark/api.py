@@ -85,7 +85,8 @@ class Benchmark:
     """Query a release of one search space (see the module docstring)."""
 
     def __init__(self, space: str | SearchSpace = "t", path: str | Path | None = None, revision: str | None = None,
-                 repo_id: str | None = None, verify: bool = True):
+                 repo_id: str | None = None, verify: bool = True,
+                 overlays: Sequence[str | Path] = ()):
         """``path``: a release directory (default: the embedded release, ``data/``). ``revision``:
         a Hub release instead (e.g. ``"v1"``), downloaded once with :func:`benchmark.hub.download`
         (sha256-verified, cached, offline afterwards) from ``repo_id`` (default: ``HWLM_HUB_REPO``
@@ -98,7 +99,10 @@ class Benchmark:
         files queries read listed in it, the table's ids unique and agreeing with its encodings.
         The embedded release must have a manifest; a ``path`` without one is a working copy
         (``self.manifest`` is None; only the rows are checked). A problem raises
-        :class:`benchmark.release.ReleaseError` naming the file. ``verify=False`` skips all of it."""
+        :class:`benchmark.release.ReleaseError` naming the file. ``verify=False`` skips all of it.
+
+        ``overlays``: directories written by ``hwlm device add`` for this release (a device measured
+        on K architectures, predicted for the rest: :mod:`benchmark.query.overlay`)."""
         from benchmark.paths import data_dir
         from surrogates.features import feature_names
         from surrogates.model import read_index, surrogate_dir
@@ -134,6 +138,10 @@ class Benchmark:
         self.models = Models(self.space, t, index, self.surrogate_path)
         self.catalog = Catalog.build(t, index, self.models.entries, self.models.missing)
         self.models.catalog = self.catalog
+        if overlays:
+            from benchmark.query.overlay import attach_overlays
+
+            attach_overlays(overlays, self.space, t, self.catalog, lookup, self.models)
         self.planner = Planner(self.catalog, lookup, self.models)
         self.executor = Executor(self.space, lookup, self.models, len(feature_names(self.space)),
                                  lambda: (t.path if t is not None else None, len(self.inputs.row), self.path))
@@ -169,9 +177,11 @@ class Benchmark:
     # ------------------------------------------------------------------ what the release offers
     def devices(self) -> dict[str, dict]:
         """{device: {"source": "measured"|"modeled", "kind": "cpu"|"gpu", "settings": [...]}}; ``kind``
-        is None only for a device that states none and whose id does not start with cpu-/gpu-."""
+        is None only for a device that states none and whose id does not start with cpu-/gpu-. An
+        overlay's device also has ``overlay`` (its directory) and ``estimated_error`` (per setting:
+        the latency model's method and its cross-validated scores on the measured architectures)."""
         return {d: {"source": v["source"], "kind": v["kind"], "settings": list(v["settings"]),
-                    **({"borrowed_from": v["borrowed_from"]} if "borrowed_from" in v else {})}
+                    **{k: v[k] for k in ("borrowed_from", "overlay", "estimated_error") if k in v}}
                 for d, v in self.catalog.devices.items()}
 
     def metrics(self) -> dict[str, dict]:

@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrations():
     """Subcommands that live beside the concept they drive (corpus, hub, export, profiling,
     surrogates, MOO). Imported unconditionally: a module that fails to import is a bug, and says so."""
+    from benchmark.byod import add_device_parser
     from benchmark.export import add_export_parser
     from benchmark.hub_commands import add_download_parser, add_manifest_parser, add_publish_parser
     from benchmark.moo.cli import add_moo_parser
@@ -98,7 +99,8 @@ def _registrations():
     from surrogates.fit import add_fit_parser
 
     return [add_prepare_corpus_parser, add_manifest_parser, add_download_parser, add_publish_parser,
-            add_export_parser, add_profile_parser, add_table_parser, add_fit_parser, add_moo_parser]
+            add_export_parser, add_profile_parser, add_table_parser, add_fit_parser, add_moo_parser,
+            add_device_parser]
 
 
 # optional packages (setup.cfg extras) a subcommand may need only when it runs

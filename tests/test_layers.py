@@ -25,6 +25,7 @@ LAYERS = (
     ("api", ("benchmark.query", "benchmark.api")),
     # the package root re-exports the query API and the HW-GPT-Bench adapter (lazily), so it sits with them
     ("compat", ("benchmark.hwgpt_compat", "benchmark")),
+    ("byod", ("benchmark.byod",)),
     ("moo", ("benchmark.moo",)),
     ("cli", ("benchmark.cli",)),
 )

@@ -258,7 +258,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
     out = Path(out)
     if out.exists():
         raise HwlmError(f"invalid out: {out} exists; allowed: a new file (shards are written once, then merged)")
-    with TableWriter(out, sp.name) as w:
+    with TableWriter(out, sp.name, flush_every=None) as w:  # written once: one rewrite, not one per log record
         w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
         w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
         for s in settings:

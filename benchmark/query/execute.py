@@ -200,6 +200,14 @@ class Executor:
                 r.roof[rk] = self.models.roofline(sp.device, sp.setting).evaluate(r.checked(need).encodings)
             v = _put(v, need, r.roof[rk][ROOFLINE_OUTPUT[m]], n)
             src = "modeled"
+        elif sp.transfer:  # an overlay device: its latency model, with the interval of its CV residuals
+            tp = self.models.transfer(sp.device, sp.setting, m)
+            pv, plo, phi = tp.predict(r.checked(need).encodings)
+            v = _put(v, need, tp.draw(pv, o["rng"]) if o["noise"] else pv, n)
+            if o["intervals"]:
+                lo, hi = _put(lo, need, plo, n), _put(hi, need, phi, n)
+            out["target_sources"][m] = "measured"
+            src = "surrogate" if use is None else np.where(use, col.source, "surrogate")
         else:
             v, lo, hi = self._predict(plan, sp, r, o, pre, need, v, lo, hi, out)
             src = "surrogate" if use is None else np.where(use, col.source, "surrogate")
@@ -276,7 +284,7 @@ class Executor:
             return {}  # measured: fusing several rows' walks, or two models' (no quantiles), is no faster
         todo = []
         for sp in plan.specs:
-            if sp.kind != "value" or sp.roofline:  # the roofline model needs no trees
+            if sp.kind != "value" or sp.roofline or sp.transfer:  # these models need no trees
                 continue
             col = plan.columns.get(sp.metric)
             if o["mode"] != "surrogate" and col is not None and r.intab[0] and math.isfinite(col.median[r.rows[0]]):

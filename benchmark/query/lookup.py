@@ -11,7 +11,7 @@ import numpy as np
 from benchmark.spaces import ArchitectureError, SearchSpace
 from benchmark.query.results import QueryError
 
-__all__ = ["Column", "TableLookup", "exact_values"]
+__all__ = ["Column", "TableLookup", "exact_values", "repeats_column"]
 
 
 @dataclass
@@ -46,6 +46,20 @@ def exact_values(space: SearchSpace, metric: str, setting: str | None, enc: Any,
         raise QueryError(f"invalid setting {setting!r} for space {space.name!r}: {e}") from None
 
 
+def repeats_column(source: str, unit: str, rep: np.ndarray) -> Column:
+    """A column of (N, R) repeats (NaN: none): medians and, with R > 1, the repeats' 5-95 %."""
+    from surrogates.model import nanmedian_rows
+
+    med = nanmedian_rows(rep)
+    lo = hi = None
+    if rep.shape[1] > 1:
+        lo, hi = np.full(len(rep), np.nan), np.full(len(rep), np.nan)
+        ok = np.isfinite(rep).any(1)
+        if ok.any():
+            lo[ok], hi[ok] = np.nanpercentile(rep[ok], [5, 95], axis=1)
+    return Column(source, unit, med, rep, lo, hi, None)
+
+
 class TableLookup:
     """Columns of a :class:`benchmark.table.Table` (or of none: every lookup is None)."""
 
@@ -61,6 +75,10 @@ class TableLookup:
         col = self._columns[k] = self._load(metric, device, setting) if self.table is not None else None
         return col
 
+    def add(self, metric: str, device: str, setting: str, column: Column) -> None:
+        """Serve ``column`` for a device the table does not hold (an overlay's measured rows)."""
+        self._columns[(metric, device, setting)] = column
+
     def _load(self, metric: str, device: str | None, setting: str | None) -> Column | None:
         t = self.table
         if device is None:
@@ -74,17 +92,8 @@ class TableLookup:
                     or metric not in t.hardware_metrics(device, setting):
                 return None
             meta = t.hardware_metrics(device, setting)[metric]
-            rep = np.asarray(t.hardware(device, setting, metric), np.float64)
-            from surrogates.model import nanmedian_rows
-
-            med = nanmedian_rows(rep)
-            lo = hi = None
-            if rep.shape[1] > 1:
-                lo, hi = np.full(len(rep), np.nan), np.full(len(rep), np.nan)
-                ok = np.isfinite(rep).any(1)
-                if ok.any():
-                    lo[ok], hi[ok] = np.nanpercentile(rep[ok], [5, 95], axis=1)
-            col = Column(t.devices()[device]["source"], meta.get("unit", ""), med, rep, lo, hi, None)
+            col = repeats_column(t.devices()[device]["source"], meta.get("unit", ""),
+                                 np.asarray(t.hardware(device, setting, metric), np.float64))
         if not np.isfinite(col.median).any():
             col.missing_reason = meta.get("missing_reason") or "no value in the table (not measured)"
         return col

@@ -35,6 +35,7 @@ class Models:
         self._rooflines: dict[tuple, Any] = {}
         self._decode_tokens: dict[str, int] = {}
         self._fused: dict[tuple, Any] = {}
+        self.transfers: dict[tuple, Any] = {}  # (device, setting) -> an overlay device's latency model (query.overlay)
         self.catalog: Catalog | None = None  # set by the owner once built (decode tokens, roofline kinds)
 
     # ------------------------------------------------------------------ surrogates
@@ -109,6 +110,12 @@ class Models:
             if m.get("setting") == setting:
                 return int(m.get("decode_tokens", DEFAULT_DECODE_TOKENS))
         return DEFAULT_DECODE_TOKENS
+
+    # ------------------------------------------------------------------ overlay devices
+    def transfer(self, device: str, setting: str | None, metric: str | None = None):
+        """An overlay device's latency model at ``setting`` (:class:`benchmark.query.overlay.TransferPredictor`),
+        or None."""
+        return self.transfers.get((device, setting)) if metric in (None, "latency_ms") else None
 
     # ------------------------------------------------------------------ modeled devices
     def roofline(self, device: str, setting: str | None, metric: str | None = None):

@@ -27,6 +27,7 @@ class Spec:
     unit: str
     reason: str | None = None  # why there is no value (missing) or no interval (imported)
     roofline: bool = False  # a modeled device's latency/energy: answered by the roofline model
+    transfer: bool = False  # an overlay device's latency: answered by its model (query.overlay)
 
 
 @dataclass
@@ -134,6 +135,8 @@ class Planner:
     def _value_spec(self, metric: str, device: str | None, setting: str | None, unit: str) -> Spec:
         if device is not None and self.models.roofline(device, setting, metric) is not None:
             return Spec(metric, "value", device, setting, unit, None, True)
+        if device is not None and self.models.transfer(device, setting, metric) is not None:
+            return Spec(metric, "value", device, setting, unit, transfer=True)
         col = self.lookup.column(metric, device, setting)
         if col is not None:
             reason = col.missing_reason
