@@ -60,6 +60,7 @@ value and what is available — never a silent NaN or another device's value.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ from benchmark.query.lookup import TableLookup
 from benchmark.query.models import Models
 from benchmark.query.plan import Planner
 from benchmark.query.results import QueryError, QueryResult, batch_dict, batch_frame, fail
+from benchmark.seeds import seeded_rng
 from benchmark.spaces import ArchitectureError, SearchSpace, get_space
 
 __all__ = ["Benchmark", "QueryResult", "QueryError", "HWGPTBenchCompat", "EXACT_METRICS", "SOURCES", "QUERY_MODES"]
@@ -106,6 +108,8 @@ class Benchmark:
             from benchmark.hub import download
 
             path = download(self.space.name, revision, repo_id=repo_id)
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise fail("path", path, "a release directory (a str or os.PathLike), or None for the embedded release")
         self.path = Path(path) if path is not None else data_dir()
         self.table = self._open_table()
         self.surrogate_path = surrogate_dir(self.path, self.space.name)
@@ -233,6 +237,9 @@ class Benchmark:
         ``"intervals"``, ``"missing"``, ``"in_table"``. ``intervals=False``: no intervals, and the
         surrogates' quantile models run only when ``noise=True`` needs them.
         """
+        for name, flag in (("as_frame", as_frame), ("source_columns", source_columns)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise fail(name, flag, "True or False")
         plan = self.planner.plan(metrics, device, setting)
         rows, enc = self.inputs.many(archs)
         trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2  # built from validated Architectures
@@ -351,7 +358,7 @@ class HWGPTBenchCompat:
     def __init__(self, space: str = "t", path: str | Path | None = None, seed: int = 0,
                  benchmark: Benchmark | None = None):
         self.benchmark = benchmark or Benchmark(space, path)
-        self._rng = np.random.default_rng(seed)
+        self._rng = seeded_rng(seed, "seed", QueryError)
         self.config: dict | None = None
 
     def sample_arch(self) -> dict:
@@ -360,7 +367,7 @@ class HWGPTBenchCompat:
     def set_arch(self, arch_dict: Mapping) -> None:
         try:
             self.benchmark.space.from_hwgpt_dict(arch_dict)
-        except (ArchitectureError, TypeError) as e:
+        except ArchitectureError as e:
             raise QueryError(str(e)) from None
         self.config = dict(arch_dict)
 
@@ -368,7 +375,8 @@ class HWGPTBenchCompat:
         if self.config is None:
             raise QueryError("invalid state: no architecture set; allowed: call set_arch(arch_dict) first")
         b = self.benchmark
-        if metric is not None and metric not in _HWGPT_ALIASES and metric not in b.metrics():
+        if metric is not None and (not isinstance(metric, str)
+                                   or (metric not in _HWGPT_ALIASES and metric not in b.metrics())):
             raise fail("metric", metric, sorted(set(_HWGPT_ALIASES) | set(b.metrics())))
         devices = [device] if device is not None else sorted(b.devices())
         for d in devices:

@@ -16,3 +16,12 @@ def tiny_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_corpus")
     C.build_corpus(C.load_documents(SAMPLE), out, vocab_size=300, block_chars=1000, seed=0, progress=False)
     return out
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases the error-contract suite generated (docs/reliability.md quotes them)."""
+    from strategies import CONTRACT_CASES
+
+    if CONTRACT_CASES:
+        terminalreporter.write_line(f"error contract: {sum(CONTRACT_CASES.values()):,} generated cases "
+                                    + ", ".join(f"{k} {v:,}" for k, v in sorted(CONTRACT_CASES.items())))
