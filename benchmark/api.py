@@ -173,6 +173,8 @@ class Benchmark:
     def hardware_metrics(self, device: str, setting: str | None = None) -> list[str]:
         """The hardware metrics the release has for ``device`` (at ``setting``; None: at any)."""
         self.catalog.check_device(device)
+        if setting is not None and setting not in self.catalog.devices[device]["settings"]:
+            raise fail(f"setting of device {device!r}", setting, list(self.catalog.devices[device]["settings"]))
         return list(dict.fromkeys(self.catalog.device_metrics(device, setting)))
 
     def surrogate(self, metric: str, device: str | None = None, setting: str | None = None):

@@ -58,6 +58,7 @@ class Gate(Algorithm):
 """
 
 
+@pytest.mark.slow
 def test_second_moo_writer_is_refused_and_no_run_is_lost(release, tmp_path):
     (tmp_path / "gate_algo.py").write_text(GATE)
     common = ["moo", "run", "--suite", "ppl-params", "--seeds", "2", "--budget", "6", "--workers", "1", "--quiet",
@@ -97,6 +98,7 @@ w.close()
 """
 
 
+@pytest.mark.slow
 def test_second_table_writer_is_refused_in_one_line(release, tmp_path):
     import shutil
 
@@ -133,6 +135,7 @@ np.savez(out, **{m: r[m] for m in ("perplexity", "latency_ms", "params")})
 """
 
 
+@pytest.mark.slow
 def test_eight_concurrent_readers_give_identical_answers(release, tmp_path):
     from benchmark import Benchmark
     from benchmark.spaces import get_space

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from benchmark.errors import HwlmError
 from benchmark.paths import data_dir
+from benchmark.settings import resolve_setting
 from benchmark.spaces import SPACES, Architecture, get_space
 from strategies import CONTRACT_CASES, architectures
 
@@ -155,7 +156,7 @@ def id_strings(draw):
 
 
 @given(id_strings())
-@fuzz(2500)
+@fuzz(2000)
 def test_ids_round_trip_or_refused(case):
     a, s = case
     got, _ = outcome("Architecture.from_id", lambda: Architecture.from_id(s), ("architecture id", "n_layer",
@@ -209,7 +210,7 @@ def hwgpt_dicts(draw):
 
 
 @given(hwgpt_dicts())
-@fuzz(2000)
+@fuzz(1800)
 def test_hwgpt_dicts_match_the_oracle(case):
     a, d = case
     sp = SPACES[a.space]
@@ -253,7 +254,7 @@ def encodings(draw):
 
 
 @given(encodings())
-@fuzz(2000)
+@fuzz(1800)
 def test_encodings_decode_or_refused(case):
     a, enc = case
     sp = SPACES[a.space]
@@ -475,7 +476,7 @@ def _int_or_none(s: str):
 
 
 @given(st.fixed_dictionaries({}, optional=SAMPLE_ARGS))
-@fuzz(600)
+@fuzz(500)
 def test_cli_sample_argument_vectors(opts):
     argv = ["sample"] + [x for k, v in opts.items() for x in (k, v)]
     CONTRACT_CASES["hwlm sample"] += 1
@@ -530,7 +531,7 @@ def test_closed_form_params_equal_the_built_model():
 
     for name in SPACE_NAMES:
         sp = SPACES[name]
-        for a in [sp.smallest(), sp.largest()] + sp.sample(3, n=2):
+        for a in [sp.smallest(), sp.largest(), sp.sample(3)]:
             with torch.device("meta"):
                 m = GPT(a)
             assert closed_form_params(name, a.embed_dim, a.n_head, a.mlp_ratio, a.bias) == \
@@ -553,6 +554,7 @@ def test_closed_form_params_equal_the_built_model():
     (lambda: T.encode_many(None), "archs"),
     (lambda: T.mutate(T.smallest(), 0, p="x"), "p"),
     (lambda: T.mutate(T.smallest(), -3), "seed"),
+    (lambda: resolve_setting("prefill-b" + "9" * 5000 + "-s1-fp32"), "setting name"),
 ])
 def test_the_reported_leaks_are_refused(call, field):
     with pytest.raises(HwlmError, match=f"invalid {field}") as e:
@@ -573,3 +575,8 @@ def test_query_leaks_are_refused(bench, kw, field):
         bench.query_batch([T.smallest()], as_frame="x")
     with pytest.raises(HwlmError, match="invalid path"):
         type(bench)("t", path=3)
+    with pytest.raises(HwlmError, match="invalid surrogate"):
+        bench.surrogate(["perplexity"])
+    device = next(iter(bench.devices()))
+    with pytest.raises(HwlmError, match=f"invalid setting of device '{device}'"):
+        bench.hardware_metrics(device, setting="prefill-b3-s3-fp32")
