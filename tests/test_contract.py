@@ -285,7 +285,7 @@ def test_sample_seed_and_n(seed, n):
 
 
 # ---------------------------------------------------------------------------- queries
-pytestmark_release = pytest.mark.skipif(not (data_dir() / "table_t.h5").exists(), reason="no embedded table")
+needs_release = pytest.mark.skipif(not (data_dir() / "table_t.h5").exists(), reason="no embedded table")
 
 
 @pytest.fixture(scope="module")
@@ -352,12 +352,12 @@ def query_kwargs(draw, cols):
     return a, value, kw, bad
 
 
-def check_values(a: Architecture, values: dict, kw: dict, cols: dict, mode_auto: bool = True) -> None:
+def check_values(a: Architecture, values: dict, kw: dict, cols: dict) -> None:
     """Exact metrics against the closed form; table values against the h5py read."""
     if "params" in values:
         assert values["params"] == closed_form_params("t", a.embed_dim, a.n_head, a.mlp_ratio, a.bias)
     row = cols["row"].get(a.id)
-    if row is None or not mode_auto:
+    if row is None:
         return
     if "perplexity" in values:
         assert values["perplexity"] == cols["perplexity"][row]
@@ -367,7 +367,7 @@ def check_values(a: Architecture, values: dict, kw: dict, cols: dict, mode_auto:
         assert values["latency_ms"] in cols["latency"][row]
 
 
-@pytestmark_release
+@needs_release
 @given(st.data())
 @fuzz(700)
 def test_query_keyword_arguments(bench, table_columns, data):
@@ -409,7 +409,7 @@ def encoding_matrices(draw):
     return rows, enc
 
 
-@pytestmark_release
+@needs_release
 @given(encoding_matrices(), st.sampled_from([True, False]))
 @fuzz(900)
 def test_encoding_matrices(bench, table_columns, case, as_frame):
@@ -562,7 +562,7 @@ def test_the_reported_leaks_are_refused(call, field):
     assert len(str(e.value)) < 2000 and "allowed" in str(e.value)
 
 
-@pytestmark_release
+@needs_release
 @pytest.mark.parametrize("kw, field", [
     (dict(metrics="perplexity", noise=True, seed=1.5), "seed"),
     (dict(metrics="perplexity", noise=True, seed=-1), "seed"),

@@ -10,8 +10,9 @@ so an interrupted command resumes — in a ``ProcessPoolExecutor`` (``workers``;
 and rewrites the results file atomically (temporary file + ``os.replace``) after each finished
 run. One process writes a results file at a time: ``run_suite`` holds its :class:`WriterLock`
 from reading it to its last write, and a second ``run_suite`` on the same file is refused at once
-(a :class:`ProblemError` naming the first one's process), so no finished run is ever lost. Seeds are ``0 .. seeds-1``; run ``(algorithm, s)`` seeds the algorithm with ``s`` (and the
-noise of noisy suites with ``s``), so algorithms share their random initial designs' seeds.
+(a :class:`ProblemError` naming the first one's process), so no finished run is ever lost.
+Seeds are ``0 .. seeds-1``; run ``(algorithm, s)`` seeds the algorithm with ``s`` (and the noise
+of noisy suites with ``s``), so algorithms share their random initial designs' seeds.
 
 Results file (HDF5, ``format = "hwlm-bench moo results"``, ``version = 1``)::
 
