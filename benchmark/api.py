@@ -60,7 +60,8 @@ value and what is available — never a silent NaN or another device's value.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ class Benchmark:
             from benchmark.hub import download
 
             path = download(self.space.name, revision, repo_id=repo_id)  # verified in full
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise fail("path", path, "a release directory (a str or os.PathLike), or None for the embedded release")
         self.path = Path(path) if path is not None else data_dir()
         self.verify = bool(verify)
         self.manifest: dict | None = None
@@ -198,6 +201,8 @@ class Benchmark:
     def hardware_metrics(self, device: str, setting: str | None = None) -> list[str]:
         """The hardware metrics the release has for ``device`` (at ``setting``; None: at any)."""
         self.catalog.check_device(device)
+        if setting is not None and setting not in self.catalog.devices[device]["settings"]:
+            raise fail(f"setting of device {device!r}", setting, list(self.catalog.devices[device]["settings"]))
         return list(dict.fromkeys(self.catalog.device_metrics(device, setting)))
 
     def surrogate(self, metric: str, device: str | None = None, setting: str | None = None):
@@ -262,6 +267,9 @@ class Benchmark:
         ``"intervals"``, ``"missing"``, ``"in_table"``. ``intervals=False``: no intervals, and the
         surrogates' quantile models run only when ``noise=True`` needs them.
         """
+        for name, flag in (("as_frame", as_frame), ("source_columns", source_columns)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise fail(name, flag, "True or False")
         plan = self.planner.plan(metrics, device, setting)
         rows, enc = self.inputs.many(archs)
         trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2  # built from validated Architectures

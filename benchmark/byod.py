@@ -22,7 +22,6 @@ model of this machine's spec sheet (registry entry matching the CPU, else an ass
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys

@@ -1,9 +1,20 @@
-"""The ``hwlm`` command line. Subcommands import what they need lazily, so ``--help`` is fast."""
+"""The ``hwlm`` command line. Subcommands import what they need lazily, so ``--help`` is fast.
+
+A mistake (an invalid value, a missing file: a :class:`~benchmark.errors.HwlmError` or an
+``OSError``) prints one line on stderr and exits with status 2; ``--debug`` anywhere on the
+command line, or ``HWLM_DEBUG=1``, shows the traceback instead. Anything else is a bug and
+keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from benchmark.errors import HwlmError
+
+DEBUG_ENV = "HWLM_DEBUG"
 
 
 def _info(args) -> int:
@@ -26,8 +37,10 @@ def _sample(args) -> int:
     from benchmark.spaces import get_space
 
     sp = get_space(args.space)
+    if args.n < 1:
+        raise HwlmError.invalid("-n", args.n, "an integer >= 1 (the number of architectures to sample)")
     archs = sp.sample(args.seed, n=args.n)
-    seq = args.seq_len or sp.block_size
+    seq = sp.block_size if args.seq_len is None else args.seq_len
     p = costs.params(archs)
     f = costs.flops_prefill(archs, batch=args.batch, seq_len=seq)
     d = costs.flops_decode(archs, batch=args.batch, context_len=seq - 1)
@@ -51,6 +64,8 @@ def _train(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hwlm", description="hwlm-bench: a hardware-aware benchmark for LM architectures")
+    p.add_argument("--debug", action="store_true",
+                   help=f"on an error, show the traceback instead of one line (anywhere on the line; or {DEBUG_ENV}=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("info", help="versions, search spaces and the embedded release",
@@ -108,21 +123,56 @@ OPTIONAL_PACKAGES = {"transformers": "export", "pymoo": "moo", "optuna": "moo", 
                      "botorch": "moo-bayes", "ray": "moo-ray", "pynvml": "gpu"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from benchmark.errors import HwlmError
+def _check_torch_device(name: str) -> None:
+    """A ``--torch-device`` this machine has: cpu, cuda[:i] with CUDA, mps with MPS."""
+    import torch
 
+    allowed = "cpu, cuda or cuda:I (with CUDA), mps (with MPS)"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise HwlmError.invalid("--torch-device", name, allowed) from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise HwlmError.invalid("--torch-device", name, f"{allowed}; this machine has no CUDA device")
+        if dev.index is not None and dev.index >= n:
+            raise HwlmError.invalid("--torch-device", name, f"cuda:0 .. cuda:{n - 1} (the CUDA devices here)")
+        return
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise HwlmError.invalid("--torch-device", name, allowed + ("; this machine has no MPS" if dev.type == "mps" else ""))
+
+
+def _take_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``--debug`` (accepted anywhere before a ``--``), and whether it was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    rest = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+    return rest, len(rest) != len(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "torch_device", None) is not None:
+            _check_torch_device(args.torch_device)
         return args.func(args) or 0
-    except HwlmError as e:  # bad input or a refused operation: the message says what to do
-        print(f"hwlm {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except ModuleNotFoundError as e:
         extra = OPTIONAL_PACKAGES.get((e.name or "").split(".")[0])
-        if extra is None:
+        if extra is None or debug:
             raise
         print(f"hwlm {args.command}: needs the optional package {e.name!r}; install it with "
               f"pip install -e '.[{extra}]'", file=sys.stderr)
+        return 2
+    except (HwlmError, OSError) as e:
+        if debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"hwlm {args.command}: {message} (--debug for the traceback)", file=sys.stderr)
         return 2
 
 

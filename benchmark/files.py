@@ -1,10 +1,14 @@
-"""Writing files atomically and hashing them: the package's one way to do both (and the JSON
-encoding of numpy values that written JSON shares).
+"""Writing files atomically, one writer per file, and hashing them: the package's one way to do
+each (and the JSON encoding of numpy values that written JSON shares).
 
 A write goes to a new hidden temporary next to the target (``.<name>.tmp-<16 hex digits>``,
 created exclusively, so concurrent writers never share one), is fsynced and renamed into place
 with ``os.replace``; a reader or a crash sees the old file or the new one, never half of one.
 Hidden names are also what release manifests skip, so a temporary is never published.
+
+A file that a process rewrites again and again (a table, a MOO results file) takes a
+:class:`WriterLock` for as long as it writes: a second writer is refused at once, with the first
+one's process id, instead of silently overwriting the first one's work.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "sha256_file", "sha256_bytes",
+__all__ = ["WriterLock", "atomic_path", "write_bytes", "write_text", "sha256_file", "sha256_bytes",
            "remove_stale_temporaries", "json_default"]
 
 _CHUNK = 1 << 20
@@ -98,6 +102,69 @@ def remove_stale_temporaries(path: str | os.PathLike) -> None:
             if pat.fullmatch(p.name):
                 with contextlib.suppress(OSError):
                     p.unlink()
+
+
+class WriterLock:
+    """Exclusive advisory lock on ``.<name>.lock`` next to ``path``: one writer per file.
+
+    A second writer gets ``busy(holder)`` raised, ``holder`` being the first one's process id.
+    ``flock`` locks die with their process, so a killed writer never blocks the next one. Where
+    locking is unsupported (no fcntl, or a filesystem without flock) the writer runs unlocked.
+    """
+
+    def __init__(self, path: str | os.PathLike, busy: Callable[[str], BaseException]):
+        path = Path(path)
+        self.path = path.with_name(f".{path.name}.lock")
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                finally:
+                    os.close(fd)
+                raise busy(holder) from None
+            except OSError:  # pragma: no cover - filesystem without flock
+                os.close(fd)
+                return
+            try:  # a closing writer may have unlinked the file between our open and flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                self._fd = fd
+                return
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still holding the lock (see the inode check above)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "WriterLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # also at interpreter shutdown
+            self.release()
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -70,7 +70,8 @@ class Setting:
         """A Setting from its canonical name (or a Setting, returned as is)."""
         if isinstance(s, Setting):
             return s
-        m = re.fullmatch(r"([a-z]+)-b([0-9]+)-s([0-9]+)-([a-z0-9]+)", s) if isinstance(s, str) else None
+        # at most 9 digits: a sane batch or length, and int() never meets a pasted blob
+        m = re.fullmatch(r"([a-z]+)-b([0-9]{1,9})-s([0-9]{1,9})-([a-z0-9]+)", s) if isinstance(s, str) else None
         if m is None:
             raise SettingError.invalid("setting name", s, "the form {prefill|decode}-b{batch}-s{seq_len}-{fp32|fp16|bf16}, "
                                                           "e.g. 'prefill-b1-s256-fp32'")

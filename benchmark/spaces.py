@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from benchmark.errors import HwlmError
+from benchmark.seeds import seeded_rng
 
 PAD = -1  # encoding value of a layer slot beyond n_layer
 
@@ -104,12 +105,14 @@ class SearchSpace:
     def sample(self, seed: int | np.random.Generator | None = None, n: int | None = None):
         """Uniform sample over the space (every architecture equally likely).
 
-        Returns one Architecture, or a list of ``n``. ``seed`` is an int or a Generator; ``None``
-        is refused, because an unseeded sample cannot be reproduced.
+        Returns one Architecture, or a list of ``n`` (an integer >= 0). ``seed`` is an integer
+        >= 0 or a Generator; ``None`` is refused, because an unseeded sample cannot be reproduced.
         """
         rng = _rng(seed)
         if n is None:
             return self._sample_one(rng)
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ArchitectureError.invalid("n", n, "an integer >= 0 (the number of architectures), or None (one)")
         return [self._sample_one(rng) for _ in range(int(n))]
 
     def _sample_one(self, rng: np.random.Generator) -> "Architecture":
@@ -156,7 +159,11 @@ class SearchSpace:
         arch = self.validate(arch)
         rng = _rng(seed)
         n_live = 3 + 2 * arch.n_layer
-        p = 1.0 / n_live if p is None else float(p)
+        if p is None:
+            p = 1.0 / n_live
+        elif isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise ArchitectureError.invalid("p", p, "a probability in (0, 1]")
+        p = float(p)
         if not 0.0 < p <= 1.0:
             raise ArchitectureError.invalid("p", p, "a probability in (0, 1]")
         while True:
@@ -199,6 +206,9 @@ class SearchSpace:
     def encode_many(self, archs: Sequence["Architecture"]) -> np.ndarray:
         """``(N, encoding_length)`` int8 encodings (rows of :meth:`Architecture.encoding`), built as
         one nested list with choice -> index dictionaries (no numpy call per architecture)."""
+        if isinstance(archs, (str, bytes, Mapping, Architecture)) or not isinstance(archs, (Sequence, np.ndarray)):
+            raise ArchitectureError.invalid("archs", archs, "a sequence of architectures (Architecture objects, ids, "
+                                                            "encodings or HW-GPT-Bench dicts)")
         lm = self.max_layers
         embed, layers, mlp, heads, bias = _choice_indices(self)
         rows = []
@@ -230,9 +240,7 @@ class SearchSpace:
         return out.view(f"S{width}").astype(f"U{width}").astype(object)
 
     def decode(self, encoding: Sequence[int] | np.ndarray) -> "Architecture":
-        enc = np.asarray(encoding)
-        if enc.shape != (self.encoding_length,) or not np.issubdtype(enc.dtype, np.integer):
-            raise ArchitectureError.invalid("encoding", encoding, f"{self.encoding_length} integers for space {self.name!r}")
+        enc = self._encoding_values(encoding)
         lm = self.max_layers
         embed = _pick("embed_dim index", enc[0], self.embed_dim_choices)
         n_layer = _pick("n_layer index", enc[1], self.n_layer_choices)
@@ -241,17 +249,36 @@ class SearchSpace:
         for i in range(n_layer, lm):
             if enc[2 + i] != PAD or enc[2 + lm + i] != PAD:
                 raise ArchitectureError.invalid(f"encoding layer {i} (beyond n_layer={n_layer})",
-                            (int(enc[2 + i]), int(enc[2 + lm + i])), f"padding {PAD}")
+                            (enc[2 + i], enc[2 + lm + i]), f"padding {PAD}")
         bias = _pick("bias index", enc[-1], self.bias_choices)
         return Architecture(self.name, embed, n_layer, heads, mlps, bias)
+
+    def _encoding_values(self, encoding: Any) -> list[int]:
+        """An encoding as Python ints, or the error naming it: exactly ``encoding_length`` integers
+        (an integer array, or a sequence of ints; bools, floats and nested sequences are refused)."""
+        allowed = f"{self.encoding_length} integers for space {self.name!r} (choice indices, {PAD} = padded layer)"
+        if isinstance(encoding, np.ndarray):
+            if encoding.shape != (self.encoding_length,) or encoding.dtype.kind not in "iu":
+                raise ArchitectureError.invalid("encoding", encoding, allowed)
+            return encoding.tolist()
+        if (isinstance(encoding, (str, bytes)) or not isinstance(encoding, Sequence)
+                or len(encoding) != self.encoding_length
+                or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in encoding)):
+            raise ArchitectureError.invalid("encoding", encoding, allowed)
+        return [int(v) for v in encoding]
 
     def from_hwgpt_dict(self, d: Mapping[str, Any]) -> "Architecture":
         """Accept HW-GPT-Bench's dict; per-layer lists may be padded beyond ``sample_n_layer``."""
         keys = ("sample_embed_dim", "sample_n_layer", "sample_mlp_ratio", "sample_n_head", "sample_bias")
+        if not isinstance(d, Mapping):
+            raise ArchitectureError.invalid("HW-GPT-Bench dict", d, f"a mapping with the keys {list(keys)}")
         missing = [k for k in keys if k not in d]
         if missing:
-            raise ArchitectureError.invalid("HW-GPT-Bench dict keys", sorted(d), f"all of {list(keys)} (missing {missing})")
-        n_layer = _as_int("sample_n_layer", d["sample_n_layer"], self.n_layer_choices)
+            raise ArchitectureError.invalid("HW-GPT-Bench dict keys", sorted(d, key=repr),
+                                            f"all of {list(keys)} (missing {missing})")
+        n_layer = _as_int("sample_n_layer", d["sample_n_layer"], list(self.n_layer_choices))
+        if n_layer not in self.n_layer_choices:
+            raise ArchitectureError.invalid("sample_n_layer", n_layer, list(self.n_layer_choices))
         lists = {}
         for k in ("sample_mlp_ratio", "sample_n_head"):
             v = d[k]
@@ -275,8 +302,7 @@ def _as_tuple(field: str, v: Any) -> tuple:
     return tuple(v)
 
 
-def _pick(field: str, index: Any, choices: Sequence) -> Any:
-    i = int(index)
+def _pick(field: str, i: int, choices: Sequence) -> Any:
     if not 0 <= i < len(choices):
         raise ArchitectureError.invalid(field, i, f"0..{len(choices) - 1} (choices {list(choices)})")
     return choices[i]
@@ -321,11 +347,7 @@ def _id_layout(sp: SearchSpace) -> tuple[list, int]:
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ArchitectureError.invalid("seed", seed, "an int or a numpy.random.Generator (sampling is always seeded)")
-    return np.random.default_rng(int(seed))
+    return seeded_rng(seed, "seed", ArchitectureError)
 
 
 def _resize(arch: "Architecture", n_layer: int) -> "Architecture":
@@ -453,6 +475,17 @@ def canonical_id(arch_id: str, space: str | None = None) -> str:
     return _parse_id(arch_id, space).id
 
 
+MAX_ID_LENGTH = 1000  # far above the longest id of any space; bounds the work (and int()) on a pasted blob
+
+
+def _check_id_length(arch_id: str) -> None:
+    if len(arch_id) > MAX_ID_LENGTH:
+        raise ArchitectureError.invalid("architecture id", arch_id,
+                                        f"an id of at most {MAX_ID_LENGTH} characters (this one has {len(arch_id):,})")
+
+
+
+
 ID_FORM = "gpt-{space}-{L}-{E}-{mlp_1}-...-{mlp_L}-{head_1}-...-{head_L}-{True|False}"
 _OLD_FORM = "gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False} (per-layer digits concatenated)"
 
@@ -460,6 +493,7 @@ _OLD_FORM = "gpt-{space}-{L}-{E}-{mlps}-{heads}-{True|False} (per-layer digits c
 def _parse_id(arch_id: Any, space: str | None) -> Architecture:
     if not isinstance(arch_id, str):
         raise ArchitectureError.invalid("architecture id", arch_id, f"a string {ID_FORM}")
+    _check_id_length(arch_id)
     parts = arch_id.split("-")
     if len(parts) < 7 or parts[0] != "gpt":
         raise ArchitectureError.invalid("architecture id", arch_id, f"the form {ID_FORM} (or the older {_OLD_FORM})")

@@ -26,3 +26,12 @@ def private_user_cache(tmp_path_factory):
     mp.setenv("HWLM_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
     yield
     mp.undo()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases the error-contract suite generated (docs/reliability.md quotes them)."""
+    from strategies import CONTRACT_CASES
+
+    if CONTRACT_CASES:
+        terminalreporter.write_line(f"error contract: {sum(CONTRACT_CASES.values()):,} generated cases "
+                                    + ", ".join(f"{k} {v:,}" for k, v in sorted(CONTRACT_CASES.items())))

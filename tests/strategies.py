@@ -1,5 +1,7 @@
 """Hypothesis strategies shared by the tests."""
 
+from collections import Counter
+
 from hypothesis import strategies as st
 
 from benchmark.spaces import SPACES
@@ -18,3 +20,8 @@ def architectures(draw, space_name=None):
         draw(st.lists(st.sampled_from(sp.mlp_ratio_choices), min_size=n, max_size=n)),
         draw(st.sampled_from(sp.bias_choices)),
     )
+
+
+# generated cases per entry point of the error-contract suite (tests/test_contract.py), printed at
+# the end of the session by tests/conftest.py
+CONTRACT_CASES: Counter = Counter()

@@ -287,13 +287,13 @@ def test_cli(assets, tmp_path, monkeypatch, capsys):
                  "--max-new-tokens", "4", "--temperature", "0"]) == 0
     text = capsys.readouterr().out
     assert f"exported {T.smallest().id} to {out}" in text and "ROMEO:" in text
-    assert main(["export", "--arch", "smallest", "--out", str(out)]) == 1
+    assert main(["export", "--arch", "smallest", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert main(["export", "--arch", "gpt-s-10-192-2222222222-4444444444-True", "--out", str(tmp_path / "x")]) == 1
+    assert main(["export", "--arch", "gpt-s-10-192-2222222222-4444444444-True", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "hwlm export: error:" in err and "space 't'" in err
+    assert "hwlm export: " in err and "space 't'" in err and len(err.strip().splitlines()) == 1
     assert main(["export", "--arch", "smallest", "--out", str(tmp_path / "y"),
-                 "--checkpoint", str(tmp_path / "none.safetensors")]) == 1
+                 "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
     assert "no such file" in capsys.readouterr().err
 
 

@@ -15,7 +15,8 @@ PACKAGES = ("benchmark", "surrogates")
 
 # Lowest first. A module belongs to the first entry that is its name or a package above it.
 LAYERS = (
-    ("helpers", ("benchmark.errors", "benchmark.files", "benchmark.paths", "benchmark.plotting", "benchmark.version")),
+    ("helpers", ("benchmark.errors", "benchmark.files", "benchmark.paths", "benchmark.plotting", "benchmark.seeds",
+                 "benchmark.version")),
     ("spaces, settings, costs, model", ("benchmark.spaces", "benchmark.settings", "benchmark.costs", "benchmark.model")),
     ("table, release", ("benchmark.table", "benchmark.release", "benchmark.hub", "benchmark.hub_commands",
                         "benchmark.datacard", "benchmark.crossdevice")),

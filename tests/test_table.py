@@ -323,7 +323,7 @@ archs = T.sample(0, n=3000)
 hook, at = {hook!r}, {at}
 calls = [0]
 if hook:
-    real = getattr(storage.os if hook == "replace" else storage, "replace" if hook == "replace" else "_chunk")
+    real = getattr(os if hook == "replace" else storage, "replace" if hook == "replace" else "_chunk")
     def stall(*a, **k):
         calls[0] += 1
         if calls[0] == at:
@@ -331,7 +331,7 @@ if hook:
             time.sleep(600)
         return real(*a, **k)
     if hook == "replace":
-        storage.os.replace = stall
+        os.replace = stall  # the atomic rename of every flush (benchmark.files.atomic_path)
     else:
         storage._chunk = stall
 w = tb.TableWriter({path!r}, "t")

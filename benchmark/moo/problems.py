@@ -51,6 +51,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from benchmark import costs
+from benchmark.errors import HwlmError
 from benchmark.query.execute import QUERY_MODES
 from benchmark.settings import DEFAULT_DECODE_TOKENS
 from benchmark.spaces import PAD, Architecture, SearchSpace, get_space
@@ -59,12 +60,12 @@ from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 __all__ = ["Objective", "Problem", "ProblemError", "CostModel", "METRICS", "resolve_device"]
 
 
-class ProblemError(ValueError):
-    """Invalid objective, problem option, suite or device role."""
+class ProblemError(HwlmError):
+    """Invalid objective, problem option, suite, device role, results file or run."""
 
 
 def _fail(field_: str, value: Any, allowed: Any) -> ProblemError:
-    return ProblemError(f"invalid {field_}: {value!r}; allowed: {allowed}")
+    return ProblemError.invalid(field_, value, allowed)
 
 
 # metric -> (needs device, needs setting)

@@ -8,8 +8,11 @@ hypervolume so far, and the wall time of the loop and of the benchmark's queries
 ``run_suite`` runs every (algorithm, seed) not yet in the results file — finished runs are skipped,
 so an interrupted command resumes — in a ``ProcessPoolExecutor`` (``workers``; 1 = in process),
 and rewrites the results file atomically (temporary file + ``os.replace``) after each finished
-run. Seeds are ``0 .. seeds-1``; run ``(algorithm, s)`` seeds the algorithm with ``s`` (and the
-noise of noisy suites with ``s``), so algorithms share their random initial designs' seeds.
+run. One process writes a results file at a time: ``run_suite`` holds its :class:`WriterLock`
+from reading it to its last write, and a second ``run_suite`` on the same file is refused at once
+(a :class:`ProblemError` naming the first one's process), so no finished run is ever lost.
+Seeds are ``0 .. seeds-1``; run ``(algorithm, s)`` seeds the algorithm with ``s`` (and the noise
+of noisy suites with ``s``), so algorithms share their random initial designs' seeds.
 
 Results file (HDF5, ``format = "hwlm-bench moo results"``, ``version = 1``)::
 
@@ -40,12 +43,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from benchmark.files import atomic_path
+from benchmark.files import WriterLock, atomic_path, remove_stale_temporaries
 from benchmark.moo.algorithms import get_algorithm, resolve_algorithm
 from benchmark.moo.indicators import hypervolume_curve
 from benchmark.moo.problems import Problem, ProblemError
 from benchmark.moo.suites import Suite
 from benchmark.spaces import canonical_id
+from benchmark.seeds import check_seed
 
 __all__ = ["RunResult", "run_problem", "run_suite", "load_results", "save_results", "RESULTS_FORMAT"]
 
@@ -77,11 +81,10 @@ class RunResult:
 def run_problem(problem: Problem, algorithm: str | Any, seed: int, budget: int, reference_point: Sequence[float],
                 progress: bool = False) -> RunResult:
     """One seeded run of ``algorithm`` (a registry name or an Algorithm instance) for ``budget`` evaluations."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ProblemError(f"invalid seed: {seed!r}; allowed: an integer")
+    seed = check_seed(seed, "seed", ProblemError)
+    if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ProblemError.invalid("budget", budget, "an integer >= 1")
     budget = int(budget)
-    if budget < 1:
-        raise ProblemError(f"invalid budget: {budget!r}; allowed: an integer >= 1")
     alg = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
     problem.reset(noise_seed=int(seed))
     problem.warmup()
@@ -210,6 +213,19 @@ def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, relea
               seeds: int | None = None, devices: Mapping[str, str] | None = None, workers: int | None = None,
               progress: bool = True, evaluator: Any = None, ray_address: str | None = None) -> dict[str, Any]:
     """Run ``algorithms`` × seeds ``0..seeds-1`` of ``suite`` into the results file ``out`` (resuming it)."""
+    out = Path(out)
+    lock = WriterLock(out, lambda holder: ProblemError(
+        f"invalid results file (--out): {str(out)!r} is being written by another run (process {holder}); allowed: "
+        f"one writer per results file — wait for it to finish (then rerun to resume), or write to another file"))
+    with lock:
+        if lock.held:
+            remove_stale_temporaries(out)
+        return _run_suite_locked(suite, algorithms, out, release=release, seeds=seeds, devices=devices,
+                                 workers=workers, progress=progress, evaluator=evaluator, ray_address=ray_address)
+
+
+def _run_suite_locked(suite: Suite, algorithms: Sequence[str], out: Path, *, release, seeds, devices, workers,
+                      progress, evaluator, ray_address) -> dict[str, Any]:
     if not algorithms:
         raise ProblemError("invalid algorithms: []; allowed: one or more names or MODULE:ATTR specs")
     for a in algorithms:  # fail before any run; workers resolve the same specs (module:attr, entry points)
@@ -217,15 +233,15 @@ def run_suite(suite: Suite, algorithms: Sequence[str], out: str | Path, *, relea
             resolve_algorithm(a)
         except ValueError as e:
             raise ProblemError(str(e)) from None
-    seeds = suite.seeds if seeds is None else int(seeds)
-    if seeds < 1:
-        raise ProblemError(f"invalid seeds: {seeds}; allowed: an integer >= 1")
+    seeds = suite.seeds if seeds is None else seeds
+    if isinstance(seeds, (bool, np.bool_)) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ProblemError.invalid("seeds", seeds, "an integer >= 1")
+    seeds = int(seeds)
     release = None if release is None else str(Path(release).resolve())
     ev = evaluator if evaluator is not None else _evaluator(release, suite.space)
     resolved = suite.resolve(ev, devices)
     sd = resolved.to_dict()
     sd_key = {k: v for k, v in sd.items() if k != "seeds"}
-    out = Path(out)
     content = load_results(out) if out.exists() else {}
     if suite.name in content:
         old = {k: v for k, v in content[suite.name]["suite"].items() if k != "seeds"}

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from benchmark.errors import describe_invalid
 from benchmark.moo.problems import CANDIDATES, METRICS, QUERY_MODES, Objective, Problem, ProblemError, resolve_device
 
 __all__ = ["Suite", "SUITES_FILE", "load_suites", "get_suite", "SUITES_VERSION"]
@@ -26,7 +25,7 @@ SUITES_VERSION = 1
 
 
 def _fail(field_: str, value: Any, allowed: Any) -> ProblemError:
-    return ProblemError(describe_invalid(field_, value, allowed))
+    return ProblemError.invalid(field_, value, allowed)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.seeds import check_seed
 from benchmark.spaces import ArchitectureError, SearchSpace
 from benchmark.query.lookup import TableLookup, exact_values
 from benchmark.query.models import ROOFLINE_OUTPUT, Models, draw_quantiles, draw_repeats
@@ -102,15 +103,17 @@ class Executor:
         ``trusted``: every encoding not in the table comes from a validated Architecture.
         ``intervals=False``: no 5-95 % intervals; the surrogates' quantile models then run only to
         draw noise. A source is a string, or a per-row array when rows come from different sources."""
-        if mode not in QUERY_MODES:
+        if not isinstance(mode, str) or mode not in QUERY_MODES:
             raise fail("mode", mode, list(QUERY_MODES))
-        if not isinstance(noise, (bool, np.bool_)):
-            raise fail("noise", noise, "True or False")
-        if not isinstance(intervals, (bool, np.bool_)):
-            raise fail("intervals", intervals, "True or False")
+        for name, flag in (("noise", noise), ("intervals", intervals), ("repeats", want_repeats)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise fail(name, flag, "True or False")
+        # seed=None with noise draws fresh (documented); any other seed is checked even without noise
+        if seed is not None and not isinstance(seed, np.random.Generator):
+            check_seed(seed, "seed", QueryError)
         r = _Run(self.space, rows, enc, trusted)
         opts = {"mode": mode, "noise": bool(noise), "intervals": bool(intervals), "ids": ids,
-                "quantiles": bool(intervals) or bool(noise), "repeats": want_repeats,
+                "quantiles": bool(intervals) or bool(noise), "repeats": bool(want_repeats),
                 "rng": np.random.default_rng(seed) if noise else None}
         out = {"values": {}, "sources": {}, "target_sources": {}, "intervals": {}, "missing": {}, "repeats": {},
                "no_interval": {}, "in_table": r.intab}

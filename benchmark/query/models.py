@@ -42,6 +42,8 @@ class Models:
     def surrogate(self, metric: str, device: str | None = None, setting: str | None = None):
         """The loaded :class:`surrogates.fit.Surrogate` (cached); QueryError if there is none."""
         key = (metric, device, setting)
+        if not isinstance(metric, str) or not all(x is None or isinstance(x, str) for x in (device, setting)):
+            raise fail("surrogate", key, "a metric name with a device and setting name (or None) each")
         entry = self.entries.get(key)
         if entry is None and key in self.missing:
             raise fail("surrogate", model_key(key), f"none was fitted: {self.missing[key]['reason']}")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from benchmark.errors import HwlmError
 from benchmark.files import write_text
 from benchmark.spaces import canonical_id
+from benchmark.seeds import check_seed
 from benchmark.supernet.corpus import get_batch, load_split
 from benchmark.supernet.elastic import Supernet
 
@@ -69,10 +70,12 @@ class TrainConfig:
             raise HwlmError(f"invalid n_random: {self.n_random!r}; allowed: an integer >= 0")
         if not 0.0 <= self.distill <= 1.0:
             raise HwlmError(f"invalid distill: {self.distill!r}; allowed: a weight in [0, 1]")
-        if self.arch is not None:
-            from benchmark.spaces import get_space
+        check_seed(self.seed)
+        from benchmark.spaces import get_space
 
-            get_space(self.space).from_id(self.arch)  # raises ArchitectureError naming the field
+        space = get_space(self.space)  # raises ArchitectureError naming the field
+        if self.arch is not None:
+            space.from_id(self.arch)
         if not 0 <= self.warmup < self.steps:
             raise HwlmError(f"invalid warmup: {self.warmup!r}; allowed: 0 <= warmup < steps={self.steps}")
         return self
@@ -151,7 +154,6 @@ def train(config: TrainConfig, progress: bool = True, until: int | None = None) 
     if c.threads:
         torch.set_num_threads(c.threads)
     out = Path(c.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     train_tokens = load_split("train", c.data_dir)
     val_tokens = load_split("val", c.data_dir)
     vocab = c.vocab_size or _corpus_vocab(c.data_dir)
@@ -163,6 +165,7 @@ def train(config: TrainConfig, progress: bool = True, until: int | None = None) 
                              {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(c.seed)
     step = 0
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty directory
     log_path = out / "log.jsonl"
     if (out / "checkpoint" / STATE_FILE).exists():
         step, state = load_checkpoint(out, net, opt)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +10,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from benchmark.files import atomic_path
+from benchmark.files import WriterLock, atomic_path
 from benchmark.spaces import get_space
 from benchmark.table.schema import (
     FORMAT,
@@ -114,57 +112,11 @@ def column_kind(values: Sequence) -> str:
     return "str" if any(isinstance(v, str) for v in values) else "float"
 
 
-class WriteLock:
-    """Exclusive advisory lock on ``.<name>.lock`` next to a table: one writer per file.
-
-    ``flock`` locks die with their process, so a killed writer never blocks the next one. Where
-    locking is unsupported (no fcntl, or a filesystem without flock) the writer runs unlocked.
-    """
+class WriteLock(WriterLock):
+    """One writer per table file (:class:`benchmark.files.WriterLock`); a second one is refused
+    with a :class:`TableError`."""
 
     def __init__(self, path: Path):
-        self.path = path.with_name(f".{path.name}.lock")
-        self._fd: int | None = None
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                try:
-                    holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-                finally:
-                    os.close(fd)
-                raise TableError(f"table {path}: another writer (process {holder}) has it open; one writer per "
-                                 f"table file at a time — write to another shard and merge") from None
-            except OSError:  # pragma: no cover - filesystem without flock
-                os.close(fd)
-                return
-            try:  # a closing writer may have unlinked the file between our open and flock
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, str(os.getpid()).encode())
-                self._fd = fd
-                return
-            os.close(fd)
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)  # while still holding the lock (see the inode check above)
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self):
-        with contextlib.suppress(Exception):  # also at interpreter shutdown
-            self.release()
+        super().__init__(path, lambda holder: TableError(
+            f"table {path}: another writer (process {holder}) has it open; one writer per table file at a "
+            f"time — write to another shard and merge"))

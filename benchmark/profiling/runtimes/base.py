@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.errors import HwlmError
+
 __all__ = ["RuntimeConfigError", "Backend", "DecodeState", "PastDecode", "import_runtime", "relative_error"]
 
 
-class RuntimeConfigError(ValueError):
+class RuntimeConfigError(HwlmError):
     """An unknown runtime, dtype, thread count or device id, or a runtime that cannot run here."""
 
 

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -298,26 +297,22 @@ def add_prepare_corpus_parser(subparsers) -> argparse.ArgumentParser:
 def run_prepare_corpus(args: argparse.Namespace) -> int:
     """Run ``prepare-corpus`` with parsed arguments; prints where the outputs went."""
     if args.write_sample is not None and args.work_dir is None:
-        print("error: --write-sample needs --work-dir (the sample is cut from its extracted text)", file=sys.stderr)
-        return 2
-    from benchmark.release import ReleaseError, release_write
+        raise CorpusError.invalid("--write-sample", args.write_sample,
+                                  "only with --work-dir (the sample is cut from its extracted text)")
+    from benchmark.release import release_write
 
     out = Path(args.out) if args.out is not None else default_data_dir()
-    try:
-        with release_write(out, force=args.force, what="hwlm prepare-corpus"):
-            manifest = prepare_corpus(
-                out,
-                work_dir=args.work_dir,
-                vocab_size=args.vocab_size,
-                seed=args.seed,
-                block_chars=args.block_chars,
-                fractions=tuple(args.fractions),
-                allow_source_mismatch=args.allow_source_mismatch,
-                progress=not args.no_progress,
-            )
-    except (CorpusError, ReleaseError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    with release_write(out, force=args.force, what="hwlm prepare-corpus"):
+        manifest = prepare_corpus(
+            out,
+            work_dir=args.work_dir,
+            vocab_size=args.vocab_size,
+            seed=args.seed,
+            block_chars=args.block_chars,
+            fractions=tuple(args.fractions),
+            allow_source_mismatch=args.allow_source_mismatch,
+            progress=not args.no_progress,
+        )
     print(f"tokenizer: {out / manifest['tokenizer']['path']} (vocabulary {manifest['tokenizer']['vocab_size']})")
     for name, info in manifest["splits"].items():
         per = ", ".join(f"{k} {v:,}" for k, v in info["tokens_per_source"].items())
