@@ -116,3 +116,18 @@ def test_memory_pass_values_land_in_the_shard(tmp_path):
         assert mem[row] == pytest.approx(values[subset[0]][s]) and mem[row] > 0
         assert np.isnan(np.delete(mem, row)).all()  # outside the subset: not measured
     assert memory_subset([sp.largest().id, sp.smallest().id, *tp.archs], 2) == [sp.largest().id, sp.smallest().id]
+
+
+def test_a_log_hashed_with_concatenated_ids_converts_with_canonical_ones(tmp_path):
+    from benchmark.spaces import concatenated_id
+
+    sp = get_space("t")
+    canonical = _pass(n=2, rounds=1)
+    old = [concatenated_id(sp.from_id(a)) for a in canonical.archs]
+    tp = TimingPass("t", tuple(old), canonical.device, "cpu-test-1c", SETTINGS, canonical.protocol, old[0],
+                    decode_tokens=2)
+    log = tmp_path / "p.jsonl"
+    run_pass(tp, log, progress=False)
+    t = Table(pass_to_table(log, tmp_path / "shard.h5", list(canonical.archs)))
+    assert sorted(map(str, t.ids)) == sorted(canonical.archs)
+    assert set(t.log(TIMINGS_LOG)["arch"]) == {"anchor", *canonical.archs}

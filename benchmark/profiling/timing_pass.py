@@ -80,7 +80,7 @@ class TimingPass:
                 "runtime": self.device.runtime, "dtype": self.device.dtype, "threads": self.device.threads,
                 "settings": list(self.settings), "protocol": asdict(self.protocol), "anchor": self.anchor,
                 "decode_tokens": self.decode_tokens, "seed": self.seed, "n_archs": len(self.archs),
-                "archs_sha256": hashlib.sha256("\n".join(self.archs).encode()).hexdigest()}
+                "archs_sha256": _archs_sha256(self.archs)}
 
 
 def read_log(path: str | os.PathLike) -> tuple[dict, list[dict]]:
@@ -213,6 +213,25 @@ def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLi
     return done
 
 
+def _archs_sha256(archs: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(archs).encode()).hexdigest()
+
+
+def _same_archs(archs: Sequence[str], header: dict) -> bool:
+    """Whether ``archs`` are the pass's architectures, in order, in either id spelling (a log written
+    when ids were concatenated hashes that form)."""
+    from benchmark.spaces import Architecture, concatenated_id
+
+    if _archs_sha256(archs) == header["archs_sha256"]:
+        return True
+    try:
+        parsed = [Architecture.from_id(a) for a in archs]
+    except ValueError:
+        return False
+    return header["archs_sha256"] in (_archs_sha256([a.id for a in parsed]),
+                                      _archs_sha256([concatenated_id(a) for a in parsed]))
+
+
 def _anchor_series(visits: list[dict], setting: str) -> tuple[np.ndarray, np.ndarray]:
     t = np.array([v["unix_time"] for v in visits if v["arch"] == ANCHOR], float)
     ms = np.array([np.median(v["ms"][setting]) for v in visits if v["arch"] == ANCHOR], float)
@@ -243,7 +262,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
 
     head, visits = read_log(log)
     h, prov = head["pass"], head["provenance"]
-    if archs is None or hashlib.sha256("\n".join(archs).encode()).hexdigest() != h["archs_sha256"]:
+    if archs is None or not _same_archs(archs, h):
         raise HwlmError(f"invalid archs for {log}: not the {h['n_archs']} architectures the pass was run on")
     sp = get_space(h["space"])
     proto = RoundsProtocol(**h["protocol"])
