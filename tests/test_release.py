@@ -255,7 +255,7 @@ def test_maintainer_commands_refuse_to_break_a_release_unless_forced(tmp_path, c
         assert hwlm(argv) == 2, argv
         err = capsys.readouterr().err
         assert f"is inside the release {rel}" in err and "--force" in err and len(err.strip().splitlines()) == 1
-    assert hwlm(["prepare-corpus", "--out", str(rel)]) == 1  # refused before anything is downloaded
+    assert hwlm(["prepare-corpus", "--out", str(rel)]) == 2  # refused before anything is downloaded
     assert "--force" in capsys.readouterr().err
     assert (rel / MANIFEST_NAME).read_bytes() == before and verify_release(rel)
     # forced: written, and the manifest rewritten so that the release verifies again
