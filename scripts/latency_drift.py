@@ -105,7 +105,7 @@ def setting_evidence(t: Table, dev: str, s: str, window: int = 25, seed: int = 0
         i = rows[v][0]
         rnd[i] = rnd.get(i, -1) + 1
         if rnd[i] < rounds:
-            norm[i, rnd[i]] = np.median(rows[v][2]) * np.exp(ref - rows[v][3])
+            norm[i, rnd[i]] = np.median(rows[v][2]) * np.exp(ref - np.log(rows[v][3]))
     yn = np.log(np.nanmedian(norm, 1))
     out["split_half_r2_normalised"] = split_half_r2(norm)
     out["r2_oof_normalised"] = _r2(yn, _oof(X, yn, seed))

@@ -366,8 +366,9 @@ class TableWriter:
             kind = "str" if isinstance(v, str) else "float"
             if kind == "float":
                 v = as_float(f"log {name!r} column {k!r}", v)
-            if cols is not None and cols[k] and column_kind(cols[k]) != kind:
-                raise TableError.invalid(f"log {name!r} column {k!r}", v, f"a {column_kind(cols[k])} like the earlier records")
+            # a column holds one kind (every record is checked against it): its first value tells which
+            if cols is not None and cols[k] and column_kind(cols[k][:1]) != kind:
+                raise TableError.invalid(f"log {name!r} column {k!r}", v, f"a {column_kind(cols[k][:1])} like the earlier records")
             clean[k] = v
         cols = self._c.logs.setdefault(name, {k: [] for k in clean})
         for k, v in clean.items():
