@@ -236,3 +236,10 @@ def test_perplexity_pass_with_worker_processes(tmp_path, ckpt, tiny_corpus):
         np.testing.assert_allclose(b.metric(m), a.metric(m), rtol=1e-5)
     with pytest.raises(ValueError, match="workers"):
         add_perplexity(two, ckpt, tiny_corpus, eval_tokens=256, progress=False, workers=0)
+
+
+def test_a_device_label_of_other_hardware_is_refused(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "benchmark.cli", "profile", "--out", str(tmp_path / "x.h5"), "-n", "1",
+                        "--device", "tpu", "--no-perplexity"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "invalid device: 'tpu'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.h5").exists()

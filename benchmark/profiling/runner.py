@@ -292,6 +292,10 @@ def _open(cfg: ProfileConfig, sp, settings: list[Setting]) -> _Run:
         _check_attrs(cfg.out, attrs)
     tdev = torch.device(cfg.torch_device)
     dev_id = cfg.device or local_device_id(tdev)
+    kind = "cpu" if tdev.type == "cpu" else "gpu"
+    if not dev_id.startswith(kind + "-"):  # a label naming other hardware would mislabel every row
+        raise HwlmError.invalid("device", dev_id, f"a table device id of a {kind} ('{kind}-...', e.g. "
+                                f"{local_device_id(tdev)!r}) for --torch-device {cfg.torch_device}")
     prov = dict(host_provenance(tdev))
     prov["torch_threads"] = torch.get_num_threads()
     # what changes from run to run goes to the "runs" log, not into the device declaration (which
