@@ -14,7 +14,6 @@ The pass appends one JSON line per value to a log (header first; resumable like 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.errors import HwlmError
+from benchmark.profiling.record_log import append_record, open_records, read_records
 from benchmark.profiling.runtimes.registry import RuntimeDevice
 
 __all__ = ["memory_subset", "run_memory_pass", "memory_values", "MEMORY_LOG_FORMAT"]
@@ -44,21 +44,9 @@ def memory_subset(archs: Sequence[str], n: int, seed: int = 0, space: str = "t")
     return must + [rest[i] for i in sorted(pick)]
 
 
-def _read(path: Path) -> tuple[dict, list[dict]]:
-    lines = [ln for ln in path.read_bytes().split(b"\n")]
-    try:
-        head = json.loads(lines[0])
-    except (ValueError, IndexError):
-        raise HwlmError(f"invalid memory log {path}: no JSON header") from None
+def _check_header(path, head: dict) -> None:
     if head.get("format") != MEMORY_LOG_FORMAT:
         raise HwlmError(f"invalid memory log {path}: no {MEMORY_LOG_FORMAT!r} header")
-    out = []
-    for ln in lines[1:]:
-        try:
-            out.append(json.loads(ln))
-        except ValueError:
-            break  # an empty or torn last line
-    return head, out
 
 
 def run_memory_pass(archs: Sequence[str], device: RuntimeDevice, settings: Sequence[str], log: str | os.PathLike,
@@ -71,35 +59,26 @@ def run_memory_pass(archs: Sequence[str], device: RuntimeDevice, settings: Seque
     log = Path(log)
     head = {"format": MEMORY_LOG_FORMAT, "device_key": device.key, "archs": list(archs), "settings": list(settings),
             "seed": seed}
-    if log.exists():
-        old, done = _read(log)
+    old, done = open_records(log, head, "memory log")
+    if old is not None:
+        _check_header(log, old)
         if old != head:
             raise HwlmError(f"cannot resume {log}: it is another memory pass; use a new log file")
-        good = b"".join(ln + b"\n" for ln in log.read_bytes().split(b"\n")[:len(done) + 1])
-        with open(log, "r+b") as f:
-            f.truncate(len(good))
-    else:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        tmp = log.with_name(f".{log.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(head) + "\n")
-        os.replace(tmp, log)
-        done = []
     todo = [(a, s) for a in archs for s in settings][len(done):]
     n = len(done)
     with open(log, "ab") as f:
         for a, s in tqdm(todo, desc=f"memory {device.key}", unit="value", disable=not progress):
             r = measure_rss(device.runtime, device.dtype, device.threads, a, s, seed,
                             export_dir=None if export_dir is None else str(export_dir))
-            f.write(json.dumps(r.as_dict()).encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+            append_record(f, r.as_dict())
             n += 1
     return n
 
 
 def memory_values(log: str | os.PathLike) -> tuple[dict, dict[str, dict[str, float]]]:
     """``(header, {arch id: {setting: inference MB}})``; values a child could not measure are NaN."""
-    head, rows = _read(Path(log))
+    head, rows = read_records(log, "memory log")
+    _check_header(log, head)
     out: dict[str, dict[str, float]] = {}
     for r in rows:
         b = r.get("inference_rss_bytes")

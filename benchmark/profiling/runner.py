@@ -58,8 +58,8 @@ from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 from benchmark.table import Table, TableError, TableWriter
 
 __all__ = ["DEFAULT_SETTINGS", "default_settings", "ProfileConfig", "profile", "run_profile", "measure_hardware",
-           "measure_setting", "exact_metrics", "select_architectures", "profile_order", "parse_shard", "add_perplexity",
-           "profile_ray", "shard_path"]
+           "measure_setting", "declare_exact_metrics", "exact_metrics", "select_architectures", "profile_order",
+           "parse_shard", "add_perplexity", "profile_ray", "shard_path"]
 
 DEFAULT_SETTINGS: dict[str, tuple[str, ...]] = {
     # decode context + DEFAULT_DECODE_TOKENS must fit the space's context (t: 128 + 16 <= 256; s/m/l: 512 + 16 <= 1024)
@@ -316,12 +316,7 @@ def _declare(run: _Run, provenance: dict) -> None:
     from benchmark.profiling.energy import EnergyUnavailable, energy_counter
 
     cfg, w = run.config, run.writer
-    w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
-    w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
-    for s in run.settings:
-        desc = ("FLOPs of one forward at the setting" if s.mode == "prefill" else
-                f"FLOPs per generated token (mean over {cfg.decode_tokens} steps after the context)")
-        w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact", description=desc)
+    declare_exact_metrics(w, run.settings, cfg.decode_tokens)
     if cfg.perplexity:
         declare_perplexity(w)
     if not cfg.hardware:
@@ -341,6 +336,16 @@ def _declare(run: _Run, provenance: dict) -> None:
             reason = run.counter.reason if isinstance(run.counter, EnergyUnavailable) else None
             w.declare_hardware_metric(run.device, s, "energy_mj", unit="mJ", repeats=cfg.repeats,
                                       missing_reason=reason)
+
+
+def declare_exact_metrics(w: TableWriter, settings: Sequence[Setting], decode_tokens: int) -> None:
+    """Declare what :func:`exact_metrics` gives: params, params without the embedding, FLOPs per setting."""
+    w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
+    w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
+    for s in settings:
+        desc = ("FLOPs of one forward at the setting" if s.mode == "prefill" else
+                f"FLOPs per generated token (mean over {decode_tokens} steps after the context)")
+        w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact", description=desc)
 
 
 def exact_metrics(arch, settings: Sequence[Setting], decode_tokens: int) -> dict[str, float]:

@@ -23,7 +23,6 @@ moment, go to the table log ``timings`` so that drift can be analysed and normal
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ import numpy as np
 
 from benchmark.errors import HwlmError
 from benchmark.profiling.protocol import ANCHOR, RoundsProtocol, local_anchor
+from benchmark.profiling.record_log import append_record, open_records, read_records
 from benchmark.profiling.runtimes.registry import RuntimeDevice
 from benchmark.settings import DEFAULT_DECODE_TOKENS, resolve_setting
 
@@ -85,38 +85,20 @@ class TimingPass:
 
 def read_log(path: str | os.PathLike) -> tuple[dict, list[dict]]:
     """``(header line, visits)`` of a visit log; a torn last line (a kill mid-write) is dropped."""
-    path = Path(path)
-    lines = path.read_bytes().split(b"\n")
-    if not lines or not lines[0]:
-        raise HwlmError(f"invalid timing log {path}: empty; allowed: a log written by run_pass")
-    try:
-        head = json.loads(lines[0])
-    except ValueError:
-        raise HwlmError(f"invalid timing log {path}: its first line is not JSON") from None
-    if not isinstance(head, dict) or head.get("pass", {}).get("format") != LOG_FORMAT:
+    head, visits = read_records(path, "timing log")
+    if head.get("pass", {}).get("format") != LOG_FORMAT:
         raise HwlmError(f"invalid timing log {path}: no {LOG_FORMAT!r} header")
-    visits = []
-    for i, line in enumerate(lines[1:], 2):
-        if not line:
-            continue
-        try:
-            visits.append(json.loads(line))
-        except ValueError:
-            if i != len(lines) and any(lines[i:]):
-                raise HwlmError(f"invalid timing log {path}: line {i} is not JSON (and not the last)") from None
     return head, visits
 
 
 def _open_log(path: Path, tp: TimingPass, provenance: dict) -> int:
     """Create the log, or check that an existing one is this pass on this machine; returns the
-    number of complete visits, after cutting a torn last line off the file."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"pass": tp.header(), "provenance": provenance}) + "\n")
-        os.replace(tmp, path)
+    number of complete visits (a torn last line is cut off)."""
+    head, visits = open_records(path, {"pass": tp.header(), "provenance": provenance}, "timing log")
+    if head is None:
         return 0
-    head, visits = read_log(path)
+    if head.get("pass", {}).get("format") != LOG_FORMAT:
+        raise HwlmError(f"invalid timing log {path}: no {LOG_FORMAT!r} header")
     if head["pass"] != tp.header():
         diff = sorted(k for k in tp.header() if head["pass"].get(k) != tp.header()[k])
         raise HwlmError(f"cannot resume {path}: it is another pass (differs in {diff}); use a new log file")
@@ -126,10 +108,6 @@ def _open_log(path: Path, tp: TimingPass, provenance: dict) -> int:
         raise HwlmError(f"cannot resume {path}: it was measured on another machine or software "
                         f"({', '.join(f'{k}: {old.get(k)!r} vs {provenance.get(k)!r}' for k in diff)}); "
                         f"timings of different hosts are never mixed")
-    good = b"".join(line + b"\n" for line in path.read_bytes().split(b"\n")[:len(visits) + 1])
-    if len(good) != path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(len(good))
     return len(visits)
 
 
@@ -202,9 +180,7 @@ def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLi
                 continue
             t0 = time.time()
             ms = _time_visit(tp, arch, Path(export_dir) if export_dir is not None else None)
-            f.write(json.dumps({"visit": k, "round": r, "arch": i, "unix_time": t0, "ms": ms}).encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+            append_record(f, {"visit": k, "round": r, "arch": i, "unix_time": t0, "ms": ms})
             done = k + 1
             bar.update(1)
             if max_seconds is not None and time.monotonic() - start > max_seconds:
@@ -256,7 +232,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
     the header's hash). Rows of architectures not yet visited in every round have NaN columns.
     ``memory_log``: a :mod:`~benchmark.profiling.memory_pass` log of the same device, stored as
     ``memory_mb`` (peak resident MB of one unit; NaN for architectures outside its subset)."""
-    from benchmark.profiling.runner import exact_metrics
+    from benchmark.profiling.runner import declare_exact_metrics, exact_metrics
     from benchmark.spaces import get_space
     from benchmark.table import TableWriter
 
