@@ -81,31 +81,25 @@ def setting_evidence(t: Table, dev: str, s: str, window: int = 25, seed: int = 0
     out["split_half_r2"] = split_half_r2(per_round)
     log = t.log(TIMINGS_LOG)
     sel = (log["device"] == dev) & (log["setting"] == s)
-    visit, arch = log["visit"][sel].astype(int), log["arch"][sel]
+    visit, arch, rnd = log["visit"][sel].astype(int), log["arch"][sel], log["round"][sel].astype(int)
     order = {a: i for i, a in enumerate(ids)}
     first: dict[str, float] = {}
-    rows = {}  # visit -> (arch row, time, [ms], anchor_ms)
-    for v, a, tm, ms, an in zip(visit, arch, log["unix_time"][sel], log["ms"][sel], log["anchor_ms"][sel]):
+    rows = {}  # visit -> (arch row, round, time, [ms], anchor_ms)
+    for v, a, r, tm, ms, an in zip(visit, arch, rnd, log["unix_time"][sel], log["ms"][sel], log["anchor_ms"][sel]):
         if a not in order:
             continue
         first[a] = min(first.get(a, np.inf), tm)
-        rows.setdefault(v, (order[a], tm, [], an))[2].append(ms)
+        rows.setdefault(v, (order[a], r, tm, [], an))[3].append(ms)
     out["lag1"], out["drift_share"] = _ordered(y - pred, np.array([first[a] for a in ids]), window)
-    vr = np.array([rows[v][0] for v in sorted(rows)])
-    vt = np.array([rows[v][1] for v in sorted(rows)])
-    vy = np.log(np.array([np.median(rows[v][2]) for v in sorted(rows)]))
-    van = np.log(np.array([rows[v][3] for v in sorted(rows)]))
+    vr, vround, vt, vms, van = zip(*(rows[v] for v in sorted(rows)))
+    vr, vround, vt = np.array(vr), np.array(vround), np.array(vt)
+    vy, van = np.log([np.median(m) for m in vms]), np.log(van)
     ref = np.median(van)
     out["visit_lag1_raw"], _ = _ordered(vy - pred[vr], vt, window)
     out["visit_lag1_normalised"], _ = _ordered(vy - van + ref - pred[vr], vt, window)
     # anchor-normalised per-architecture medians, and their split-half and surrogate R²
     norm = np.full((len(ids), rounds), np.nan)
-    rnd = {}
-    for v in sorted(rows):
-        i = rows[v][0]
-        rnd[i] = rnd.get(i, -1) + 1
-        if rnd[i] < rounds:
-            norm[i, rnd[i]] = np.median(rows[v][2]) * np.exp(ref - np.log(rows[v][3]))
+    norm[vr, vround] = np.exp(vy - van + ref)
     yn = np.log(np.nanmedian(norm, 1))
     out["split_half_r2_normalised"] = split_half_r2(norm)
     out["r2_oof_normalised"] = _r2(yn, _oof(X, yn, seed))

@@ -254,12 +254,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
     if out.exists():
         raise HwlmError(f"invalid out: {out} exists; allowed: a new file (shards are written once, then merged)")
     with TableWriter(out, sp.name, flush_every=None) as w:  # written once: one rewrite, not one per log record
-        w.declare_metric("params", unit="1", source="exact", description="parameters (tied embedding counted once)")
-        w.declare_metric("params_no_embedding", unit="1", source="exact", description="parameters without wte")
-        for s in settings:
-            w.declare_metric(f"flops_{s.name}", unit="FLOPs", source="exact",
-                             description="FLOPs of one forward at the setting" if s.mode == "prefill" else
-                             f"FLOPs per generated token (mean over {h['decode_tokens']} steps after the context)")
+        declare_exact_metrics(w, settings, h["decode_tokens"])
         w.declare_device(dev, source="measured", provenance={**prov, "timing_protocol": h["protocol"],
                                                               "anchor_arch": sp.from_id(h["anchor"]).id})
         for s in settings:
@@ -269,9 +264,9 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
             w.declare_hardware_metric(dev, s, "latency_ms", unit="ms", repeats=proto.repeats)
             if memory is not None:
                 w.declare_hardware_metric(dev, s, "memory_mb", unit="MB", repeats=1)
-        anchors = {s.name: _anchor_series(visits, s.name) for s in settings}
+        parsed = {i: sp.from_id(archs[i]) for i in per_arch}  # the log may hold an older id format
         for i in sorted(per_arch):
-            arch = sp.from_id(archs[i])
+            arch = parsed[i]
             hw, when = {}, {}
             for s in settings:
                 row = np.full(proto.repeats, np.nan)
@@ -282,12 +277,15 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
                 if memory is not None:
                     hw[(dev, s.name, "memory_mb")] = [memory.get(arch.id, {}).get(s.name, np.nan)]
             w.append(arch, metrics=exact_metrics(arch, settings, h["decode_tokens"]), hardware=hw, measured_at=when)
-        canonical = {i: sp.from_id(archs[i]).id for i in per_arch}  # the log may hold an older id format
-        for v in visits:
-            name = "anchor" if v["arch"] == ANCHOR else canonical[v["arch"]]
+        times = np.array([v["unix_time"] for v in visits], float)
+        local = {}  # the anchor's latency at every visit, per setting
+        for s in settings:
+            t_a, ms_a = _anchor_series(visits, s.name)
+            local[s.name] = local_anchor(times, t_a, ms_a) if len(t_a) else np.full(len(times), np.nan)
+        for k, v in enumerate(visits):
+            name = "anchor" if v["arch"] == ANCHOR else parsed[v["arch"]].id
             for s in settings:
-                t_a, ms_a = anchors[s.name]
-                loc = float(local_anchor(np.array([v["unix_time"]]), t_a, ms_a)[0]) if len(t_a) else float("nan")
+                loc = float(local[s.name][k])
                 for j, ms in enumerate(v["ms"][s.name]):
                     w.log(TIMINGS_LOG, {"device": dev, "setting": s.name, "arch": name, "round": v["round"],
                                         "visit": v["visit"], "repeat": j, "unix_time": v["unix_time"], "ms": ms,
