@@ -1,9 +1,10 @@
 """The data card of a table: what was measured where, how long it took, how noisy it is.
 
 :func:`write_data_card` reads a table (nothing else) and writes a markdown page plus plots:
-rows and provenance per device; profiling time (from the per-setting ``measured_at`` stamps);
-noise per measured device and setting (coefficient of variation of the stored repeats); drift of
-the re-timed reference architectures (log ``reference_timings``); the modeled devices and their
+rows and provenance per device; profiling time (log ``timing_passes`` of timing passes, else the
+per-setting ``measured_at`` stamps); noise per measured device and setting (coefficient of
+variation of the stored repeats); the timing-protocol evidence it is given; drift of the re-timed
+reference architectures (log ``reference_timings``, older single-block tables); the modeled devices and their
 calibration error; how rankings change across devices (:mod:`benchmark.crossdevice`: latency rank
 agreement as heat maps, Pareto-front overlap, what each device rewards); and the distribution of
 every metric.
@@ -104,6 +105,47 @@ def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
     return figs
 
 
+def _measured_what(p: dict) -> str:
+    """One line on a measured device: CPU/GPU, runtime, dtype, threads, export and quantisation."""
+    if p.get("runtime_name"):
+        parts = [str(p.get("cpu_model")), f"{p['runtime_name']} {p.get('runtime_version')}", str(p.get("dtype")),
+                 f"{p.get('threads')} thread(s)"]
+        if p.get("export_opset"):
+            parts.append(f"ONNX opset {p['export_opset']}")
+        if p.get("graph_optimization"):
+            parts.append(f"graph optimisation: {p['graph_optimization']}")
+        if p.get("quantization") not in (None, "none"):
+            parts.append(f"quantisation: {p['quantization']}")
+        if p.get("timing_protocol"):
+            tp = p["timing_protocol"]
+            parts.append(f"rounds protocol {tp['rounds']}×{tp['repeats_per_round']}")
+        return ", ".join(parts)
+    return (f"{p.get('cpu_model')}, {p.get('torch_threads')} thread(s), torch {p.get('torch_version')}"
+            + (f", GPU {p.get('gpu_name')} (driver {p.get('driver_version')})" if p.get("gpu_name") else ""))
+
+
+def _protocol_section(rows: list[dict]) -> list[str]:
+    """The timing-protocol evidence (``surrogates.drift``) as a markdown section."""
+    def f(r, k):
+        return f"{r[k]:.3f}" if isinstance(r.get(k), (int, float)) else "–"
+
+    lines = ["", "## Timing protocol evidence", "",
+             "Out-of-fold residuals of a latency surrogate (log median latency, 5 folds; `surrogates.drift`, "
+             "computed from the timing-pass shards' raw timings by `scripts/build_release.py`). *Held-out R²*: the "
+             "surrogate's; *split-half R²*: one half of the rounds predicting the other — the ceiling that "
+             "measurement noise sets for any surrogate; *lag-1*: autocorrelation of the residuals in the order the "
+             "architectures were first timed (≈ 0 when drift does not land on individual architectures); *visit "
+             "lag-1*: the same over single visits, raw and divided by the anchor's latency at that moment.", "",
+             "| device | setting | rows | rounds | held-out R² | split-half R² | lag-1 | visit lag-1 raw | "
+             "visit lag-1 anchor-normalised | held-out R² anchor-normalised |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| `{r['device']}` | `{r['setting']}` | {r['rows']} | {r['rounds']} | {f(r, 'r2_oof')} | "
+                     f"{f(r, 'split_half_r2')} | {f(r, 'lag1')} | {f(r, 'visit_lag1_raw')} | "
+                     f"{f(r, 'visit_lag1_normalised')} | {f(r, 'r2_oof_normalised')} |")
+    return lines
+
+
 def _short(dev: str) -> str:
     return dev.replace("cpu-", "").replace("gpu-", "")
 
@@ -168,10 +210,13 @@ def _cross_device(t: Table, out_dir: Path, stem: str) -> tuple[list[str], list[t
     return lines, [("Latency rank agreement between devices (Kendall τ)", p.name)]
 
 
-def write_data_card(table: str | Path, out_md: str | Path, title: str | None = None, notes: str = "") -> Path:
+def write_data_card(table: str | Path, out_md: str | Path, title: str | None = None, notes: str = "",
+                    protocol_evidence: list[dict] | None = None) -> Path:
     """Write the data card of ``table`` to ``out_md`` (plots beside it); returns the path.
     ``notes``: markdown on the conditions of the measurement that the table cannot know (e.g.
-    other work on the machine), printed under the summary."""
+    other work on the machine), printed under the summary. ``protocol_evidence``: rows of
+    ``surrogates.drift.setting_evidence`` (computed where the raw timings are, i.e. from the
+    timing-pass shards), printed as the timing-protocol section."""
     t = Table(table)
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -194,13 +239,19 @@ def write_data_card(table: str | Path, out_md: str | Path, title: str | None = N
         p = meta["provenance"]
         n = max((int(np.isfinite(t.hardware(dev, s, m)).any(1).sum()) for s in t.settings(dev)
                  for m in t.hardware_metrics(dev, s)), default=0)
-        what = (f"{p.get('cpu_model')}, {p.get('torch_threads')} thread(s), torch {p.get('torch_version')}"
-                + (f", GPU {p.get('gpu_name')} (driver {p.get('driver_version')})" if p.get("gpu_name") else "")
-                if meta["source"] == "measured" else f"{p.get('spec_name', dev)}; roofline model")
+        what = (_measured_what(p) if meta["source"] == "measured" else f"{p.get('spec_name', dev)}; roofline model")
         lines.append(f"| `{dev}` | {meta['source']} | {len(t.settings(dev))} | {n} | {what} |")
     lines += ["", "## Profiling time", ""]
+    passes = t.log("timing_passes") if "timing_passes" in t.logs() else None
     for dev, meta in t.devices().items():
-        if meta["source"] == "measured":
+        if passes is not None and dev in set(passes["device"]):
+            k = passes["device"] == dev
+            busy, visits = float(passes["busy_s"][k].sum()), int(passes["visits"][k].sum())
+            lines.append(f"- `{dev}`: timing pass of {int(passes['archs'][k].sum())} architectures in {visits} visits "
+                         f"(rounds and anchors) between {_when(passes['start'][k].min())} and "
+                         f"{_when(passes['end'][k].max())}; {busy / 3600:.2f} h of timing, {busy / max(visits, 1):.1f} s "
+                         "per visit (model build, export, warm-up and repeats of every setting).")
+        elif meta["source"] == "measured":
             pt = _profiling_time(t, dev)
             if pt:
                 lines.append(f"- `{dev}`: {pt['rows']} rows between {_when(pt['start'])} and {_when(pt['end'])}; "
@@ -214,6 +265,8 @@ def write_data_card(table: str | Path, out_md: str | Path, title: str | None = N
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| `{r['device']}` | `{r['setting']}` | {r['metric']} | {r['rows']} | {_fmt(r['median'])} | "
                   f"{r['cv_median']:.1%} | {r['cv_p90']:.1%} |" for r in noise]
+    if protocol_evidence:
+        lines += _protocol_section(protocol_evidence)
     if "reference_timings" in t.logs():
         log = t.log("reference_timings")
         lines += ["", "## Drift", "", "The largest and smallest architectures are re-timed at the first setting at "

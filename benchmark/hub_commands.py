@@ -4,7 +4,6 @@ and ``hwlm publish`` (:mod:`benchmark.hub`)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from benchmark.hub import (DEFAULT_BRANCH, DEFAULT_ENDPOINT, DEFAULT_REPO_ID, DEFAULT_REVISIONS, ENV_CACHE, ENV_ENDPOINT,
@@ -23,13 +22,10 @@ def _format_size(n: float) -> str:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    try:
-        path = download(args.space, args.revision, repo_id=args.repo, endpoint=args.endpoint,
-                        cache_dir=args.cache_dir, token=args.token, local_files_only=args.offline,
-                        refresh=args.refresh)
-    except ReleaseError as e:
-        print(f"hwlm download: error: {e}", file=sys.stderr)
-        return 1
+    # errors (HubError, ReleaseError) reach hwlm's one-line handler: exit 2, --debug for the traceback
+    path = download(args.space, args.revision, repo_id=args.repo, endpoint=args.endpoint,
+                    cache_dir=args.cache_dir, token=args.token, local_files_only=args.offline,
+                    refresh=args.refresh)
     manifest = read_manifest(path)
     total = sum(f["size"] for f in manifest["files"])
     print(f"verified release of space {manifest['space']} (schema {manifest['schema_version']}, written by "
@@ -40,12 +36,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    try:
-        result = publish(args.dirs, args.revision, repo_id=args.repo, endpoint=args.endpoint, token=args.token,
-                         private=args.private, branch=args.branch, commit_message=args.message)
-    except ReleaseError as e:
-        print(f"hwlm publish: error: {e}", file=sys.stderr)
-        return 1
+    result = publish(args.dirs, args.revision, repo_id=args.repo, endpoint=args.endpoint, token=args.token,
+                     private=args.private, branch=args.branch, commit_message=args.message)
     print(f"published space {', '.join(result.spaces)} as {result.repo_id}@{result.revision} "
           f"(commit {result.commit}): {len(result.files)} files uploaded, {len(result.deleted)} stale files removed")
     print(result.url)

@@ -1,11 +1,16 @@
 #!/usr/bin/env python
 """Build the embedded release of a space from profiled shards: the last step of the pipeline.
 
-    python scripts/build_release.py runs/profile/t_cpu.h5 [more shards ...]
+    python scripts/build_release.py data/shards/t_base_20261128.h5 shards/t_cpu-epyc-1c_rounds_20261129.h5 ...
 
-1. merge the shards into data/table_<space>.h5 (de-duplicated, atomic);
+1. merge the shards into data/table_<space>.h5 (de-duplicated, atomic). The raw per-visit timings
+   of timing-pass shards (log ``timings``, ~11 MB per device) stay in the shards (in ``shards/``,
+   named by sha256 in the table's ``merged_from``); the release keeps every repeat per
+   architecture, not the log. Before the log is dropped, the timing-protocol evidence of every
+   device timed in rounds (``surrogates.drift``) is computed from it and written to
+   docs/protocol/<space>_evidence.json;
 2. add the modeled devices, calibrated on the measured ones (hwlm table add-modeled);
-3. write the data card docs/data_card_<space>.md with its plots;
+3. write the data card docs/data_card_<space>.md with its plots and the protocol evidence;
 4. fit the surrogates into data/surrogates/<space>/ with the quality report docs/surrogates.md;
 5. write data/MANIFEST.json (sha256 of every released file).
 """
@@ -13,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +26,20 @@ from benchmark.datacard import write_data_card
 from benchmark.paths import REPO_ROOT, data_dir
 from benchmark.profiling.modeled import add_modeled_devices
 from benchmark.release import write_manifest
-from benchmark.table import Table, merge_tables
+from benchmark.profiling.timing_pass import TIMINGS_LOG
+from benchmark.table import Table, drop_from_table, merge_tables
+
+
+def protocol_evidence(table: Path, seed: int = 0) -> list[dict]:
+    """``surrogates.drift`` evidence of every measured device of ``table`` timed under the rounds protocol."""
+    from surrogates.drift import device_evidence
+
+    t = Table(table)
+    if TIMINGS_LOG not in t.logs():
+        return []
+    timed = set(t.log(TIMINGS_LOG)["device"])
+    return [e for d, m in t.devices().items() if m["source"] == "measured" and d in timed
+            for e in device_evidence(t, d, seed=seed)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,13 +53,28 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else data_dir()
     table = out / f"table_{a.space}.h5"
-    merge_tables(a.shards, table, in_place=True)  # a rebuild passes the table itself as a shard
-    print(f"[1/5] merged {len(a.shards)} shard(s) into {table}: {len(Table(table))} rows")
+    full = out / f".{table.name}.with-timings"
+    try:
+        merge_tables(a.shards, full, in_place=True)  # a rebuild passes the table itself as a shard
+        evidence = protocol_evidence(full)
+        if TIMINGS_LOG in Table(full).logs():
+            drop_from_table(full, table, logs=[TIMINGS_LOG])
+        else:
+            full.replace(table)
+    finally:
+        full.unlink(missing_ok=True)
+    ev_path = REPO_ROOT / "docs" / "protocol" / f"{a.space}_evidence.json"
+    if evidence:
+        ev_path.write_text(json.dumps({"what": "timing-protocol evidence (surrogates.drift) of the shards "
+                                       "merged by scripts/build_release.py", "shards": a.shards,
+                                       "rows": evidence}, indent=1) + "\n")
+    print(f"[1/5] merged {len(a.shards)} shard(s) into {table}: {len(Table(table))} rows; "
+          f"protocol evidence of {len({e['device'] for e in evidence})} device(s)")
     r = add_modeled_devices(table)
     print(f"[2/5] {len(r['devices'])} modeled devices added")
     card = write_data_card(table, REPO_ROOT / "docs" / f"data_card_{a.space}.md",
                            title=f"Data card: the `{a.space}` table",
-                           notes=Path(a.notes).read_text() if a.notes else "")
+                           notes=Path(a.notes).read_text() if a.notes else "", protocol_evidence=evidence)
     print(f"[3/5] data card: {card}")
     if not a.no_surrogates:
         from surrogates.fit import fit_table

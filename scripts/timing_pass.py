@@ -5,6 +5,8 @@
         --memory-log runs/timing/ort-int8.memory.jsonl       # peak RSS of 100 seeded architectures
     python scripts/timing_pass.py --device cpu-epyc-1c-ort-int8 --log runs/timing/ort-int8.jsonl --to-table shard.h5 \
         --memory-log runs/timing/ort-int8.memory.jsonl
+    python scripts/timing_pass.py --device cpu-epyc-1c-torch-fp32 --log runs/timing/torch-fp32.jsonl \
+        --to-table shard.h5 --memory-from data/shards/t_cpu-epyc-1c_20261128.h5   # eager memory_mb kept
 
 The architectures are the table's rows (``--table``, default the embedded ``t`` table), in table
 order (``--start``/``--n`` select a slice); the anchor is the table's architecture with the median
@@ -45,6 +47,9 @@ def main() -> int:
     p.add_argument("--to-table", default=None, help="write the log as a table shard instead of timing")
     p.add_argument("--memory-log", default=None, help="memory pass log: --memory N measures into it; "
                    "--to-table stores it as memory_mb")
+    p.add_argument("--memory-from", default=None, metavar="TABLE",
+                   help="--to-table for PyTorch eager fp32: keep the allocator-event memory_mb of this table "
+                        "(profiled on this host by hwlm profile) instead of a memory pass")
     p.add_argument("--memory", type=int, default=None, metavar="N",
                    help="run the memory pass instead: peak RSS of N seeded architectures (fresh process each)")
     a = p.parse_args()
@@ -60,7 +65,7 @@ def main() -> int:
                     RoundsProtocol(a.rounds, a.repeats_per_round, a.warmup, a.anchor_every, a.seed), anchor,
                     seed=a.seed)
     if a.to_table:
-        print(pass_to_table(a.log, a.to_table, ids, memory_log=a.memory_log))
+        print(pass_to_table(a.log, a.to_table, ids, memory_log=a.memory_log, memory_from=a.memory_from))
         return 0
     if a.memory:
         from benchmark.profiling.memory_pass import memory_subset, run_memory_pass

@@ -368,7 +368,7 @@ def test_a_path_in_a_hub_header_is_refused_before_anything_is_written(server, tm
     code = hwlm(["download", "--space", "s", "--revision", "v1", "--repo", REPO, "--endpoint", server.url,
                  "--cache-dir", str(cache)])
     err = capsys.readouterr().err
-    assert code == 1 and header in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and header in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     server.headers_instead(None)  # an honest server again: the same cache works
     assert verify_release(hub.download("s", "v1", repo_id=REPO, endpoint=server.url, cache_dir=cache))
 
@@ -497,10 +497,10 @@ def test_cli_publish_and_download(server, tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert "3 files" in out[0] and "every sha256 matches MANIFEST.json" in out[0]
     assert verify_release(Path(out[-1]))
-    assert hwlm(args[:4] + ["v7"] + args[5:]) == 1
+    assert hwlm(args[:4] + ["v7"] + args[5:]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("hwlm download: error: revision 'v7' does not exist")
-    assert hwlm(["publish", str(rel), "--repo", REPO, "--revision", "v1", "--endpoint", server.url]) == 1
+    assert err.startswith("hwlm download: revision 'v7' does not exist") and len(err.strip().splitlines()) == 1
+    assert hwlm(["publish", str(rel), "--repo", REPO, "--revision", "v1", "--endpoint", server.url]) == 2
     assert "already exists" in capsys.readouterr().err
 
 

@@ -454,6 +454,46 @@ def test_merge_logs_and_attrs(tmp_path):
     assert t.attrs["corpus_sha256"] == "c" and t.attrs["only_a"] == 1 and t.attrs["only_b"] == 1
 
 
+def test_drop_removes_a_device_and_a_log_so_a_retimed_device_can_replace_it(tmp_path, capsys):
+    from benchmark.cli import main as hwlm
+    from benchmark.table import drop_from_table
+
+    archs = T.sample(8, n=3)
+    a = _shard(tmp_path / "a.h5", archs)
+    with TableWriter(a, "t") as w:  # reopening resumes: add a log to the same table
+        w.log("drift", {"arch": archs[0].id, "ms": 1.0})
+    g = _shard(tmp_path / "g.h5", archs, offset=50, dev="gpu-test")
+    both = merge_tables([a, g], tmp_path / "both.h5")
+    out = drop_from_table(both, tmp_path / "base.h5", devices=[DEV], logs=["drift"])
+    t, src = Table(out), Table(both)
+    assert t.ids.tolist() == src.ids.tolist()
+    assert list(t.devices()) == ["gpu-test"] and t.logs() == []
+    np.testing.assert_array_equal(t.metric("perplexity"), src.metric("perplexity"))
+    np.testing.assert_array_equal(t.hardware("gpu-test", PREFILL, "latency_ms"),
+                                  src.hardware("gpu-test", PREFILL, "latency_ms"))
+    assert json.loads(t.attrs["dropped_from"]) == {"path": "both.h5", "sha256": src.sha256(), "devices": [DEV],
+                                                   "logs": ["drift"]}
+    # a re-timed shard of the dropped device with another provenance now merges
+    new = _shard(tmp_path / "new.h5", archs, offset=300, host="host-b")
+    with pytest.raises(TableError, match="device 'cpu-test' differs"):
+        merge_tables([both, new], tmp_path / "refused.h5")
+    m = Table(merge_tables([out, new], tmp_path / "m.h5"))
+    assert m.hardware(DEV, PREFILL, "latency_ms")[:, 0].tolist() == [300, 301, 302]
+    assert m.provenance(DEV)["host"] == "host-b" and "dropped_from" not in m.attrs
+    for kw, match in [(dict(devices=["nope"]), "invalid device: 'nope'"), (dict(logs=["nope"]), "invalid log"),
+                      ({}, "at least one device or log")]:
+        with pytest.raises(TableError, match=match):
+            drop_from_table(both, tmp_path / "x.h5", **kw)
+    with pytest.raises(TableError, match="a path other than the source"):
+        drop_from_table(both, both, devices=[DEV])
+    assert not (tmp_path / "x.h5").exists()
+    assert hwlm(["table", "drop", str(both), str(tmp_path / "cli.h5"), "--device", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid device: 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert hwlm(["table", "drop", str(both), str(tmp_path / "cli.h5"), "--device", "gpu-test"]) == 0
+    assert list(Table(tmp_path / "cli.h5").devices()) == [DEV]
+
+
 def _modify(src, dst, fn):
     dst.write_bytes(src.read_bytes())
     with h5py.File(dst, "a") as f:

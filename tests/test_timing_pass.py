@@ -9,7 +9,7 @@ import pytest
 from benchmark.errors import HwlmError
 from benchmark.profiling.protocol import ANCHOR, RoundsProtocol
 from benchmark.profiling.runtimes.registry import RuntimeDevice
-from benchmark.profiling.timing_pass import TIMINGS_LOG, TimingPass, device_settings, pass_to_table, read_log, run_pass
+from benchmark.profiling.timing_pass import PASSES_LOG, TIMINGS_LOG, TimingPass, device_settings, pass_to_table, read_log, run_pass
 from benchmark.spaces import get_space
 from benchmark.table import Table
 
@@ -82,6 +82,11 @@ def test_the_shard_holds_every_timing_in_round_order_and_the_raw_visits(tmp_path
         anchor_rows = sel & (raw["arch"] == "anchor")
         med = {int(v["visit"]): float(np.median(v["ms"][s])) for v in visits if v["arch"] == ANCHOR}
         assert np.allclose(raw["anchor_ms"][anchor_rows], [med[int(k)] for k in raw["visit"][anchor_rows]])
+    rec = t.log(PASSES_LOG)  # when the pass ran, for the data card
+    times = [v["unix_time"] for v in visits]
+    assert rec["device"].tolist() == ["cpu-test-1c"] and rec["visits"].tolist() == [len(visits)]
+    assert rec["archs"].tolist() == [3] and rec["start"][0] == min(times) and rec["end"][0] == max(times)
+    assert 0 < rec["busy_s"][0] <= max(times) - min(times)
     with pytest.raises(HwlmError, match="exists"):
         pass_to_table(log, out, tp.archs)
     with pytest.raises(HwlmError, match="invalid archs"):
@@ -131,3 +136,44 @@ def test_a_log_hashed_with_concatenated_ids_converts_with_canonical_ones(tmp_pat
     t = Table(pass_to_table(log, tmp_path / "shard.h5", list(canonical.archs)))
     assert sorted(map(str, t.ids)) == sorted(canonical.archs)
     assert set(t.log(TIMINGS_LOG)["arch"]) == {"anchor", *canonical.archs}
+
+
+def test_a_retimed_eager_device_keeps_the_allocator_memory_of_its_profiled_table(tmp_path):
+    from benchmark.table import TableWriter
+
+    tp = _pass(n=2, rounds=1)
+    log = tmp_path / "p.jsonl"
+    run_pass(tp, log, progress=False)
+    head, _ = read_log(log)
+    sp = get_space("t")
+
+    def profiled(path, **prov_changes):
+        with TableWriter(path, "t") as w:
+            w.declare_device("cpu-test-1c", source="measured", provenance={**head["provenance"], **prov_changes})
+            for s in SETTINGS:
+                w.declare_setting("cpu-test-1c", s)
+                w.declare_hardware_metric("cpu-test-1c", s, "memory_mb", unit="MB", repeats=1)
+            for i, a in enumerate(tp.archs[::-1]):  # another row order than the pass
+                w.append(sp.from_id(a), hardware={("cpu-test-1c", s, "memory_mb"): [10.0 + i + k]
+                                                  for k, s in enumerate(SETTINGS)})
+        return path
+
+    src = profiled(tmp_path / "profiled.h5")
+    t = Table(pass_to_table(log, tmp_path / "shard.h5", tp.archs, memory_from=src))
+    for k, s in enumerate(SETTINGS):
+        mem = t.hardware("cpu-test-1c", s, "memory_mb")[:, 0]
+        for i, a in enumerate(tp.archs[::-1]):
+            assert mem[t.row(sp.from_id(a))] == 10.0 + i + k
+    note = t.provenance("cpu-test-1c")["memory_mb"]
+    assert note["copied_from_table_sha256"] == Table(src).sha256() and "allocator events" in note["method"]
+    with pytest.raises(HwlmError, match="torch_version.*same PyTorch build"):
+        pass_to_table(log, tmp_path / "x.h5", tp.archs, memory_from=profiled(tmp_path / "o.h5", torch_version="9"))
+    with pytest.raises(HwlmError, match="one source of memory_mb"):
+        pass_to_table(log, tmp_path / "x.h5", tp.archs, memory_from=src, memory_log=tmp_path / "m.jsonl")
+    ort = TimingPass("t", tp.archs, RuntimeDevice("ort", "fp32", 1), "cpu-test-1c-ort-fp32", SETTINGS,
+                     tp.protocol, tp.anchor, decode_tokens=2)
+    head["pass"] = ort.header()
+    log.write_text(json.dumps(head) + "\n")
+    with pytest.raises(HwlmError, match="allowed only for PyTorch eager fp32"):
+        pass_to_table(log, tmp_path / "x.h5", tp.archs, memory_from=src)
+    assert not (tmp_path / "x.h5").exists()

@@ -114,6 +114,17 @@ def add_table_parser(sub) -> None:
     m.add_argument("shards", nargs="+", metavar="SHARD", help="shard tables, in priority order")
     m.add_argument("--force", action="store_true", help="write even into a release directory (one with MANIFEST.json) and rewrite its manifest (refused otherwise)")
     m.set_defaults(func=_merge_cmd)
+    d = tsub.add_parser("drop", help="write a copy of a table without some devices or logs",
+                        description="Write OUT: TABLE without the named devices (settings, hardware metrics, "
+                                    "measurement times) and logs; rows and metrics are kept. Use it to replace a "
+                                    "re-profiled device: drop it, then merge the new shard.")
+    d.add_argument("table", metavar="TABLE")
+    d.add_argument("out", metavar="OUT", help="table to write (a new path)")
+    d.add_argument("--device", action="append", default=[], metavar="ID", help="device to drop (repeatable)")
+    d.add_argument("--log", action="append", default=[], metavar="NAME", help="log to drop (repeatable)")
+    d.add_argument("--force", action="store_true", help="write even into a release directory (one with "
+                   "MANIFEST.json) and rewrite its manifest (refused otherwise)")
+    d.set_defaults(func=_drop_cmd)
     a = tsub.add_parser("add-modeled", help="add (or recompute) modeled devices, calibrated on the measured ones",
                         description="Add modeled latency_ms and energy_mj of every row for the registry's devices "
                                     "(roofline + power model, source 'modeled'), calibrated on the table's measured "
@@ -145,6 +156,18 @@ def add_table_parser(sub) -> None:
     c.add_argument("table", metavar="TABLE")
     c.add_argument("--out", required=True, help="markdown file to write (plots go beside it)")
     c.set_defaults(func=_card_cmd)
+
+
+def _drop_cmd(args) -> int:
+    from benchmark.table import Table, drop_from_table
+
+    from benchmark.release import release_write
+
+    with release_write(args.out, force=args.force, what="hwlm table drop"):
+        out = drop_from_table(args.table, args.out, devices=args.device, logs=args.log)
+    t = Table(out)
+    print(f"{out}: {len(t)} rows, devices {', '.join(t.devices()) or 'none'}, logs {', '.join(t.logs()) or 'none'}")
+    return 0
 
 
 def _add_perplexity_cmd(args) -> int:

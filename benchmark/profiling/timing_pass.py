@@ -37,9 +37,10 @@ from benchmark.profiling.record_log import append_record, open_records, read_rec
 from benchmark.profiling.runtimes.registry import RuntimeDevice
 from benchmark.settings import DEFAULT_DECODE_TOKENS, resolve_setting
 
-__all__ = ["TimingPass", "run_pass", "read_log", "pass_to_table", "device_settings", "TIMINGS_LOG"]
+__all__ = ["TimingPass", "run_pass", "read_log", "pass_to_table", "device_settings", "TIMINGS_LOG", "PASSES_LOG"]
 
 TIMINGS_LOG = "timings"
+PASSES_LOG = "timing_passes"  # one record per shard: when the pass ran, how long it timed
 LOG_FORMAT = "hwlm-bench timing pass log v1"
 # provenance fields that must agree for a log to be resumed here (same machine, same software)
 _SAME_MACHINE = ("hostname_sha256", "cpu_model", "torch_version", "runtime", "runtime_version", "threads")
@@ -225,13 +226,56 @@ def _memory(memory_log, h: dict, sp) -> dict[str, dict[str, float]]:
     return {sp.from_id(a).id: v for a, v in values.items()}
 
 
+def _memory_from_table(path, h: dict, prov: dict, sp) -> tuple[dict[str, dict[str, float]], dict]:
+    """``memory_mb`` of the eager PyTorch fp32 device copied from a table profiled by ``hwlm profile``
+    on the same host and PyTorch build. That value counts allocator events of one inference
+    (:mod:`benchmark.profiling.memory`): exact bytes that do not depend on timing, load or thread
+    count, so a re-timing keeps it instead of measuring it again. Returns the values and what the
+    device's provenance records about them."""
+    from benchmark.table import Table
+
+    if (h["runtime"], h["dtype"]) != ("torch", "fp32"):
+        raise HwlmError(f"invalid memory_from {path}: the pass is {h['runtime']} {h['dtype']}; allowed only for "
+                        "PyTorch eager fp32 (the runtime whose allocator events give memory_mb); "
+                        "measure other runtimes with a memory pass (--memory)")
+    t = Table(path)
+    dev = h["device_id"]
+    if dev not in t.devices() or t.devices()[dev].get("source") != "measured":
+        raise HwlmError(f"invalid memory_from {path}: no measured device {dev!r}; allowed: a table profiled on "
+                        f"{dev!r}")
+    theirs = t.provenance(dev)
+    for k in ("hostname_sha256", "cpu_model", "torch_version"):
+        if theirs.get(k) != prov.get(k):
+            raise HwlmError(f"invalid memory_from {path}: {k} is {theirs.get(k)!r} there and {prov.get(k)!r} in the "
+                            "pass; allowed: a table profiled on the same host with the same PyTorch build")
+    ids = [sp.from_id(a).id for a in t.ids]
+    values: dict[str, dict[str, float]] = {a: {} for a in ids}
+    for s in h["settings"]:
+        if s not in t.settings(dev) or "memory_mb" not in t.hardware_metrics(dev, s):
+            raise HwlmError(f"invalid memory_from {path}: {dev} has no memory_mb at {s}; allowed: a table with "
+                            f"memory_mb at every setting of the pass ({', '.join(h['settings'])})")
+        col = np.nanmedian(t.hardware(dev, s, "memory_mb"), axis=1) if len(ids) else np.empty(0)
+        for a, v in zip(ids, col):
+            values[a][s] = float(v)
+    stamps = np.concatenate([t.measured_at(dev, s) for s in h["settings"]])
+    first = float(stamps[np.isfinite(stamps)].min()) if np.isfinite(stamps).any() else float("nan")
+    note = {"method": "allocator events of one inference (benchmark.profiling.memory); exact bytes, independent "
+                      "of timing, load and threads",
+            "copied_from_table_sha256": t.sha256(),
+            "measured": time.strftime("%Y-%m-%d", time.gmtime(first)) if np.isfinite(first) else None}
+    return values, note
+
+
 def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequence[str] | None = None,
-                  memory_log: str | os.PathLike | None = None) -> Path:
+                  memory_log: str | os.PathLike | None = None,
+                  memory_from: str | os.PathLike | None = None) -> Path:
     """Write the visits of ``log`` as a table shard ``out`` (one row per architecture visited at
     least once; see the module docstring). ``archs``: the pass's architecture ids (checked against
     the header's hash). Rows of architectures not yet visited in every round have NaN columns.
     ``memory_log``: a :mod:`~benchmark.profiling.memory_pass` log of the same device, stored as
-    ``memory_mb`` (peak resident MB of one unit; NaN for architectures outside its subset)."""
+    ``memory_mb`` (peak resident MB of one unit; NaN for architectures outside its subset).
+    ``memory_from``: for the eager PyTorch fp32 device only, a table of the same host whose
+    allocator-event ``memory_mb`` is kept (:func:`_memory_from_table`); not with ``memory_log``."""
     from benchmark.profiling.runner import declare_exact_metrics, exact_metrics
     from benchmark.spaces import get_space
     from benchmark.table import TableWriter
@@ -249,14 +293,24 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
         if v["arch"] != ANCHOR:
             per_arch.setdefault(v["arch"], []).append(v)
     dev = h["device_id"]
-    memory = _memory(memory_log, h, sp) if memory_log is not None else None
+    if memory_log is not None and memory_from is not None:
+        raise HwlmError("invalid memory_from: given with memory_log; allowed: one source of memory_mb")
+    memory, memory_note = None, None
+    if memory_log is not None:
+        from benchmark.profiling.runtimes.rss import METHOD
+
+        memory, memory_note = _memory(memory_log, h, sp), {"method": METHOD}
+    elif memory_from is not None:
+        memory, memory_note = _memory_from_table(memory_from, h, prov, sp)
     out = Path(out)
     if out.exists():
         raise HwlmError(f"invalid out: {out} exists; allowed: a new file (shards are written once, then merged)")
     with TableWriter(out, sp.name, flush_every=None) as w:  # written once: one rewrite, not one per log record
         declare_exact_metrics(w, settings, h["decode_tokens"])
+        extra_prov = {"memory_mb": memory_note} if memory_note else {}
         w.declare_device(dev, source="measured", provenance={**prov, "timing_protocol": h["protocol"],
-                                                              "anchor_arch": sp.from_id(h["anchor"]).id})
+                                                              "anchor_arch": sp.from_id(h["anchor"]).id,
+                                                              **extra_prov})
         for s in settings:
             extra = {"decode_tokens": h["decode_tokens"]} if s.mode == "decode" else {}
             w.declare_setting(dev, s, warmup=proto.warmup, repeats=proto.repeats, rounds=rounds,
@@ -278,6 +332,12 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
                     hw[(dev, s.name, "memory_mb")] = [memory.get(arch.id, {}).get(s.name, np.nan)]
             w.append(arch, metrics=exact_metrics(arch, settings, h["decode_tokens"]), hardware=hw, measured_at=when)
         times = np.array([v["unix_time"] for v in visits], float)
+        if len(times):
+            gaps = np.diff(np.sort(times))
+            w.log(PASSES_LOG, {"device": dev, "archs": len(per_arch), "visits": len(visits),
+                               "start": float(times.min()), "end": float(times.max()),
+                               # a gap of minutes is the pass stopped and resumed, not timing
+                               "busy_s": float(gaps[gaps < 600].sum())})
         local = {}  # the anchor's latency at every visit, per setting
         for s in settings:
             t_a, ms_a = _anchor_series(visits, s.name)

@@ -3,7 +3,7 @@
 Layout::
 
     /                       attrs: format, schema_version, space, created, package_version,
-                                   [merged_from], + free attrs (corpus/tokenizer ids, ...)
+                                   [merged_from], [dropped_from], + free attrs (corpus/tokenizer ids, ...)
     /archs/encoding         (N, L) int8   choice indices, -1 = padded layer
     /archs/id               (N,)   str    canonical architecture ids (UTF-8)
     /metrics/<name>         (N,)   float64, NaN = missing; attrs unit, source, description, [missing_reason]
@@ -23,10 +23,11 @@ replaced the file since they opened it.
 
 Modules: :mod:`.schema` (names, sources, kinds, checks), :mod:`.storage` (content in memory, the
 atomic HDF5 rewrite, the writer lock), :mod:`.writer` (:class:`TableWriter`), :mod:`.reader`
-(:class:`Table`), :mod:`.merge` (:func:`merge_tables`). This package re-exports their public API.
+(:class:`Table`), :mod:`.merge` (:func:`merge_tables`), :mod:`.drop` (:func:`drop_from_table`). This package re-exports their public API.
 """
 
 from benchmark.settings import DTYPES, MODES, Setting, SettingError  # noqa: F401  part of the table's API
+from benchmark.table.drop import drop_from_table
 from benchmark.table.merge import merge_tables
 from benchmark.table.reader import Table
 from benchmark.table.schema import (  # noqa: F401
@@ -44,4 +45,4 @@ from benchmark.table.schema import (  # noqa: F401
 from benchmark.table.writer import TableWriter
 
 __all__ = ["SCHEMA_VERSION", "FORMAT", "SOURCES", "DEVICE_SOURCES", "DEVICE_KINDS", "MODES", "DTYPES",
-           "TableError", "Setting", "device_kind", "TableWriter", "Table", "merge_tables"]
+           "TableError", "Setting", "device_kind", "TableWriter", "Table", "merge_tables", "drop_from_table"]

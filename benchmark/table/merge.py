@@ -16,7 +16,7 @@ from benchmark.table.reader import Table, read_content
 from benchmark.table.schema import COMPRESSIONS, TableError, same_value
 from benchmark.table.storage import TableContent, WriteLock, column_kind, write_content
 
-_UNMERGED_ATTRS = ("created", "package_version", "merged_from")
+_UNMERGED_ATTRS = ("created", "package_version", "merged_from", "dropped_from")
 
 
 def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, *, on_conflict: str = "first",
