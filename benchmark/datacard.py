@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import crossdevice
+from benchmark.spaces import canonical_id
 from benchmark.table import Table
 
 
@@ -77,7 +78,8 @@ def _plots(t: Table, out_dir: Path, stem: str) -> list[tuple[str, str]]:
         for s in t.settings(dev):
             for m, meta in t.hardware_metrics(dev, s).items():
                 values = t.hardware(dev, s, m)
-                if np.isfinite(values).any():
+                values = values[np.isfinite(values).any(1)]  # rows outside a subset (memory) have none
+                if len(values):
                     panels.append((f"{m}\n{dev} {s}", np.nanmedian(values, 1), meta["unit"]))
     if panels:
         cols = 3
@@ -146,6 +148,37 @@ def _protocol_section(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _runtime_section(check: dict) -> list[str]:
+    """Each runtime's agreement with PyTorch eager fp32 (``scripts/check_runtimes.py``): a runtime
+    that changes the answer is a different model, so int8 and bf16 show their perplexity deltas."""
+    tol = check.get("fp32_tolerance")
+    lines = ["", "## Runtime correctness", "",
+             f"Checked before any timing by `scripts/check_runtimes.py` ({check.get('host', {}).get('date_utc', '?')[:10]}, "
+             f"inherited supernet weights, test split): relative logit error "
+             f"({check.get('relative_error', 'max |logits - ref| / max |ref|')}) against PyTorch eager fp32 on "
+             f"{check.get('agreement_inputs', 'the same inputs')}; perplexity on the first "
+             f"{check.get('perplexity_tokens', '?')} test tokens. fp32 runtimes must agree within {tol}.", "",
+             "| runtime | max prefill error | max decode error | max perplexity change | min top-1 agreement | fp32 check |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in check.get("summary", {}).items():
+        ok = {True: "pass", False: "FAIL"}.get(r.get("fp32_pass"), "– (not fp32)")
+        lines.append(f"| {check.get('devices', {}).get(name, name)} | {r['max_prefill_rel_error']:.2g} | "
+                     f"{r['max_decode_rel_error']:.2g} | {r['max_abs_perplexity_delta_rel']:.3%} | "
+                     f"{r['min_top1_agreement']:.1%} | {ok} |")
+    archs = check.get("architectures", [])
+    lossy = [b for b in check.get("summary", {}) if b.endswith(("int8", "bf16"))]
+    if archs and lossy:
+        lines += ["", "Perplexity per architecture (PyTorch fp32, and the change under each reduced-precision runtime):", "",
+                  "| architecture | params | perplexity fp32 | " + " | ".join(f"Δ {b}" for b in lossy) + " |",
+                  "| --- | --- | --- | " + " | ".join("---" for _ in lossy) + " |"]
+        for a in archs:
+            ref = a["backends"]["torch-fp32"]["perplexity"]
+            lines.append(f"| `{canonical_id(a['arch'])}` | {a['params']:,} | {ref:.3f} | " + " | ".join(
+                f"{a['backends'][b]['perplexity_delta']:+.3f} ({a['backends'][b]['perplexity_delta_rel']:+.3%})"
+                for b in lossy) + " |")
+    return lines
+
+
 def _short(dev: str) -> str:
     return dev.replace("cpu-", "").replace("gpu-", "")
 
@@ -211,12 +244,13 @@ def _cross_device(t: Table, out_dir: Path, stem: str) -> tuple[list[str], list[t
 
 
 def write_data_card(table: str | Path, out_md: str | Path, title: str | None = None, notes: str = "",
-                    protocol_evidence: list[dict] | None = None) -> Path:
+                    protocol_evidence: list[dict] | None = None, runtime_check: dict | None = None) -> Path:
     """Write the data card of ``table`` to ``out_md`` (plots beside it); returns the path.
     ``notes``: markdown on the conditions of the measurement that the table cannot know (e.g.
     other work on the machine), printed under the summary. ``protocol_evidence``: rows of
     ``surrogates.drift.setting_evidence`` (computed where the raw timings are, i.e. from the
-    timing-pass shards), printed as the timing-protocol section."""
+    timing-pass shards), printed as the timing-protocol section. ``runtime_check``: the JSON of
+    ``scripts/check_runtimes.py`` (agreement of each runtime with PyTorch fp32, perplexity deltas)."""
     t = Table(table)
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +301,8 @@ def write_data_card(table: str | Path, out_md: str | Path, title: str | None = N
                   f"{r['cv_median']:.1%} | {r['cv_p90']:.1%} |" for r in noise]
     if protocol_evidence:
         lines += _protocol_section(protocol_evidence)
+    if runtime_check:
+        lines += _runtime_section(runtime_check)
     if "reference_timings" in t.logs():
         log = t.log("reference_timings")
         lines += ["", "## Drift", "", "The largest and smallest architectures are re-timed at the first setting at "

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="release directory (default: the embedded release, data/)")
     ap.add_argument("--threads", type=int, default=2, help="XGBoost threads for fitting (default 2)")
     ap.add_argument("--notes", default=None, help="markdown file with measurement conditions for the data card")
+    ap.add_argument("--runtime-check", default=None,
+                    help="JSON of scripts/check_runtimes.py to print in the data card (runtime correctness)")
     ap.add_argument("--no-surrogates", action="store_true", help="skip fitting (table, card and manifest only)")
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else data_dir()
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[2/5] {len(r['devices'])} modeled devices added")
     card = write_data_card(table, REPO_ROOT / "docs" / f"data_card_{a.space}.md",
                            title=f"Data card: the `{a.space}` table",
-                           notes=Path(a.notes).read_text() if a.notes else "", protocol_evidence=evidence)
+                           notes=Path(a.notes).read_text() if a.notes else "", protocol_evidence=evidence,
+                           runtime_check=json.loads(Path(a.runtime_check).read_text()) if a.runtime_check else None)
     print(f"[3/5] data card: {card}")
     if not a.no_surrogates:
         from surrogates.fit import fit_table

@@ -63,3 +63,21 @@ def test_evidence_sees_drift_in_visits_but_not_in_architectures_and_the_card_pri
     row = next(line for line in md.splitlines() if line.startswith(f"| `{DEV}` | `{S}` | 80 | 3 |"))
     assert f"{e['r2_oof']:.3f}" in row and f"{e['visit_lag1_raw']:.3f}" in row
     assert "## Timing protocol evidence" not in write_data_card(path, tmp_path / "bare.md").read_text()
+
+
+def test_the_card_prints_each_runtimes_agreement_and_perplexity_deltas(tmp_path):
+    import json
+    from pathlib import Path
+
+    check = json.loads((Path(__file__).resolve().parents[1] / "docs" / "runtimes_check.json").read_text())
+    path = _drifting_table(tmp_path / "t.h5", n=20)
+    md = write_data_card(path, tmp_path / "card.md", runtime_check=check).read_text()
+    section = md.split("## Runtime correctness", 1)[1].split("\n## ", 1)[0]
+    for name, r in check["summary"].items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| {name} |"))
+        assert f"{r['max_prefill_rel_error']:.2g}" in row
+        assert ("pass" in row) == bool(r.get("fp32_pass"))  # only fp32 runtimes are held to the tolerance
+    sp = get_space("t")
+    for a in check["architectures"]:  # ids of any form printed canonically, with the int8 delta
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{sp.from_id(a['arch']).id}` |"))
+        assert f"{a['backends']['ort-int8']['perplexity_delta']:+.3f}" in row
