@@ -127,3 +127,31 @@ def test_moo_runs_are_the_same_with_and_without_the_values_path(b, monkeypatch):
         assert f.ids == r.ids and f.n_queries == r.n_queries
         np.testing.assert_array_equal(f.objectives, r.objectives)
         np.testing.assert_array_equal(f.clock_s, r.clock_s)
+
+
+def test_dicts_parsed_without_architectures_agree_with_the_space(b):
+    """HW-GPT-Bench dicts take the parser of Inputs.many: the same rows and encodings as
+    SearchSpace.from_hwgpt_dict, table rows found, anything not plainly valid left to the space."""
+    archs = b.space.sample(21, n=40) + [b.space.from_id(i) for i in b.table.ids[:5]]
+    dicts = []
+    for k, a in enumerate(archs):
+        d = a.to_hwgpt_dict()
+        if k % 3 == 0:  # padded per-layer lists, as HW-GPT-Bench writes them, tuples, bool bias
+            d["sample_mlp_ratio"] = tuple(d["sample_mlp_ratio"]) + (99,) * 2
+            d["sample_n_head"] = d["sample_n_head"] + [0]
+            d["sample_bias"] = a.bias
+        if k % 5 == 0:  # numpy integers: the space's own path
+            d["sample_embed_dim"] = np.int64(a.embed_dim)
+        dicts.append(d)
+    rows, enc = b.inputs.many(dicts)
+    ref_rows, ref_enc = b.inputs.many([a.id for a in archs])
+    np.testing.assert_array_equal(enc, b.space.encode_many([b.space.from_hwgpt_dict(d) for d in dicts]))
+    np.testing.assert_array_equal(enc, ref_enc)
+    np.testing.assert_array_equal(rows, ref_rows)
+    assert (rows[-5:] == np.arange(5)).all()
+    good = archs[0].to_hwgpt_dict()
+    for field, bad, match in (("sample_embed_dim", float(archs[0].embed_dim), "embed_dim"),
+                              ("sample_n_layer", True, "n_layer"), ("sample_bias", "yes", "bias"),
+                              ("sample_n_head", [2.0] * 6, "n_head")):
+        with pytest.raises(ValueError, match=match):
+            b.query_batch([good, {**good, field: bad}], metrics=["params"])
