@@ -4,6 +4,7 @@ where it can be avoided (a NAS loop sends thousands of them)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from benchmark.spaces import Architecture, ArchitectureError, SearchSpace
 from benchmark.query.results import QueryError, fail
 
 __all__ = ["Inputs"]
+
+_INT = {int}
 
 
 class Inputs:
@@ -94,7 +97,7 @@ class Inputs:
             rows[i] = get(v.id, -1)
             enc[i] = v.encoding()
         if parsed:
-            enc[parsed_at] = np.array(parsed, np.int8)
+            enc[parsed_at] = np.fromiter(chain.from_iterable(parsed), np.int8, len(parsed) * L).reshape(-1, L)
         if dicts_at:
             rows[dicts_at] = self.rows_of_encodings(enc[dicts_at])
         return rows, enc
@@ -127,10 +130,12 @@ class Inputs:
         if ei is None or li is None or bi is None or len(mlp) < nl or len(head) < nl:
             return None
         mlp, head = mlp[:nl], head[:nl]
-        if any(type(v) is not int for v in mlp) or any(type(v) is not int for v in head):
+        types = set(map(type, mlp))
+        types.update(map(type, head))
+        if types != _INT:
             return None
         try:
-            m, h = [mlp_t[v] for v in mlp], [head_t[v] for v in head]
+            m, h = list(map(mlp_t.__getitem__, mlp)), list(map(head_t.__getitem__, head))
         except KeyError:
             return None
         pad = pads[nl]
