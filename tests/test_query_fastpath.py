@@ -155,3 +155,11 @@ def test_dicts_parsed_without_architectures_agree_with_the_space(b):
                               ("sample_n_head", [2.0] * 6, "n_head")):
         with pytest.raises(ValueError, match=match):
             b.query_batch([good, {**good, field: bad}], metrics=["params"])
+
+
+@pytest.mark.parametrize("n", [1, 5, 32, 33, 300])
+def test_table_rows_of_encodings_agree_with_ids(b, n):
+    """Few rows are found by a dict of encoding bytes, many by a hash; both give the table's rows."""
+    enc = _inputs(b, n - n // 3, n // 3, seed=n)
+    ids = b.space.ids_of_encodings(enc)
+    np.testing.assert_array_equal(b.inputs.rows_of_encodings(enc), [b.inputs.row.get(i, -1) for i in ids])

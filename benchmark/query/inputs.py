@@ -15,6 +15,7 @@ from benchmark.query.results import QueryError, fail
 __all__ = ["Inputs"]
 
 _INT = {int}
+_FEW_ROWS = 32  # up to this many rows, table rows are found by one dict lookup per row (no numpy call per row)
 
 
 class Inputs:
@@ -29,6 +30,7 @@ class Inputs:
         self._hash_keys = None
         self._id_parser = None
         self._dict_parser = None
+        self._bytes_rows = None  # encoding bytes -> table row, built on first use
 
     def one(self, arch: Any) -> tuple[int, np.ndarray | None, str]:
         """(row or -1, encoding or None (table rows), id) of one architecture in any accepted form."""
@@ -176,6 +178,12 @@ class Inputs:
         n = len(enc)
         if self.table_encodings is None or not self.row or n == 0:
             return np.full(n, -1, np.int64)
+        if n <= _FEW_ROWS and enc.dtype == np.int8:  # a NAS loop's few rows: one dict lookup each
+            if self._bytes_rows is None:
+                tab = np.ascontiguousarray(self.table_encodings, np.int8)
+                self._bytes_rows = {tab[i].tobytes(): i for i in range(len(tab))}
+            raw, L, get = np.ascontiguousarray(enc).tobytes(), enc.shape[1], self._bytes_rows.get
+            return np.array([get(raw[i:i + L], -1) for i in range(0, n * L, L)], np.int64)
         if self._hash_keys is None:
             w = np.random.default_rng(12345).integers(1, 2**62, self.space.encoding_length, dtype=np.int64) | 1
             tab = np.asarray(self.table_encodings, np.int64)
