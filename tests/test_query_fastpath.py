@@ -163,3 +163,34 @@ def test_table_rows_of_encodings_agree_with_ids(b, n):
     enc = _inputs(b, n - n // 3, n // 3, seed=n)
     ids = b.space.ids_of_encodings(enc)
     np.testing.assert_array_equal(b.inputs.rows_of_encodings(enc), [b.inputs.row.get(i, -1) for i in ids])
+
+
+@pytest.mark.parametrize("space", ["t", "s", "m", "l"])
+@pytest.mark.parametrize("setting,decode_tokens", [(None, 0), ("prefill-b8-s256-fp32", 0),
+                                                   ("decode-b1-s128-fp32", 16)])
+def test_feature_function_equals_surrogate_features(space, setting, decode_tokens):
+    """The feature map (t, s) and the fallback (m, l: too many tuples for a table) give
+    surrogates.features bit for bit, on sampled architectures and the smallest and largest."""
+    from benchmark.query.fastpath import FeatureMap, feature_function
+    from benchmark.spaces import get_space
+    from surrogates.features import features
+
+    sp = get_space(space)
+    f = feature_function(sp, setting, decode_tokens)
+    assert isinstance(f, FeatureMap) == (space in ("t", "s"))
+    enc = sp.encode_many(sp.sample(99, n=500) + [sp.smallest(), sp.largest()])
+    for rows in (enc, enc[:1], enc[3:7]):
+        np.testing.assert_array_equal(f(rows), features(sp, rows, setting, decode_tokens))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_fused_walk_equals_each_ensembles_own_walk(b, n):
+    from benchmark.query.fastpath import FusedHeapWalk, feature_function
+
+    st = "prefill-b1-s256-fp32"
+    ens = [b.surrogate("latency_ms", "cpu-epyc-1c", st).tree_ensemble("mean"),
+           b.surrogate("perplexity").tree_ensemble("mean"), b.surrogate("memory_mb", "cpu-epyc-1c", st)
+           .tree_ensemble("mean")]
+    x = feature_function(b.space, st, 0)(b.space.encode_many(b.space.sample(n, n=n))).astype(np.float32)
+    for got, e in zip(FusedHeapWalk(ens).predict(x), ens):
+        np.testing.assert_array_equal(got, e.predict(x))  # TreeEnsemble: XGBoost's own values (test_surrogates)

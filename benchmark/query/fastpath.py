@@ -113,7 +113,7 @@ class FeatureMap:
     order. Built only where the table stays small (``MAX_KEYS``), and checked against ``features``
     on a seeded sample when built (ValueError on any difference)."""
 
-    MAX_KEYS = 1 << 20
+    MAX_KEYS = 1 << 18  # t and s (m and l: features itself)
 
     def __init__(self, space: SearchSpace, setting: str | None, decode_tokens: int):
         from benchmark.settings import Setting
@@ -165,11 +165,13 @@ class FeatureMap:
         reps = _representatives(sp)
         X = features(sp, reps, setting, decode_tokens)
         self.table = np.full((n_keys, len(self.nonlinear)), np.nan)
-        self.table[self._lookup(reps)[:, F].astype(np.intp)] = X[:, self.nonlinear]
+        self.table[self.W[reps + self.starts, F].sum(1).astype(np.intp)] = X[:, self.nonlinear]
         rng = np.random.default_rng(0x66656174)
         check = np.concatenate([reps, sp.encode_many(sp.sample(rng, n=256))])
-        if not np.array_equal(self(check), features(sp, check, setting, decode_tokens)):
-            raise ValueError("the feature map disagrees with surrogates.features")
+        for i in range(0, len(check), 2048):  # chunks: the lookup holds (rows, columns, features)
+            part = check[i:i + 2048]
+            if not np.array_equal(self(part), features(sp, part, setting, decode_tokens)):
+                raise ValueError("the feature map disagrees with surrogates.features")
 
     def _lookup(self, enc: np.ndarray) -> np.ndarray:
         """The summed columns (N, F + 1) of valid encodings."""
