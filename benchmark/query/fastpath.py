@@ -369,7 +369,7 @@ def feature_function(space: SearchSpace, setting: str | None, decode_tokens: int
     if f is None:
         try:
             f = FeatureMap(space, setting, decode_tokens)
-        except ValueError:
+        except (ValueError, KeyError):  # a space too large for the table, or features it does not know
             from benchmark import costs
             from surrogates.features import features
 
