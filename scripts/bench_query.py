@@ -12,7 +12,12 @@ their ``id`` column) and as arrays (``as_frame=False``, the engine alone); and, 
 answers (params and prefill FLOPs), building ``benchmark.model.GPT`` per architecture and counting
 ``sum(p.numel())`` and ``torch.utils.flop_counter.FlopCounterMode`` over one forward — with the ratios.
 When the release has a modeled device, its latency and energy of unprofiled architectures (the
-roofline model evaluated directly, source ``modeled``) are timed too, single and batched.
+roofline model evaluated directly, source ``modeled``) are timed too, single and batched. Then the
+input forms HW-GPT-Bench users have — its dicts (surrogate mode) and ids (table mode) — as ratios to
+the same query from encodings and to model building; and, for ``t`` releases, HW-GPT-Bench's space
+``s`` without a release (exact metrics and its imported perplexity predictor) from encodings, ids
+and dicts against HW-GPT-Bench's own path, building the model to count its parameters
+(``--s-archs`` of them, each a few hundred ms).
 
 ``--synthetic`` builds a table with ``tests/hwtable.py`` (hardware values are a function of exact
 costs plus seeded noise — not measurements) and fits surrogates on it with the release's
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=100_000, help="architectures per query_batch (default 1e5)")
     ap.add_argument("--singles", type=int, default=3000, help="timed single queries per kind (default 3000)")
     ap.add_argument("--n-dense", type=int, default=10, help="dense models to build (default 10)")
+    ap.add_argument("--s-archs", type=int, default=3, help="models of space s to build as its baseline (default 3; "
+                    "0 skips space s)")
     args = ap.parse_args(argv)
 
     tmp = None
@@ -181,9 +188,48 @@ def main(argv: list[str] | None = None) -> int:
           f"as FlopCounterMode counts on CPU): {ok_f}")
     print(f"ratio, single query (table, all metrics) vs model building: {dense_s / (p50t / 1e6):,.0f}x   (target >= 1000x)")
     print(f"ratio, query_batch (table, encodings) vs model building:    {dense_s * r_te:,.0f}x")
+
+    # the input forms HW-GPT-Bench users have: ids and their dicts, on the same engine as encodings
+    dicts_s = [sp.decode(e).to_hwgpt_dict() for e in enc_s[:20_000]]
+    r_sd = _rate(lambda: b.query_batch(dicts_s, device=device, mode="surrogate"), len(dicts_s))
+    print("input forms, each as a ratio to the same query from encodings and to model building:")
+    print(f"  query_batch, surrogate mode, {len(dicts_s):,} HW-GPT-Bench dicts: {r_sd:12,.0f} archs/s "
+          f"({r_sd / r_se:.2f}x encodings, {dense_s * r_sd:,.0f}x model building; target >= 20,000)")
+    print(f"  query_batch, table mode, {n:,} ids: {r_ti:12,.0f} archs/s ({r_ti / r_te:.2f}x encodings, "
+          f"{dense_s * r_ti:,.0f}x model building; target >= 500,000)")
+    ok_s = _space_without_release(args.s_archs) if args.space == "t" and args.s_archs else True
     if tmp is not None:
         tmp.cleanup()
-    return 0 if ok_p and ok_f else 1
+    return 0 if ok_p and ok_f and ok_s else 1
+
+
+def _space_without_release(n_dense: int) -> bool:
+    """HW-GPT-Bench's space ``s`` (no release: exact metrics and the imported perplexity) against
+    HW-GPT-Bench's own path, which builds the model to count parameters; True when the counts agree."""
+    from benchmark import Benchmark
+    from benchmark.model import GPT
+
+    s = Benchmark("s")
+    metrics = ["params", "params_no_embedding", "flops", "perplexity"]
+    archs = s.space.sample(5, n=20_000)
+    enc = s.space.encode_many(archs)
+    ids, dicts = [a.id for a in archs], [a.to_hwgpt_dict() for a in archs]
+    enc_n = np.tile(enc, (5, 1))
+    r_e = _rate(lambda: s.query_batch(enc_n, metrics=metrics), len(enc_n))
+    r_i = _rate(lambda: s.query_batch(ids, metrics=metrics), len(ids))
+    r_d = _rate(lambda: s.query_batch(dicts, metrics=metrics), len(dicts))
+    t0 = time.perf_counter()
+    counted = []
+    for a in archs[:n_dense]:  # HW-GPT-Bench builds its GPT for the architecture and counts numel
+        counted.append(sum(p.numel() for p in GPT(a).parameters()))
+    build_s = (time.perf_counter() - t0) / n_dense
+    ok = s.query_batch(archs[:n_dense], metrics=["params"])["params"].astype(np.int64).tolist() == counted
+    print(f"space s, {', '.join(metrics)} (exact; perplexity imported from HW-GPT-Bench's predictor), no release:")
+    print(f"  HW-GPT-Bench's way (build GPT, count numel), {n_dense} architectures: {build_s * 1e3:,.0f} ms each; "
+          f"params agree: {ok}")
+    for what, r, k in (("encodings", r_e, len(enc_n)), ("ids", r_i, len(ids)), ("HW-GPT-Bench dicts", r_d, len(dicts))):
+        print(f"  query_batch, {k:,} {what}: {r:12,.0f} archs/s ({build_s * r:,.0f}x model building; target >= 100,000)")
+    return ok
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ where it can be avoided (a NAS loop sends thousands of them)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,9 @@ from benchmark.spaces import Architecture, ArchitectureError, SearchSpace
 from benchmark.query.results import QueryError, fail
 
 __all__ = ["Inputs"]
+
+_INT = {int}
+_FEW_ROWS = 32  # up to this many rows, table rows are found by one dict lookup per row (no numpy call per row)
 
 
 class Inputs:
@@ -25,6 +29,8 @@ class Inputs:
         self.row = {a: i for i, a in enumerate(self.table_ids)}
         self._hash_keys = None
         self._id_parser = None
+        self._dict_parser = None
+        self._bytes_rows = None  # encoding bytes -> table row, built on first use
 
     def one(self, arch: Any) -> tuple[int, np.ndarray | None, str]:
         """(row or -1, encoding or None (table rows), id) of one architecture in any accepted form."""
@@ -66,16 +72,25 @@ class Inputs:
         enc = np.empty((n, L), np.int8)
         tab = self.table_encodings
         get = self.row.get
+        parsed, parsed_at, dicts_at = [], [], []  # encodings parsed without an Architecture, and where
         for i, a in enumerate(archs):
-            r = get(a, -1) if isinstance(a, str) else -1
-            if r >= 0:
-                rows[i] = r
-                enc[i] = tab[r]
-                continue
             if isinstance(a, str):
+                r = get(a, -1)
+                if r >= 0:
+                    rows[i] = r
+                    enc[i] = tab[r]
+                    continue
                 row = self.parse_id(a)
                 if row is not None:  # a valid canonical id of this space that is not in the table
-                    enc[i] = row
+                    parsed.append(row)
+                    parsed_at.append(i)
+                    continue
+            elif type(a) is dict:
+                row = self.parse_dict(a)
+                if row is not None:  # a valid HW-GPT-Bench dict: its table row is looked up below
+                    parsed.append(row)
+                    parsed_at.append(i)
+                    dicts_at.append(i)
                     continue
             try:
                 v = self.space.validate(a)
@@ -83,7 +98,50 @@ class Inputs:
                 raise QueryError(f"architecture {i} of {n}: {e}") from None
             rows[i] = get(v.id, -1)
             enc[i] = v.encoding()
+        if parsed:
+            enc[parsed_at] = np.fromiter(chain.from_iterable(parsed), np.int8, len(parsed) * L).reshape(-1, L)
+        if dicts_at:
+            rows[dicts_at] = self.rows_of_encodings(enc[dicts_at])
         return rows, enc
+
+    def parse_dict(self, d: dict) -> list[int] | None:
+        """Encoding of a HW-GPT-Bench dict without building an Architecture; None when it is not
+        plainly valid (the caller then lets ``space.validate`` accept other forms — numpy integers,
+        padded values of other types — or word the error). Accepted here: int sizes among the
+        choices, list or tuple per-layer values (entries beyond ``sample_n_layer`` ignored, as
+        :meth:`SearchSpace.from_hwgpt_dict` ignores them), a bool or ``"True"``/``"False"`` bias."""
+        p = self._dict_parser
+        if p is None:
+            sp = self.space
+            index = lambda choices: {c: i for i, c in enumerate(choices)}  # noqa: E731
+            p = self._dict_parser = (index(sp.embed_dim_choices), index(sp.n_layer_choices),
+                                     index(sp.mlp_ratio_choices), index(sp.n_head_choices),
+                                     {str(b): i for i, b in enumerate(sp.bias_choices)},
+                                     {n: [-1] * (sp.max_layers - n) for n in sp.n_layer_choices})
+        embed_t, layer_t, mlp_t, head_t, bias_t, pads = p
+        try:
+            e, nl, mlp, head, bias = (d["sample_embed_dim"], d["sample_n_layer"], d["sample_mlp_ratio"],
+                                      d["sample_n_head"], d["sample_bias"])
+        except KeyError:
+            return None
+        # exact types: a bool or float equal to a choice (True == 1, 4.0 == 4) is not one
+        if type(e) is not int or type(nl) is not int or type(mlp) not in (list, tuple) \
+                or type(head) not in (list, tuple) or type(bias) not in (bool, str):
+            return None
+        ei, li, bi = embed_t.get(e), layer_t.get(nl), bias_t.get(str(bias))
+        if ei is None or li is None or bi is None or len(mlp) < nl or len(head) < nl:
+            return None
+        mlp, head = mlp[:nl], head[:nl]
+        types = set(map(type, mlp))
+        types.update(map(type, head))
+        if types != _INT:
+            return None
+        try:
+            m, h = list(map(mlp_t.__getitem__, mlp)), list(map(head_t.__getitem__, head))
+        except KeyError:
+            return None
+        pad = pads[nl]
+        return [ei, li, *m, *pad, *h, *pad, bi]
 
     def parse_id(self, aid: str) -> list[int] | None:
         """Encoding of a canonical id of this space without building an Architecture; None when
@@ -120,6 +178,12 @@ class Inputs:
         n = len(enc)
         if self.table_encodings is None or not self.row or n == 0:
             return np.full(n, -1, np.int64)
+        if n <= _FEW_ROWS and enc.dtype == np.int8:  # a NAS loop's few rows: one dict lookup each
+            if self._bytes_rows is None:
+                tab = np.ascontiguousarray(self.table_encodings, np.int8)
+                self._bytes_rows = {tab[i].tobytes(): i for i in range(len(tab))}
+            raw, L, get = np.ascontiguousarray(enc).tobytes(), enc.shape[1], self._bytes_rows.get
+            return np.array([get(raw[i:i + L], -1) for i in range(0, n * L, L)], np.int64)
         if self._hash_keys is None:
             w = np.random.default_rng(12345).integers(1, 2**62, self.space.encoding_length, dtype=np.int64) | 1
             tab = np.asarray(self.table_encodings, np.int64)

@@ -1,0 +1,379 @@
+"""The values-only executor: what a NAS loop asks (``query_batch(..., noise=False, intervals=False)``),
+with a fraction of the numpy calls of :class:`~benchmark.query.execute.Executor`.
+
+A :class:`ValuesPath` is compiled once per (plan, mode): the table columns, the surrogates and
+their trees, the roofline models and the exact metrics the plan needs. A call then builds the
+features of the rows the table does not answer once and walks the trees of every surrogate of
+the plan in one pass (:class:`FusedHeapWalk`). It returns exactly what ``Executor.run`` returns
+for the same arguments — the same values bit for bit, the same sources and target sources —
+or None where it does not apply (a plan with an overlay device's metric, a tree ensemble the walk
+cannot read, mode ``table`` with a row the table lacks, many rows): the executor then answers,
+and words any error. ``tests/test_query_fastpath.py`` checks the equality on the embedded release.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchmark.spaces import SearchSpace
+from benchmark.query.lookup import exact_values
+from benchmark.query.models import ROOFLINE_OUTPUT
+from benchmark.query.plan import Plan
+
+__all__ = ["MAX_ROWS", "FusedHeapWalk", "FeatureMap", "feature_function", "ValuesPath"]
+
+MAX_ROWS = 1024  # larger batches: per-call overhead no longer matters, the executor (XGBoost) answers
+_HEAP_MAX_DEPTH = 10  # deeper trees: the executor (the heap doubles per level)
+# rows x trees beyond which XGBoost's own predict (a few hundred us per call, then ~2 us per row and
+# model) beats the numpy walk (~10-40 ns per row and tree): measured on the embedded and the
+# synthetic release, the two cross between 40,000 and 80,000
+_WALK_BUDGET = 40_000
+
+
+def _heap(ensembles: list) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+    """Every tree of ``ensembles`` as a complete binary tree of the deepest one's depth ``D`` in heap
+    order (node ``h``'s children at ``2h + 1``, ``2h + 2``; a leaf above the last level repeated below
+    itself, so either way leads to it): per ensemble, the split feature and the float32 threshold at
+    each position ((trees, 2**(D+1) - 1) each; at the last level the leaf values)."""
+    D = max(e.depth for e in ensembles)
+    if not 1 <= D <= _HEAP_MAX_DEPTH or any(e.n_targets != 1 for e in ensembles):
+        raise ValueError("unsupported ensembles: depth 1..10 and one target each")
+    H = 2 ** (D + 1) - 1
+    feats, thrs = [], []
+    for e in ensembles:
+        node = np.empty((len(e.roots), H), np.int64)  # the ensemble's node at each heap position
+        node[:, 0] = e.roots
+        for d in range(D):  # a leaf points to itself on both sides
+            pos = np.arange(2 ** d - 1, 2 ** (d + 1) - 1)
+            node[:, 2 * pos + 1] = e.left[node[:, pos]]
+            node[:, 2 * pos + 2] = e.right[node[:, pos]]
+        feats.append(e.feat[node])
+        thrs.append(e.thr[node])
+    return D, feats, thrs
+
+
+def _sum_trees(values: np.ndarray, segments: list[slice]) -> list[np.ndarray]:
+    """Per segment of rows of ``values`` ((base + trees, N) float32: each ensemble's base score, then
+    its trees' leaf values), their sum as ``TreeEnsemble.predict`` adds them: float32, in tree order."""
+    if values.shape[1] > 1:  # summed along the outer axis: sequentially, row after row
+        return [np.add.reduce(values[seg], axis=0, dtype=np.float32) for seg in segments]
+    # one row: a 1-D reduction would sum pairwise, so accumulate
+    return [np.cumsum(values[seg, 0], dtype=np.float32)[-1:] for seg in segments]
+
+
+class FusedHeapWalk:
+    """The trees of several :class:`surrogates.fastpredict.TreeEnsemble` walked level by level in
+    one pass over the rows (:func:`_heap` layout) — the same leaves and sums as their own walks."""
+
+    def __init__(self, ensembles: list) -> None:
+        D, feats, thrs = _heap(ensembles)
+        H = 2 ** (D + 1) - 1
+        self.depth, self.n_trees = D, sum(len(f) for f in feats)
+        # each ensemble's base score as a one-position "tree" before its trees: the sum then starts there
+        feat, thr, self.segments, trees = [], [], [], 0
+        for e, f, t in zip(ensembles, feats, thrs):
+            feat += [np.zeros((1, H), np.int64), f]
+            thr += [np.full((1, H), e.base[0], np.float32), t]
+            self.segments.append(slice(trees, trees + 1 + len(f)))
+            trees += 1 + len(f)
+        self.feat = np.concatenate(feat).reshape(-1).astype(np.intp)
+        self.thr = np.concatenate(thr).reshape(-1)
+        off = np.arange(trees, dtype=np.int64) * H  # each tree's root
+        self.first = off + 1
+        # global heap index G = tree offset + h: its left child is 2G + 1 - offset, the right one next to it
+        self.left = (2 * np.arange(trees * H, dtype=np.int64) + 1 - np.repeat(off, H))
+        self.root_feat, self.root_thr = self.feat[off], self.thr[off]
+
+    def predict(self, x: np.ndarray) -> list[np.ndarray]:
+        """Per ensemble, its ``predict(x)`` (float32, (N,)) for float32 features without NaN."""
+        n = len(x)
+        G = self.first + (x[:, self.root_feat] >= self.root_thr)  # (N, trees): the position reached
+        xf, base = x.reshape(-1), np.arange(0, n * x.shape[1], x.shape[1])[:, None]
+        feat, thr, left = self.feat, self.thr, self.left
+        for _ in range(self.depth - 1):
+            c = xf[base + feat[G]] >= thr[G]  # right when x >= split
+            G = left[G]
+            G += c
+        return _sum_trees(np.take(thr, G.T), self.segments)  # a base "tree" holds its score everywhere
+
+
+class FeatureMap:
+    """:func:`surrogates.features.features` of valid encodings at one setting, bit for bit, in a
+    handful of numpy calls. Every feature but five is a sum over the encoding's columns of a value
+    that depends on that column's choice alone (the choices themselves, the sums of heads and MLP
+    ratios and their widths, the KV-cache elements): one table lookup per column and one sum. Of the
+    others, ``mlp_hidden`` is a product of two of them and the per-layer maxima are two ``max``
+    calls; ``params``, ``params_no_embedding`` and the setting's FLOPs depend on the architecture
+    only through (embed_dim, n_layer, bias, sum of heads, sum of MLP ratios) — all that
+    :class:`benchmark.costs.EncodedBatch` keeps — so they are read from a table that ``features``
+    itself fills, once, from one architecture per such tuple; the tuple's index is one more summed
+    column. All values are integers or halves far below 2**53, so every sum is exact whatever its
+    order. Built only where the table stays small (``MAX_KEYS``), and checked against ``features``
+    on a seeded sample when built (ValueError on any difference)."""
+
+    MAX_KEYS = 1 << 18  # t and s (m and l: features itself)
+
+    def __init__(self, space: SearchSpace, setting: str | None, decode_tokens: int):
+        from benchmark.settings import Setting
+        from surrogates.features import feature_names, features
+
+        sp, lm = space, space.max_layers
+        names = feature_names(sp, setting)
+        col = {name: i for i, name in enumerate(names)}
+        nE, nL, nB = len(sp.embed_dim_choices), len(sp.n_layer_choices), len(sp.bias_choices)
+        Hmax, Mmax = max(sp.n_head_choices) * lm, max(sp.mlp_ratio_choices) * lm
+        stride_h, stride_b = Mmax + 1, (Mmax + 1) * (Hmax + 1)
+        stride_l = stride_b * nB
+        stride_e = stride_l * nL
+        n_keys = stride_e * nE
+        if n_keys > self.MAX_KEYS:
+            raise ValueError("too many (embed_dim, n_layer, bias, heads, MLP) tuples for a table")
+        kv = None
+        if setting is not None:
+            st = Setting.parse(setting)
+            context = st.seq_len + (int(decode_tokens) - 1) / 2 if st.mode == "decode" else st.seq_len
+            kv = st.batch * context * sp.head_size  # per head
+        F = len(names)
+        # per encoding column, a block of rows: PAD (-1) first, then one row per choice
+        sizes = [nE, nL, *[len(sp.mlp_ratio_choices)] * lm, *[len(sp.n_head_choices)] * lm, nB]
+        starts = np.concatenate([[0], np.cumsum(np.asarray(sizes) + 1)[:-1]])
+        W = np.zeros((int(sum(sizes)) + len(sizes), F + 1))  # column F: the tuple's index
+        for j, e in enumerate(sp.embed_dim_choices):
+            W[starts[0] + 1 + j, [col["embed_dim"], F]] = e, j * stride_e
+        for j, n in enumerate(sp.n_layer_choices):
+            W[starts[1] + 1 + j, [col["n_layer"], F]] = n, j * stride_l
+        for j, b in enumerate(sp.bias_choices):
+            W[starts[-1] + 1 + j, [col["bias"], F]] = float(b), j * stride_b
+        for i in range(lm):
+            for j, m in enumerate(sp.mlp_ratio_choices):
+                W[starts[2 + i] + 1 + j, [col[f"mlp_ratio_{i}"], col["total_mlp_ratio"], F]] = m, m, m
+            for j, h in enumerate(sp.n_head_choices):
+                r = starts[2 + lm + i] + 1 + j
+                W[r, [col[f"n_head_{i}"], col["total_heads"], col["attn_width"], F]] = h, h, h * sp.head_size, \
+                    h * stride_h
+                if kv is not None:
+                    W[r, col["kv_elems"]] = kv * h
+        self.W, self.starts, self.F = W, starts.astype(np.int16) + 1, F
+        self.hidden, self.tm, self.e = col["mlp_hidden"], col["total_mlp_ratio"], col["embed_dim"]
+        self.max_heads, self.max_mlp = col["max_heads"], col["max_mlp_ratio"]
+        self.heads = slice(col["n_head_0"], col["n_head_0"] + lm)
+        self.mlps = slice(col["mlp_ratio_0"], col["mlp_ratio_0"] + lm)
+        self.nonlinear = [col[k] for k in ("params", "params_no_embedding", "flops_setting") if k in col]
+        # the table of params / FLOPs: features() of one architecture per (embed, n_layer, bias, sums)
+        reps = _representatives(sp)
+        X = features(sp, reps, setting, decode_tokens)
+        self.table = np.full((n_keys, len(self.nonlinear)), np.nan)
+        self.table[self.W[reps + self.starts, F].sum(1).astype(np.intp)] = X[:, self.nonlinear]
+        rng = np.random.default_rng(0x66656174)
+        check = np.concatenate([reps, sp.encode_many(sp.sample(rng, n=256))])
+        for i in range(0, len(check), 2048):  # chunks: the lookup holds (rows, columns, features)
+            part = check[i:i + 2048]
+            if not np.array_equal(self(part), features(sp, part, setting, decode_tokens)):
+                raise ValueError("the feature map disagrees with surrogates.features")
+
+    def _lookup(self, enc: np.ndarray) -> np.ndarray:
+        """The summed columns (N, F + 1) of valid encodings."""
+        return self.W[enc + self.starts].sum(1)
+
+    def __call__(self, enc: np.ndarray) -> np.ndarray:
+        """``features(space, enc, setting, decode_tokens)`` of valid encodings (N, L)."""
+        S = self._lookup(enc)
+        X = S[:, :self.F]
+        X[:, self.hidden] = X[:, self.tm] * X[:, self.e]
+        X[:, self.max_heads] = X[:, self.heads].max(1)
+        X[:, self.max_mlp] = X[:, self.mlps].max(1)
+        X[:, self.nonlinear] = self.table[S[:, self.F].astype(np.intp)]
+        return X
+
+
+def _representatives(sp: SearchSpace) -> np.ndarray:
+    """One encoding per (embed_dim, n_layer, bias, sum of heads, sum of MLP ratios) that exists."""
+    from benchmark.spaces import PAD
+
+    lm, rows = sp.max_layers, []
+    for li, n in enumerate(sp.n_layer_choices):
+        per_sum = []
+        for choices in (sp.mlp_ratio_choices, sp.n_head_choices):
+            reach = {0: ()}  # sum over n layers -> one choice-index tuple reaching it
+            for _ in range(n):
+                reach = {s + c: t + (j,) for s, t in reach.items() for j, c in enumerate(choices)}
+            per_sum.append([list(t) + [PAD] * (lm - n) for t in reach.values()])
+        for ei in range(len(sp.embed_dim_choices)):
+            for bi in range(len(sp.bias_choices)):
+                rows += [[ei, li, *m, *h, bi] for m in per_sum[0] for h in per_sum[1]]
+    return np.array(rows, np.int8)
+
+
+class ValuesPath:
+    """One plan and mode compiled for values-only batches (module docstring)."""
+
+    def __init__(self, executor: Any, plan: Plan, mode: str):
+        self.executor, self.plan, self.mode = executor, plan, mode
+        self.space: SearchSpace = executor.space
+        models = executor.models
+        self.exact, self.imported, self.values, self.missing = [], [], [], []  # specs by kind, in the plan's order
+        surrogates = []
+        for sp in plan.specs:
+            if sp.kind == "exact":
+                dt = models.decode_tokens(sp.setting) if sp.metric == "flops" else 0
+                self.exact.append((sp, dt))
+            elif sp.kind == "imported":
+                if mode == "table":
+                    raise ValueError("imported metric in mode 'table'")  # the executor words the error
+                self.imported.append(sp)
+            elif sp.kind == "missing":
+                self.missing.append(sp)
+            elif sp.kind == "value" and not sp.transfer:
+                col = plan.columns.get(sp.metric)
+                roof = models.roofline(sp.device, sp.setting) if sp.roofline else None
+                s = None
+                if roof is None:
+                    s = models.surrogate(sp.metric, sp.device, sp.setting) if mode != "table" else None
+                    if s is not None:
+                        if (s.setting if s.setting is not None else plan.hw_setting) != plan.hw_setting:
+                            raise ValueError("surrogate at another setting")
+                        surrogates.append(s)
+                self.values.append((sp, col, roof, s))
+            else:
+                raise ValueError(f"spec kind {sp.kind!r}")
+        self.surrogates = surrogates
+        self.walk = None
+        if surrogates:
+            ensembles = [s.tree_ensemble("mean") for s in surrogates]
+            if any(e is None for e in ensembles):
+                raise ValueError("a booster the numpy walk cannot read")
+            self.walk = FusedHeapWalk(ensembles)
+            st = plan.hw_setting
+            self.features = feature_function(self.space, st, models.decode_tokens(st) if st is not None else 0)
+
+    @classmethod
+    def compile(cls, executor: Any, plan: Plan, mode: str) -> "ValuesPath | None":
+        try:
+            return cls(executor, plan, mode)
+        except (ValueError, KeyError):  # not a plan this path serves (the executor raises what is wrong)
+            return None
+
+    def run(self, rows: np.ndarray, enc: np.ndarray, trusted: bool) -> dict | None:
+        """``Executor.run(plan, rows, enc, mode, False, None, trusted=trusted, intervals=False)``'s
+        result, or None to let the executor answer."""
+        from benchmark import costs
+
+        n = len(rows)
+        if n == 0 or n > MAX_ROWS:
+            return None
+        intab = rows >= 0
+        any_in = bool(intab.any())
+        all_in = any_in and bool(intab.all())
+        if not all_in and not trusted and not costs.all_valid(self.space, enc):
+            return None  # the executor words which row is invalid
+        # per value metric: the rows its table column answers (None: none; True: all)
+        uses, need_model = [], None  # need_model: rows a model answers for some metric (None: none, True: all)
+        for sp, col, roof, s in self.values:
+            use = None
+            if any_in and self.mode != "surrogate" and col is not None:
+                use = intab & np.isfinite(col.median[np.where(intab, rows, 0)])
+                use = True if use.all() else (use if use.any() else None)
+            if self.mode == "table" and use is not True:
+                return None  # a row or cell the table lacks: the executor's error
+            if use is None:
+                need_model = True
+            elif use is not True and need_model is not True:
+                need_model = ~use if need_model is None else need_model | ~use
+            uses.append(use)
+        model_rows = None if need_model is None or need_model is True or need_model.all() \
+            else np.flatnonzero(need_model)
+        sub = enc if model_rows is None else enc[model_rows]  # the rows a model answers
+        preds: dict[str, np.ndarray] = {}
+        if need_model is not None and self.walk is not None:
+            preds = self._predict(sub)
+            if preds is None:
+                return None
+        out = {"values": {}, "sources": {}, "target_sources": {}, "intervals": {}, "missing": {}, "repeats": {},
+               "no_interval": {}, "in_table": intab}
+        values, sources = out["values"], out["sources"]
+        for (sp, col, roof, s), use in zip(self.values, uses):
+            m = sp.metric
+            if use is True:
+                values[m], sources[m] = col.median[rows], col.source
+                continue
+            if roof is not None:
+                model, src = roof.evaluate(np.ascontiguousarray(sub))[ROOFLINE_OUTPUT[m]], "modeled"
+            else:
+                model, src = preds[m], "surrogate"
+                out["target_sources"][m] = s.meta.get("target_source", "measured")
+            if model_rows is not None:
+                v = np.empty(n, np.float64)
+                v[model_rows] = model
+                model = v
+            if use is None:
+                values[m], sources[m] = np.asarray(model, np.float64), src
+            else:  # a modeled device's rows are all 'modeled', from the table or its model
+                values[m] = np.where(use, col.median[np.where(use, rows, 0)], model)
+                sources[m] = src if roof is not None else np.where(use, col.source, src)
+        for sp in self.missing:
+            values[sp.metric], sources[sp.metric] = np.full(n, np.nan), "missing"
+            out["missing"][sp.metric] = sp.reason
+        for sp in self.imported:
+            values[sp.metric], sources[sp.metric] = self.executor.models.imported(sp.metric, enc), "imported"
+        if self.exact:
+            self._exact(rows, enc, intab, any_in, all_in, values, sources)
+        if len(self.plan.specs) > 1:
+            out["values"] = {sp.metric: values[sp.metric] for sp in self.plan.specs}  # the plan's order
+        return out
+
+    def _exact(self, rows, enc, intab, any_in: bool, all_in: bool, values: dict, sources: dict) -> None:
+        """Exact metrics: the table's rows from the lookup's cache, the others computed."""
+        from benchmark import costs
+
+        lookup = self.executor.lookup
+        outside = None
+        if not all_in:
+            outside = costs.EncodedBatch(self.space, np.ascontiguousarray(enc[~intab] if any_in else enc), False)
+        for sp, dt in self.exact:
+            if all_in:
+                v = lookup.exact(sp.metric, sp.setting, dt)[rows]
+            elif not any_in:
+                v = np.array(exact_values(self.space, sp.metric, sp.setting, outside, dt), np.float64)
+            else:
+                v = np.empty(len(rows), np.float64)
+                v[intab] = lookup.exact(sp.metric, sp.setting, dt)[rows[intab]]
+                v[~intab] = exact_values(self.space, sp.metric, sp.setting, outside, dt)
+            values[sp.metric], sources[sp.metric] = v, "exact"
+
+    def _predict(self, enc: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Every surrogate's point prediction (original units, float64) for valid encodings."""
+        from surrogates.model import inverse_transform
+
+        X = self.features(enc)
+        if len(X) * self.walk.n_trees > _WALK_BUDGET:
+            X, base = np.ascontiguousarray(X), self.executor.n_base  # device-independent models: the prefix
+            return {s.metric: s.predict(X if s.setting is not None or self.plan.hw_setting is None else X[:, :base])
+                    for s in self.surrogates}  # the surrogates' own choice (XGBoost for many rows)
+        x = X.astype(np.float32)
+        if np.isnan(x).any():
+            return None  # a missing value follows default_left: the surrogates' own walk
+        return {s.metric: inverse_transform(s.transform, raw.astype(np.float64))
+                for s, raw in zip(self.surrogates, self.walk.predict(x))}
+
+
+_FEATURE_MAPS: dict[tuple, Any] = {}
+
+
+def feature_function(space: SearchSpace, setting: str | None, decode_tokens: int):
+    """``enc -> features(space, enc, setting, decode_tokens)`` for valid encodings: a
+    :class:`FeatureMap` (cached) where one can be built, else ``features`` itself."""
+    key = (space.name, setting, int(decode_tokens))
+    f = _FEATURE_MAPS.get(key)
+    if f is None:
+        try:
+            f = FeatureMap(space, setting, decode_tokens)
+        except (ValueError, KeyError):  # a space too large for the table, or features it does not know
+            from benchmark import costs
+            from surrogates.features import features
+
+            def f(enc, sp=space):
+                return features(sp, costs.EncodedBatch(sp, np.ascontiguousarray(enc), False), setting, decode_tokens)
+        _FEATURE_MAPS[key] = f
+    return f

@@ -1,0 +1,196 @@
+"""The values-only path (benchmark/query/fastpath.py) answers exactly what the executor answers, on
+the embedded release (real table, real surrogates) and on a space without a release (``s``)."""
+
+import numpy as np
+import pytest
+
+from benchmark import Benchmark
+from benchmark.query.fastpath import ValuesPath
+
+
+@pytest.fixture(scope="module")
+def b():
+    return Benchmark("t")
+
+
+def _inputs(b, n_table, n_new, seed):
+    """Encodings: ``n_table`` rows of the table and ``n_new`` sampled architectures, shuffled."""
+    rng = np.random.default_rng(seed)
+    tab = np.asarray(b.table.encodings)[rng.integers(0, len(b.table.ids), n_table)]
+    new = b.space.encode_many(b.space.sample(seed, n=n_new))
+    enc = np.concatenate([tab, new]).astype(np.int8)
+    return enc[rng.permutation(len(enc))]
+
+
+def _same(fast, ref):
+    assert list(fast["values"]) == list(ref["values"])  # the plan's order (frame columns)
+    for m, v in ref["values"].items():
+        np.testing.assert_array_equal(fast["values"][m], v, err_msg=m)  # bit for bit, NaN where NaN
+        assert fast["values"][m].dtype == v.dtype
+        s, t = fast["sources"][m], ref["sources"][m]
+        assert type(s) is type(t) and np.array_equal(s, t), m
+    for k in ("target_sources", "intervals", "missing", "repeats", "no_interval"):
+        assert fast[k] == ref[k], k
+    np.testing.assert_array_equal(fast["in_table"], ref["in_table"])
+
+
+def _check(b, metrics, device, mode, enc, trusted=False):
+    plan = b.planner.plan(metrics, device, None)
+    path = ValuesPath.compile(b.executor, plan, mode)
+    assert path is not None, "the values-only path must serve this plan"
+    rows, enc = b.inputs.many(enc)
+    fast = path.run(rows, enc, trusted)
+    assert fast is not None
+    ref = b.executor.run(plan, rows, enc, mode, False, None, trusted=trusted, intervals=False)
+    _same(fast, ref)
+    return fast
+
+
+@pytest.mark.parametrize("n_table,n_new", [(0, 1), (1, 0), (0, 4), (2, 3), (0, 200), (60, 140), (300, 0)])
+@pytest.mark.parametrize("mode", ["auto", "surrogate"])
+def test_measured_device_and_surrogates_bit_identical(b, n_table, n_new, mode):
+    enc = _inputs(b, n_table, n_new, seed=n_table * 1000 + n_new)
+    # the MOO suites' call, then every metric of the device (exact, missing energy, memory) at two settings
+    _check(b, ["perplexity", "latency_ms"], "cpu-epyc-1c", mode, enc)
+    fast = _check(b, None, "cpu-epyc-1c", mode, enc)
+    assert fast["sources"]["energy_mj"] == "missing"
+    plan = b.planner.plan(["latency_ms", "token_accuracy", "flops"], "cpu-epyc-1c", "decode-b1-s128-fp32")
+    rows, e = b.inputs.many(enc)
+    _same(ValuesPath(b.executor, plan, mode).run(rows, e, False),
+          b.executor.run(plan, rows, e, mode, False, None, intervals=False))
+
+
+@pytest.mark.parametrize("n_table,n_new", [(0, 3), (5, 5), (40, 0)])
+def test_modeled_device_bit_identical(b, n_table, n_new):
+    enc = _inputs(b, n_table, n_new, seed=7)
+    for mode in ("auto", "surrogate"):
+        fast = _check(b, None, "gpu-a100-sxm4-40gb", mode, enc)
+        assert fast["sources"]["latency_ms"] == "modeled"
+
+
+def test_table_mode_serves_table_rows_and_leaves_errors_to_the_executor(b):
+    enc = _inputs(b, 50, 0, seed=3)
+    _check(b, ["perplexity", "latency_ms", "params"], "cpu-epyc-1c", "table", enc)
+    path = ValuesPath.compile(b.executor, b.planner.plan(["latency_ms"], "cpu-epyc-1c", None), "table")
+    rows, e = b.inputs.many(_inputs(b, 3, 1, seed=4))
+    assert path.run(rows, e, False) is None  # an unprofiled row: the executor raises the documented error
+    with pytest.raises(ValueError, match="mode='table'"):
+        b.query_batch(e, metrics=["latency_ms"], device="cpu-epyc-1c", mode="table", intervals=False)
+
+
+def test_invalid_encodings_are_left_to_the_executor(b):
+    enc = b.space.encode_many(b.space.sample(1, n=3))
+    enc[1, 0] = 9  # no such embed_dim choice
+    path = ValuesPath.compile(b.executor, b.planner.plan(["latency_ms"], "cpu-epyc-1c", None), "auto")
+    rows, e = b.inputs.many(enc)
+    assert path.run(rows, e, False) is None
+    with pytest.raises(ValueError, match="embed_dim"):
+        b.query_batch(enc, metrics=["latency_ms"], device="cpu-epyc-1c", intervals=False)
+
+
+def test_query_batch_values_do_not_depend_on_the_path(b):
+    """query_batch with intervals=False (values-only path) and with intervals (executor): same
+    values and sources, ids, dicts and encodings alike."""
+    archs = b.space.sample(11, n=30) + [b.space.from_id(i) for i in b.table.ids[:10]]
+    for form in (b.space.encode_many(archs), [a.id for a in archs], [a.to_hwgpt_dict() for a in archs]):
+        fast = b.query_batch(form, device="cpu-epyc-1c", as_frame=False, intervals=False)
+        ref = b.query_batch(form, device="cpu-epyc-1c", as_frame=False, intervals=True)
+        for m in ("perplexity", "latency_ms", "memory_mb", "params", "flops"):
+            np.testing.assert_array_equal(fast[m], ref[m])
+        assert fast["source"] == ref["source"]
+        assert {m: list(v) for m, v in fast["row_sources"].items()} == \
+            {m: list(v) for m, v in ref["row_sources"].items()}
+
+
+def test_space_without_release_exact_and_imported_bit_identical():
+    s = Benchmark("s")
+    enc = s.space.encode_many(s.space.sample(5, n=50))
+    for metrics, device in ((["params", "flops", "perplexity"], None), (None, "gpu-a100-sxm4-40gb")):
+        fast = _check(s, metrics, device, "auto", enc)
+        assert fast["sources"]["perplexity"] == "imported"
+    assert ValuesPath.compile(s.executor, s.planner.plan(["perplexity"], None, None), "table") is None
+
+
+def test_moo_runs_are_the_same_with_and_without_the_values_path(b, monkeypatch):
+    """A NAS loop gets the same evaluations (ids, objectives, simulated clock, counts) either way."""
+    from benchmark.moo.runner import run_problem
+    from benchmark.moo.suites import get_suite
+
+    suite = get_suite("ppl-latency-cpu").resolve(b, {})
+    runs = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(b, "_values_path", lambda plan, mode: None)
+        p = suite.problem(b)
+        runs.append([run_problem(p, alg, 0, 60, suite.reference_point) for alg in ("random", "local", "morea")])
+    for f, r in zip(*runs):
+        assert f.ids == r.ids and f.n_queries == r.n_queries
+        np.testing.assert_array_equal(f.objectives, r.objectives)
+        np.testing.assert_array_equal(f.clock_s, r.clock_s)
+
+
+def test_dicts_parsed_without_architectures_agree_with_the_space(b):
+    """HW-GPT-Bench dicts take the parser of Inputs.many: the same rows and encodings as
+    SearchSpace.from_hwgpt_dict, table rows found, anything not plainly valid left to the space."""
+    archs = b.space.sample(21, n=40) + [b.space.from_id(i) for i in b.table.ids[:5]]
+    dicts = []
+    for k, a in enumerate(archs):
+        d = a.to_hwgpt_dict()
+        if k % 3 == 0:  # padded per-layer lists, as HW-GPT-Bench writes them, tuples, bool bias
+            d["sample_mlp_ratio"] = tuple(d["sample_mlp_ratio"]) + (99,) * 2
+            d["sample_n_head"] = d["sample_n_head"] + [0]
+            d["sample_bias"] = a.bias
+        if k % 5 == 0:  # numpy integers: the space's own path
+            d["sample_embed_dim"] = np.int64(a.embed_dim)
+        dicts.append(d)
+    rows, enc = b.inputs.many(dicts)
+    ref_rows, ref_enc = b.inputs.many([a.id for a in archs])
+    np.testing.assert_array_equal(enc, b.space.encode_many([b.space.from_hwgpt_dict(d) for d in dicts]))
+    np.testing.assert_array_equal(enc, ref_enc)
+    np.testing.assert_array_equal(rows, ref_rows)
+    assert (rows[-5:] == np.arange(5)).all()
+    good = archs[0].to_hwgpt_dict()
+    for field, bad, match in (("sample_embed_dim", float(archs[0].embed_dim), "embed_dim"),
+                              ("sample_n_layer", True, "n_layer"), ("sample_bias", "yes", "bias"),
+                              ("sample_n_head", [2.0] * 6, "n_head")):
+        with pytest.raises(ValueError, match=match):
+            b.query_batch([good, {**good, field: bad}], metrics=["params"])
+
+
+@pytest.mark.parametrize("n", [1, 5, 32, 33, 300])
+def test_table_rows_of_encodings_agree_with_ids(b, n):
+    """Few rows are found by a dict of encoding bytes, many by a hash; both give the table's rows."""
+    enc = _inputs(b, n - n // 3, n // 3, seed=n)
+    ids = b.space.ids_of_encodings(enc)
+    np.testing.assert_array_equal(b.inputs.rows_of_encodings(enc), [b.inputs.row.get(i, -1) for i in ids])
+
+
+@pytest.mark.parametrize("space", ["t", "s", "m", "l"])
+@pytest.mark.parametrize("setting,decode_tokens", [(None, 0), ("prefill-b8-s256-fp32", 0),
+                                                   ("decode-b1-s128-fp32", 16)])
+def test_feature_function_equals_surrogate_features(space, setting, decode_tokens):
+    """The feature map (t, s) and the fallback (m, l: too many tuples for a table) give
+    surrogates.features bit for bit, on sampled architectures and the smallest and largest."""
+    from benchmark.query.fastpath import FeatureMap, feature_function
+    from benchmark.spaces import get_space
+    from surrogates.features import features
+
+    sp = get_space(space)
+    f = feature_function(sp, setting, decode_tokens)
+    assert isinstance(f, FeatureMap) == (space in ("t", "s"))
+    enc = sp.encode_many(sp.sample(99, n=500) + [sp.smallest(), sp.largest()])
+    for rows in (enc, enc[:1], enc[3:7]):
+        np.testing.assert_array_equal(f(rows), features(sp, rows, setting, decode_tokens))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_fused_walk_equals_each_ensembles_own_walk(b, n):
+    from benchmark.query.fastpath import FusedHeapWalk, feature_function
+
+    st = "prefill-b1-s256-fp32"
+    ens = [b.surrogate("latency_ms", "cpu-epyc-1c", st).tree_ensemble("mean"),
+           b.surrogate("perplexity").tree_ensemble("mean"), b.surrogate("memory_mb", "cpu-epyc-1c", st)
+           .tree_ensemble("mean")]
+    x = feature_function(b.space, st, 0)(b.space.encode_many(b.space.sample(n, n=n))).astype(np.float32)
+    for got, e in zip(FusedHeapWalk(ens).predict(x), ens):
+        np.testing.assert_array_equal(got, e.predict(x))  # TreeEnsemble: XGBoost's own values (test_surrogates)
