@@ -463,6 +463,7 @@ def embedded_release(space: str) -> Path:
     d = data_dir()
     return d / space if (d / space / MANIFEST_NAME).is_file() else d
 
+
 _TABLE_CHECK = "table-structure-and-rows:1"  # bump when Table's checks on opening change
 _TABLES_KEPT = 16  # saved table states (the newest); a dropped one only costs one full open
 

@@ -33,7 +33,9 @@ sidecar: feature names, target transform, quantiles, xgboost version, sha256 of 
 table and of every model file, split seed, hyperparameters, quality. ``stem`` is
 ``<metric>@<device>@<setting>`` or ``<metric>`` for device-independent metrics. A directory
 ``index.json`` lists the models, the missing targets, the devices and the modeled devices
-answered by the roofline model. Everything is written to
+answered by the roofline model; for a table of HW-GPT-Bench's spaces without perplexity (hardware
+only, e.g. the ``s`` release) its ``metrics`` list ``perplexity`` as ``imported``, which the query
+API answers with HW-GPT-Bench's predictor. Everything is written to
 a temporary name and renamed into place. Loading checks the sidecar and the file hashes and
 raises :class:`SurrogateError` (a ``ValueError``) naming the file, the field, the value and what
 is allowed.
