@@ -31,7 +31,10 @@ stated reason, e.g. no energy counter on the device; the value is NaN and the re
 Spaces without a release: ``Benchmark("s")`` (``m``, ``l``) with no table and no surrogates
 answers exact metrics, the embedded ``t`` release's modeled devices (their roofline model with the
 parameters stored in ``table_t.h5``) and the imported perplexity (:mod:`benchmark.query.standalone`);
-nothing measured.
+nothing measured. Once such a space has a release (``data/<space>/``, e.g. the ``s`` release built by
+``scripts/build_release.py --space s``), that release answers instead: its measured rows (table), its
+surrogates for other architectures, its own modeled devices (calibrated on its measured CPU), exact
+metrics, and the same imported perplexity (listed in its surrogate index: the table holds none).
 
 Modeled devices: their ``latency_ms`` / ``energy_mj`` are a deterministic function of the
 architecture (:mod:`benchmark.profiling.roofline`), so for architectures the table lacks — and in
@@ -88,7 +91,8 @@ class Benchmark:
     def __init__(self, space: str | SearchSpace = "t", path: str | Path | None = None, revision: str | None = None,
                  repo_id: str | None = None, verify: bool = True,
                  overlays: Sequence[str | Path] = ()):
-        """``path``: a release directory (default: the embedded release, ``data/``). ``revision``:
+        """``path``: a release directory (default: the embedded release of the space, ``data/``, or
+        ``data/<space>/`` where that folder is a release of its own, :func:`benchmark.release.embedded_release`). ``revision``:
         a Hub release instead (e.g. ``"v1"``), downloaded once with :func:`benchmark.hub.download`
         (sha256-verified, cached, offline afterwards) from ``repo_id`` (default: ``HWLM_HUB_REPO``
         or the project's repository). A space of HW-GPT-Bench (``s``, ``m``, ``l``) with neither a
@@ -104,7 +108,7 @@ class Benchmark:
 
         ``overlays``: directories written by ``hwlm device add`` for this release (a device measured
         on K architectures, predicted for the rest: :mod:`benchmark.query.overlay`)."""
-        from benchmark.paths import data_dir
+        from benchmark.release import embedded_release
         from surrogates.features import feature_names
         from surrogates.model import read_index, surrogate_dir
 
@@ -121,7 +125,7 @@ class Benchmark:
             path = download(self.space.name, revision, repo_id=repo_id)  # verified in full
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise fail("path", path, "a release directory (a str or os.PathLike), or None for the embedded release")
-        self.path = Path(path) if path is not None else data_dir()
+        self.path = Path(path) if path is not None else embedded_release(self.space.name)
         self.verify = bool(verify)
         self.manifest: dict | None = None
         table = None

@@ -85,6 +85,7 @@ __all__ = [
     "release_write",
     "verify_on_open",
     "rewrite_manifest",
+    "embedded_release",
 ]
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -191,13 +192,15 @@ def _check_version(value: Any, name: str, supported: int, where: str) -> int:
 def list_release_files(directory: str | os.PathLike) -> list[str]:
     """Relative '/'-paths of the files a manifest of ``directory`` would list, sorted.
 
-    Skips ``MANIFEST.json``, hidden files and folders (``.git``, ``.cache``), ``__pycache__`` and
-    temporary files (``*.tmp``, ``*.incomplete``, ``*.lock``).
+    Skips ``MANIFEST.json``, hidden files and folders (``.git``, ``.cache``), ``__pycache__``,
+    temporary files (``*.tmp``, ``*.incomplete``, ``*.lock``) and folders holding their own
+    ``MANIFEST.json`` (another space's release nested in this one, e.g. ``data/s/``).
     """
     root = Path(directory)
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_NAMES)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_NAMES
+                             and not (Path(dirpath) / d / MANIFEST_NAME).is_file())
         for name in filenames:
             if name.startswith(".") or name in _SKIP_NAMES or name.endswith(_SKIP_SUFFIXES):
                 continue
@@ -449,6 +452,17 @@ def cached_sha256(path: str | os.PathLike) -> str:
 
 # --------------------------------------------------------------------------------------------
 # opening a release
+
+
+def embedded_release(space: str) -> Path:
+    """The embedded release of ``space``: ``data/<space>/`` when that folder is a release (it has its
+    own ``MANIFEST.json``: a space released beside the default one, e.g. ``s``), else ``data/`` itself
+    (the default space's release, which a space without one borrows its modeled devices from)."""
+    from benchmark.paths import data_dir
+
+    d = data_dir()
+    return d / space if (d / space / MANIFEST_NAME).is_file() else d
+
 
 _TABLE_CHECK = "table-structure-and-rows:1"  # bump when Table's checks on opening change
 _TABLES_KEPT = 16  # saved table states (the newest); a dropped one only costs one full open

@@ -33,7 +33,9 @@ sidecar: feature names, target transform, quantiles, xgboost version, sha256 of 
 table and of every model file, split seed, hyperparameters, quality. ``stem`` is
 ``<metric>@<device>@<setting>`` or ``<metric>`` for device-independent metrics. A directory
 ``index.json`` lists the models, the missing targets, the devices and the modeled devices
-answered by the roofline model. Everything is written to
+answered by the roofline model; for a table of HW-GPT-Bench's spaces without perplexity (hardware
+only, e.g. the ``s`` release) its ``metrics`` list ``perplexity`` as ``imported``, which the query
+API answers with HW-GPT-Bench's predictor. Everything is written to
 a temporary name and renamed into place. Loading checks the sidecar and the file hashes and
 raises :class:`SurrogateError` (a ``ValueError``) naming the file, the field, the value and what
 is allowed.
@@ -49,6 +51,7 @@ from typing import Iterable
 import numpy as np
 
 from benchmark.files import sha256_bytes, write_text
+from benchmark.hwgpt_perplexity import PROVENANCE as HWGPT_PROVENANCE, SPACES as HWGPT_SPACES
 from benchmark.table import Table
 from surrogates.features import DEFAULT_DECODE_TOKENS, feature_names, features
 from surrogates.model import (FORMAT_VERSION, INDEX_FORMAT, LOG_METRICS, MODEL_FORMATS, QUANTILES,  # noqa: F401
@@ -64,13 +67,17 @@ __all__ = ["CANDIDATES", "Target", "targets", "split_rows", "fit_target", "fit_t
 
 # a few cheap candidates (at most 300 trees: fitting and single-query prediction stay fast); chosen
 # per target by 3-fold CV on the training split
-# per target by 3-fold CV on the training split
 CANDIDATES: tuple[dict, ...] = (
     {"max_depth": 3, "eta": 0.1, "num_boost_round": 300, "min_child_weight": 1.0, "subsample": 0.9},
     {"max_depth": 5, "eta": 0.1, "num_boost_round": 200, "min_child_weight": 1.0, "subsample": 0.8},
     {"max_depth": 6, "eta": 0.1, "num_boost_round": 200, "min_child_weight": 3.0, "subsample": 0.8},
 )
 CV_FOLDS = 3
+# a table of HW-GPT-Bench's spaces without perplexity (hardware only): the release serves their
+# predictor's values, labelled imported (benchmark.hwgpt_perplexity), and fits no surrogate of it
+IMPORTED_PERPLEXITY = {"unit": "1", "source": "imported", "provenance": dict(HWGPT_PROVENANCE),
+                       "no_interval": "no interval: HW-GPT-Bench publishes no error estimate for its perplexity "
+                                      "predictor, and this release measured no perplexity to estimate one"}
 
 
 # ---------------------------------------------------------------------------- targets
@@ -295,6 +302,8 @@ def fit_table(table: str | os.PathLike | Table, out: str | os.PathLike, *, seed:
                                  "settings": t.settings(dev)}
     for name, meta in t.metrics().items():
         index["metrics"][name] = {"unit": meta.get("unit"), "source": meta.get("source")}
+    if space in HWGPT_SPACES and "perplexity" not in index["metrics"]:  # served by HW-GPT-Bench's predictor
+        index["metrics"]["perplexity"] = IMPORTED_PERPLEXITY
     params = np.asarray(features(space, enc)[:, feature_names(space).index("params")])
     ppl_true = ppl_pred = None
     sidecars = []

@@ -41,6 +41,7 @@ class Suite:
     space: str = "t"
     description: str = ""
     version: int = SUITES_VERSION
+    needs: str = ""  # what the suite needs that a release may lack, said when it cannot resolve
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -66,7 +67,7 @@ class Suite:
     @classmethod
     def from_dict(cls, name: str, d: Mapping[str, Any], version: int = SUITES_VERSION) -> "Suite":
         known = {"objectives", "reference_point", "budget", "seeds", "mode", "noise", "candidates", "space",
-                 "description"}
+                 "description", "needs"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise _fail(f"suite {name!r} fields", unknown, sorted(known))
@@ -76,13 +77,14 @@ class Suite:
         return cls(name=name, objectives=tuple(dict(o) for o in d.get("objectives", ())), reference_point=ref,
                    budget=int(d.get("budget", 200)), seeds=int(d.get("seeds", 5)), mode=d.get("mode", "auto"),
                    noise=bool(d.get("noise", False)), candidates=d.get("candidates", "space"),
-                   space=d.get("space", "t"), description=d.get("description", ""), version=version)
+                   space=d.get("space", "t"), description=d.get("description", ""), version=version,
+                   needs=d.get("needs", ""))
 
     def to_dict(self) -> dict:
         return {"name": self.name, "version": self.version, "description": self.description, "space": self.space,
                 "objectives": [dict(o) for o in self.objectives], "reference_point": list(self.reference_point),
                 "budget": self.budget, "seeds": self.seeds, "mode": self.mode, "noise": self.noise,
-                "candidates": self.candidates}
+                "candidates": self.candidates, **({"needs": self.needs} if self.needs else {})}
 
     def override(self, **changes: Any) -> "Suite":
         """A copy with ``budget``, ``seeds``, ``mode``, ``noise`` or ``candidates`` replaced (None = keep)."""
@@ -94,7 +96,8 @@ class Suite:
 
     def resolve(self, evaluator: Any, devices: Mapping[str, str] | None = None) -> "Suite":
         """Concrete device ids and settings for ``evaluator`` (a Benchmark). ``devices`` maps a role
-        (or a device id of the suite) to the id to use instead."""
+        (or a device id of the suite) to the id to use instead. An objective's ``source`` (e.g.
+        ``imported``, ``modeled``, ``measured``: its label) must be what the evaluator serves."""
         devices = dict(devices or {})
         table_devices = evaluator.devices()
         objs, used = [], set()
@@ -105,9 +108,20 @@ class Suite:
                 dev_id = devices.get(dev)
                 if dev_id is not None:
                     used.add(dev)
-                dev_id = resolve_device(dev_id or dev, table_devices)
+                try:
+                    dev_id = resolve_device(dev_id or dev, table_devices)
+                except ProblemError as e:
+                    if not self.needs:
+                        raise
+                    raise ProblemError(f"suite {self.name!r} needs {self.needs}; here: {e}") from None
                 o["role"] = o.get("role", dev)
                 o["device"] = dev_id
+            if "source" in o:
+                have = (table_devices[o["device"]]["source"] if dev is not None
+                        else evaluator.metrics().get(o["metric"], {}).get("source"))
+                if have != o["source"]:
+                    raise ProblemError(f"invalid suite {self.name!r}: objective {o['metric']} is labelled "
+                                       f"{o['source']!r}, but the release serves it as {have!r}")
             s = o.get("setting")
             if s is not None:
                 prefs = [s] if isinstance(s, str) else list(s)

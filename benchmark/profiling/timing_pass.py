@@ -170,6 +170,8 @@ def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLi
     prov = runtime_device_provenance(tp.device.backend())
     prov.pop("date_utc", None)
     prov.pop("load_avg_1m", None)
+    prov["weights"] = (f"seeded random (seed {tp.seed}), built at every visit: latency and memory do not depend "
+                       f"on weight values (same operators, same shapes)")
     done = _open_log(log, tp, prov)
     total = len(tp.protocol.schedule(len(tp.archs)))
     start = time.monotonic()
