@@ -116,8 +116,12 @@ def _measured_what(p: dict) -> str:
             parts.append(f"ONNX opset {p['export_opset']}")
         if p.get("graph_optimization"):
             parts.append(f"graph optimisation: {p['graph_optimization']}")
-        if p.get("quantization") not in (None, "none"):
-            parts.append(f"quantisation: {p['quantization']}")
+        q = p.get("quantization")
+        if isinstance(q, dict):
+            parts.append(f"quantisation: {q.get('method')} ({q.get('weight_type')} weights, activations "
+                         f"{q.get('activation_type')}, {q.get('quantized_nodes', '?')} nodes)")
+        elif q not in (None, "none"):
+            parts.append(f"quantisation: {q}")
         if p.get("timing_protocol"):
             tp = p["timing_protocol"]
             parts.append(f"rounds protocol {tp['rounds']}×{tp['repeats_per_round']}")

@@ -104,3 +104,17 @@ def test_inherited_perplexity_is_reproducible_from_the_release(bench):
     r = measure_perplexity(net, arch, np.asarray(load_split("test", data_dir())),
                            max_tokens=int(t.attrs["eval_tokens"]))
     assert r.perplexity == pytest.approx(ppl[i], rel=1e-5)
+
+
+def test_every_shipped_t_suite_resolves_and_runs_on_the_embedded_release(bench):
+    from benchmark.moo.suites import load_suites
+
+    for s in load_suites().values():
+        if s.space != "t":
+            continue
+        r = s.resolve(bench)
+        devices = [o.device for o in r.objective_list() if o.device is not None]
+        assert all(d in bench.devices() for d in devices), (s.name, devices)
+        problem = r.override(budget=3).problem(bench)
+        y = problem.evaluate(bench.space.sample(3, 2))
+        assert np.isfinite(np.asarray(y, float)).all(), s.name

@@ -6,9 +6,10 @@ table at the settings of its measured device, as ``/hardware/<registry id>`` gro
 ``modeled`` (never measured). Calibration:
 
 * CPU devices use :class:`~benchmark.profiling.roofline.RooflineParams` fitted
-  (:func:`~benchmark.profiling.roofline.calibrate_many`) on the table's measured CPU latencies,
-  all settings at once, with the spec that describes the measured CPU (``cpu_spec`` restricted
-  to the threads used).
+  (:func:`~benchmark.profiling.roofline.calibrate_many`) on one measured CPU device's latencies —
+  the first measured CPU id in sorted order (``cpu-epyc-1c``, PyTorch eager, before its runtime
+  variants ``cpu-epyc-1c-ort-*``) — all settings at once, with the spec that describes the measured
+  CPU (``cpu_spec`` restricted to the threads used).
 * GPU devices use parameters fitted on a measured GPU of the table when there is one, otherwise
   the uncalibrated defaults (``DEFAULT_PARAMS["gpu"]``) — the provenance says which.
 * Energy is the utilisation power model (``idle_fraction`` of TDP at idle); where the table holds
@@ -18,7 +19,7 @@ The model's error on each measured device is estimated by two-fold cross-validat
 architectures (fit on one half, predict the other): MAPE, RMS log error, Kendall tau and
 Spearman rho per setting, stored in the device provenance (``calibration``) and returned. With
 two or more measured devices of a class, a leave-one-device-out estimate is the better one
-(not implemented: one measured device so far).
+(not implemented: the measured CPU devices so far are runtimes of one host, not other CPUs).
 
 Modeled devices get their GPU settings in fp16 (bf16/fp32 where the device lacks fp16), CPU
 settings in fp32; memory is not modeled.
@@ -170,7 +171,7 @@ def add_modeled_devices(table_path: str | Path, devices: Sequence[str] | None = 
     t = Table(table_path)
     measured = {d: m for d, m in t.devices().items() if m["source"] == "measured"}
     ref = {}
-    for dev, meta in measured.items():
+    for dev, meta in sorted(measured.items()):  # the first id in sorted order, whatever the merge order
         kind = "gpu" if meta["provenance"].get("gpu_name") else "cpu"
         if kind not in ref and any("latency_ms" in t.hardware_metrics(dev, s) for s in t.settings(dev)):
             ref[kind] = dev
