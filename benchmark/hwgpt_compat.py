@@ -177,7 +177,7 @@ class HWGPTBenchCompat:
             self._missing = f"no setting {self.setting!r}"
             return None
         if ours not in b.hardware_metrics(d, self.setting):
-            self._missing = "not in this release"
+            self._missing = f"no {ours} for this device in this release"
             return None
         r = b.query(self._arch(), metrics=[ours], device=d, setting=self.setting, noise=self.noise and not probe,
                     seed=int(self._rng.integers(2**31)) if self.noise and not probe else None, intervals=False)

@@ -50,10 +50,13 @@ def _check(b, metrics, device, mode, enc, trusted=False):
 @pytest.mark.parametrize("mode", ["auto", "surrogate"])
 def test_measured_device_and_surrogates_bit_identical(b, n_table, n_new, mode):
     enc = _inputs(b, n_table, n_new, seed=n_table * 1000 + n_new)
-    # the MOO suites' call, then every metric of the device (exact, missing energy, memory) at two settings
+    # the MOO suites' call, then every metric of the device (exact, memory) at two settings, and the
+    # runtime devices (measured on half the table; memory on a subset of it, or none)
     _check(b, ["perplexity", "latency_ms"], "cpu-epyc-1c", mode, enc)
     fast = _check(b, None, "cpu-epyc-1c", mode, enc)
-    assert fast["sources"]["energy_mj"] == "missing"
+    assert {"latency_ms", "memory_mb", "perplexity", "params"} <= set(fast["sources"])
+    for runtime in ("cpu-epyc-1c-ort-fp32", "cpu-epyc-1c-ort-int8"):
+        _check(b, None, runtime, mode, enc)
     plan = b.planner.plan(["latency_ms", "token_accuracy", "flops"], "cpu-epyc-1c", "decode-b1-s128-fp32")
     rows, e = b.inputs.many(enc)
     _same(ValuesPath(b.executor, plan, mode).run(rows, e, False),
