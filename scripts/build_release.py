@@ -39,11 +39,10 @@ from benchmark.release import write_manifest
 from benchmark.table import Table, drop_from_table, merge_tables
 
 
-def protocol_evidence(table: Path, seed: int = 0) -> list[dict]:
-    """``surrogates.drift`` evidence of every measured device of ``table`` timed under the rounds protocol."""
+def protocol_evidence(t: Table, seed: int = 0) -> list[dict]:
+    """``surrogates.drift`` evidence of every measured device of ``t`` timed under the rounds protocol."""
     from surrogates.drift import device_evidence
 
-    t = Table(table)
     if TIMINGS_LOG not in t.logs():
         return []
     timed = set(t.log(TIMINGS_LOG)["device"])
@@ -73,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-surrogates", action="store_true", help="skip fitting (table, card and manifest only)")
     a = ap.parse_args(argv)
     for shard in a.shards:  # a shard of another space would land in this space's table
-        if Path(shard).exists() and Table(shard).space.name != a.space:
-            print(f"build_release: invalid shard {shard}: space {Table(shard).space.name!r}; allowed: shards of "
+        space = Table(shard).space.name if Path(shard).exists() else a.space
+        if space != a.space:
+            print(f"build_release: invalid shard {shard}: space {space!r}; allowed: shards of "
                   f"--space {a.space!r}", file=sys.stderr)
             return 2
     docs = Path(a.docs)
@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     full = out / f".{table.name}.with-timings"
     try:
         merge_tables(a.shards, full, in_place=True)  # a rebuild passes the table itself as a shard
-        evidence = protocol_evidence(full)
-        if TIMINGS_LOG in Table(full).logs():
+        merged = Table(full)
+        evidence = protocol_evidence(merged)
+        if TIMINGS_LOG in merged.logs():
             drop_from_table(full, table, logs=[TIMINGS_LOG])
         else:
             full.replace(table)

@@ -14,10 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from benchmark.files import remove_stale_temporaries
 from benchmark.table.reader import Table, read_content
 from benchmark.table.schema import TableError
-from benchmark.table.storage import WriteLock, write_content
+from benchmark.table.storage import output_lock, write_content
 
 __all__ = ["drop_from_table"]
 
@@ -53,11 +52,6 @@ def drop_from_table(source: str | os.PathLike, out: str | os.PathLike, *, device
     c.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     c.attrs["dropped_from"] = json.dumps({"path": source.name, "sha256": t.sha256(), "devices": devices,
                                           "logs": logs})
-    lock = WriteLock(out)
-    try:
-        if lock.held:
-            remove_stale_temporaries(out)
+    with output_lock(out):
         write_content(c, out, compression)
-    finally:
-        lock.release()
     return out

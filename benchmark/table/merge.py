@@ -11,10 +11,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from benchmark.files import remove_stale_temporaries
 from benchmark.table.reader import Table, read_content
 from benchmark.table.schema import COMPRESSIONS, TableError, same_value
-from benchmark.table.storage import TableContent, WriteLock, column_kind, write_content
+from benchmark.table.storage import TableContent, column_kind, output_lock, write_content
 
 _UNMERGED_ATTRS = ("created", "package_version", "merged_from", "dropped_from")
 
@@ -52,13 +51,8 @@ def merge_tables(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
     if same and not in_place:
         raise TableError.invalid("merge output", str(output), f"a file that is not one of the inputs ({same[0]} is "
                                  "the same file; in_place=True extends a table with shards)")
-    lock = WriteLock(output)
-    try:
-        if lock.held:
-            remove_stale_temporaries(output)
+    with output_lock(output):
         _merge_locked(paths, output, on_conflict, compression)
-    finally:
-        lock.release()
     return output
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
 
-from benchmark.files import WriterLock, atomic_path
+from benchmark.files import WriterLock, atomic_path, remove_stale_temporaries
 from benchmark.spaces import get_space
 from benchmark.table.schema import (
     FORMAT,
@@ -120,3 +121,16 @@ class WriteLock(WriterLock):
         super().__init__(path, lambda holder: TableError(
             f"table {path}: another writer (process {holder}) has it open; one writer per table file at a "
             f"time — write to another shard and merge"))
+
+
+@contextlib.contextmanager
+def output_lock(path: Path) -> Iterator[None]:
+    """Hold ``path``'s writer lock while a table is written whole (a merge, a drop); a second
+    writer is refused with :class:`TableError`. Temporaries a killed writer left are removed."""
+    lock = WriteLock(path)
+    try:
+        if lock.held:
+            remove_stale_temporaries(path)
+        yield
+    finally:
+        lock.release()
