@@ -44,52 +44,71 @@ class PredictorError(HwlmError):
 
 @lru_cache(maxsize=None)
 def _weights(space: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The five layers as (weight (in, out), bias); ``fc1``'s weight has one extra zero row, the
+    input slot of padded layers (see :func:`_slots`)."""
     from safetensors.numpy import load_file
 
     if space not in SPACES:
         raise PredictorError(f"invalid space: {space!r}; allowed: {list(SPACES)} (HW-GPT-Bench's spaces)")
     w = load_file(str(WEIGHTS_DIR / f"perplexity_mlp_{space}.safetensors"))
     # float32 as HW-GPT-Bench evaluates them; a single row and a batch agree to float32 rounding
-    return tuple((np.ascontiguousarray(w[f"fc{k}.weight"].T), w[f"fc{k}.bias"]) for k in range(1, 6))
+    layers = [(np.ascontiguousarray(w[f"fc{k}.weight"].T), w[f"fc{k}.bias"]) for k in range(1, 6)]
+    w1, b1 = layers[0]
+    layers[0] = (np.vstack([w1, np.zeros((1, w1.shape[1]), w1.dtype)]), b1)
+    return tuple(layers)
 
 
-def one_hot(space: str, encodings: np.ndarray) -> np.ndarray:
-    """HW-GPT-Bench's one-hot input for a (n, encoding_length) matrix of this package's encodings."""
+@lru_cache(maxsize=None)
+def _slots(space: str) -> tuple[np.ndarray, int]:
+    """(first one-hot slot of each encoding column, input width): column ``j`` with choice index
+    ``v`` sets slot ``first[j] + v``; a padded layer (``v = PAD``) is sent to slot ``width``, which
+    :func:`_weights` pairs with a zero row."""
+    sp = get_space(space)
+    lm, n_mlp, n_head = sp.max_layers, len(sp.mlp_ratio_choices), len(sp.n_head_choices)
+    width = 6 + (n_mlp + n_head) * lm + 2
+    first = np.concatenate([[0, 3], 6 + n_mlp * np.arange(lm), 6 + n_mlp * lm + n_head * np.arange(lm),
+                            [width - 2]]).astype(np.int64)
+    return first, width
+
+
+def _slot_index(space: str, encodings: np.ndarray) -> np.ndarray:
+    """(n, encoding_length) one-hot slot of every encoding entry (padded layers -> the zero slot)."""
     sp = get_space(space)
     enc = np.asarray(encodings, dtype=np.int64)
     if enc.ndim != 2 or enc.shape[1] != sp.encoding_length:
         raise PredictorError(f"invalid encodings shape: {enc.shape}; allowed: (n, {sp.encoding_length}) for space "
                              f"{space!r}")
-    lm = sp.max_layers
-    n_mlp, n_head = len(sp.mlp_ratio_choices), len(sp.n_head_choices)
-    x = np.zeros((len(enc), 6 + (n_mlp + n_head) * lm + 2), np.float32)
-    rows = np.arange(len(enc))
-    x[rows, enc[:, 0]] = 1
-    x[rows, 3 + enc[:, 1]] = 1
-    for block, (start, n) in enumerate(((2, n_mlp), (2 + lm, n_head))):
-        base = 6 + block * n_mlp * lm
-        idx = enc[:, start:start + lm]
-        r, layer = np.nonzero(idx != PAD)
-        x[r, base + n * layer + idx[r, layer]] = 1
-    # our bias choices are (True, False), the same order as HW-GPT-Bench's ("True", "False")
-    x[rows, x.shape[1] - 2 + enc[:, -1]] = 1
-    return x
+    first, width = _slots(space)
+    return np.where(enc == PAD, width, first + enc)
 
 
-def predict(space: str, encodings: np.ndarray, chunk: int = 16384) -> np.ndarray:
+def one_hot(space: str, encodings: np.ndarray) -> np.ndarray:
+    """HW-GPT-Bench's one-hot input (n, width) for a (n, encoding_length) matrix of this package's
+    encodings. Our bias choices are (True, False), the same order as HW-GPT-Bench's ("True", "False")."""
+    idx = _slot_index(space, encodings)
+    width = _slots(space)[1]
+    x = np.zeros((len(idx), width + 1), np.float32)
+    x[np.arange(len(idx))[:, None], idx] = 1
+    return x[:, :width]
+
+
+def predict(space: str, encodings: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """Imported perplexity of each row of ``encodings`` (valid encodings of ``space``), computed in
-    float32 in chunks of ``chunk`` rows (bounded memory) and returned as float64."""
+    float32 in chunks of ``chunk`` rows (a chunk's activations stay in cache) and returned as float64."""
     layers = _weights(space)
-    enc = np.asarray(encodings)
-    if enc.ndim != 2:
-        one_hot(space, enc)  # raises the shape error
-    out = np.empty(len(enc))
-    for start in range(0, len(enc), chunk):
-        x = one_hot(space, enc[start:start + chunk])
+    idx = _slot_index(space, encodings)
+    width = _slots(space)[1]
+    out = np.empty(len(idx))
+    x = np.zeros((min(chunk, len(idx)), width + 1), np.float32)  # + the padded layers' zero slot
+    for start in range(0, len(idx), chunk):
+        part = idx[start:start + chunk]
+        h = x[:len(part)]
+        h.fill(0)
+        h[np.arange(len(part))[:, None], part] = 1
         for w, b in layers[:-1]:
-            x = x @ w
-            x += b
-            np.maximum(x, 0.0, out=x)
+            h = h @ w
+            h += b
+            np.maximum(h, 0.0, out=h)
         w, b = layers[-1]
-        out[start:start + len(x)] = (x @ w + b)[:, 0]
+        out[start:start + len(h)] = (h @ w + b)[:, 0]
     return out

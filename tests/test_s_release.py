@@ -99,7 +99,8 @@ def test_benchmark_s_serves_every_source_labelled(s_release, monkeypatch):
     inside, outside = s_release["archs"][0], get_space("s").largest()
     r = b.query(inside, device="cpu-epyc-1c", setting="prefill-b1-s16-fp32")
     assert r.sources == {"perplexity": "imported", "latency_ms": "measured", "params": "exact",
-                         "params_no_embedding": "exact", "flops": "exact"}
+                         "params_no_embedding": "exact", "flops": "exact", "energy_mj": "missing"}
+    assert "latency only" in r.missing["energy_mj"]  # a timing pass: the query says why there is no energy
     assert r["perplexity"] == pytest.approx(imported_perplexity("s", inside.encoding()[None])[0])
     assert "HW-GPT-Bench" in r.provenance["perplexity"]["predictor"]
     measured = b.table.hardware("cpu-epyc-1c", "prefill-b1-s16-fp32", "latency_ms")[b.table.row(inside)]

@@ -73,6 +73,9 @@ def test_the_shard_holds_every_timing_in_round_order_and_the_raw_visits(tmp_path
     for s in SETTINGS:
         lat = t.hardware("cpu-test-1c", s, "latency_ms")
         assert lat.shape == (3, 4) and np.isfinite(lat).all()
+        # energy is declared missing with the reason, so a query says why rather than "no such metric"
+        assert "latency only" in t.hardware_metrics("cpu-test-1c", s)["energy_mj"]["missing_reason"]
+        assert np.isnan(t.hardware("cpu-test-1c", s, "energy_mj")).all()
         for v in visits:
             if v["arch"] != ANCHOR:
                 row = t.row(get_space("t").from_id(tp.archs[v["arch"]]))

@@ -42,6 +42,9 @@ __all__ = ["TimingPass", "run_pass", "read_log", "pass_to_table", "device_settin
 TIMINGS_LOG = "timings"
 PASSES_LOG = "timing_passes"  # one record per shard: when the pass ran, how long it timed
 LOG_FORMAT = "hwlm-bench timing pass log v1"
+# a shard declares energy_mj so that a query names why it is missing instead of "no such metric"
+ENERGY_NOT_MEASURED = ("not measured: a timing pass measures latency only (peak memory by its memory pass); "
+                       "`hwlm profile` measures energy where the host has a counter (RAPL on CPUs, NVML on GPUs)")
 # provenance fields that must agree for a log to be resumed here (same machine, same software)
 _SAME_MACHINE = ("hostname_sha256", "cpu_model", "torch_version", "runtime", "runtime_version", "threads")
 
@@ -318,6 +321,8 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
             w.declare_setting(dev, s, warmup=proto.warmup, repeats=proto.repeats, rounds=rounds,
                               repeats_per_round=rpr, **extra)
             w.declare_hardware_metric(dev, s, "latency_ms", unit="ms", repeats=proto.repeats)
+            w.declare_hardware_metric(dev, s, "energy_mj", unit="mJ", repeats=proto.repeats,
+                                      missing_reason=ENERGY_NOT_MEASURED)
             if memory is not None:
                 w.declare_hardware_metric(dev, s, "memory_mb", unit="MB", repeats=1)
         parsed = {i: sp.from_id(archs[i]) for i in per_arch}  # the log may hold an older id format
