@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor-every", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long")
-    p.add_argument("--export-dir", default=None, help="ONNX export cache (default beside the log)")
+    p.add_argument("--export-dir", default=None, help="ONNX export cache (default beside the log); with --to-table "
+                   "its records give the shard's export provenance")
     p.add_argument("--to-table", default=None, help="write the log as a table shard instead of timing")
     p.add_argument("--memory-log", default=None, help="memory pass log: --memory N measures into it; "
                    "--to-table stores it as memory_mb")
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                         RoundsProtocol(a.rounds, a.repeats_per_round, a.warmup, a.anchor_every, a.seed), anchor,
                         decode_tokens=a.decode_tokens, seed=a.seed)
         if a.to_table:
-            print(pass_to_table(log, a.to_table, ids, memory_log=a.memory_log, memory_from=a.memory_from))
+            print(pass_to_table(log, a.to_table, ids, memory_log=a.memory_log, memory_from=a.memory_from,
+                                export_dir=a.export_dir))
             return 0
         if a.memory:
             from benchmark.profiling.memory_pass import memory_subset, run_memory_pass

@@ -180,3 +180,31 @@ def test_a_retimed_eager_device_keeps_the_allocator_memory_of_its_profiled_table
     with pytest.raises(HwlmError, match="allowed only for PyTorch eager fp32"):
         pass_to_table(log, tmp_path / "x.h5", tp.archs, memory_from=src)
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_an_onnx_pass_records_its_export_settings_from_the_graphs_it_timed(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from benchmark.profiling.runtimes.export import OPSET
+
+    sp = get_space("t")
+    archs = [a.id for a in sp.sample(3, 2)]
+    tp = TimingPass("t", tuple(archs), RuntimeDevice("ort", "fp32", 1), "cpu-test-1c-ort-fp32", SETTINGS,
+                    RoundsProtocol(1, 1, 0, 2, 0), archs[0], decode_tokens=2)
+    log, exports = tmp_path / "p.jsonl", tmp_path / "graphs"
+    run_pass(tp, log, exports, progress=False)
+    head = json.loads(log.read_text().splitlines()[0])
+    assert head["provenance"]["export_opset"] == OPSET  # known before the first export
+    prov = Table(pass_to_table(log, tmp_path / "a.h5", tp.archs, export_dir=exports)).provenance(tp.device_id)
+    assert prov["export_opset"] == OPSET and prov["exporter"] == "torchscript"
+    # a log whose header lacks the export fields takes them from its graphs, and only from them
+    head["provenance"] = {k: v for k, v in head["provenance"].items() if k != "export_opset"}
+    old = tmp_path / "old.jsonl"
+    old.write_text("\n".join([json.dumps(head), *log.read_text().splitlines()[1:]]) + "\n")
+    with pytest.raises(HwlmError, match="invalid export_dir.*not a directory"):
+        pass_to_table(old, tmp_path / "b.h5", tp.archs)
+    prov = Table(pass_to_table(old, tmp_path / "b.h5", tp.archs, export_dir=exports)).provenance(tp.device_id)
+    assert prov["export_opset"] == OPSET
+    meta = exports / f"{archs[1]}.export.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "opset": OPSET - 1}))
+    with pytest.raises(HwlmError, match="2 export settings"):
+        pass_to_table(log, tmp_path / "c.h5", tp.archs, export_dir=exports)

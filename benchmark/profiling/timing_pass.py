@@ -23,6 +23,7 @@ moment, go to the table log ``timings`` so that drift can be analysed and normal
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -168,7 +169,7 @@ def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLi
     sp = get_space(tp.space)
     log = Path(log)
     if export_dir is None and tp.device.runtime != "torch":
-        export_dir = log.with_name(log.stem + ".onnx")
+        export_dir = _default_export_dir(log)
     torch.set_num_threads(tp.device.threads)  # building models and exporting stay on the device's threads
     prov = runtime_device_provenance(tp.device.backend())
     prov.pop("date_utc", None)
@@ -193,6 +194,36 @@ def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLi
                 break
     bar.close()
     return done
+
+
+def _default_export_dir(log: Path) -> Path:
+    return log.with_name(log.stem + ".onnx")
+
+
+def _export_settings(export_dir: Path, ids: Sequence[str], recorded: dict) -> dict:
+    """The export fields of a pass's provenance from its graphs' ``.export.json`` records: one
+    setting for every exported architecture, agreeing with what the log's header recorded."""
+    from benchmark.profiling.runtimes.export import OnnxExport
+
+    if not export_dir.is_dir():
+        if recorded.get("export_opset") is not None:
+            return {}  # the header names the export settings; the graphs are gone
+        raise HwlmError(f"invalid export_dir: {export_dir} is not a directory; allowed: the pass's export "
+                        f"directory (its .export.json records name the ONNX opset and exporter)")
+    made = set()
+    for i in ids:
+        meta = export_dir / f"{i}.export.json"
+        if meta.is_file():
+            made.add(tuple(sorted(OnnxExport(**json.loads(meta.read_text())).settings().items())))
+    if len(made) != 1:
+        raise HwlmError(f"invalid export_dir: {export_dir} holds {len(made)} export settings for the pass's "
+                        f"{len(ids)} architectures; allowed: the one directory the pass exported into")
+    settings = dict(made.pop())
+    differ = [k for k, v in settings.items() if recorded.get(k) is not None and recorded[k] != v]
+    if differ:
+        raise HwlmError(f"invalid export_dir: its graphs were made with {({k: settings[k] for k in differ})}, the "
+                        f"log records {({k: recorded[k] for k in differ})}; allowed: the pass's own exports")
+    return settings
 
 
 def _archs_sha256(archs: Sequence[str]) -> str:
@@ -273,14 +304,18 @@ def _memory_from_table(path, h: dict, prov: dict, sp) -> tuple[dict[str, dict[st
 
 def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequence[str] | None = None,
                   memory_log: str | os.PathLike | None = None,
-                  memory_from: str | os.PathLike | None = None) -> Path:
+                  memory_from: str | os.PathLike | None = None,
+                  export_dir: str | os.PathLike | None = None) -> Path:
     """Write the visits of ``log`` as a table shard ``out`` (one row per architecture visited at
     least once; see the module docstring). ``archs``: the pass's architecture ids (checked against
     the header's hash). Rows of architectures not yet visited in every round have NaN columns.
     ``memory_log``: a :mod:`~benchmark.profiling.memory_pass` log of the same device, stored as
     ``memory_mb`` (peak resident MB of one unit; NaN for architectures outside its subset).
     ``memory_from``: for the eager PyTorch fp32 device only, a table of the same host whose
-    allocator-event ``memory_mb`` is kept (:func:`_memory_from_table`); not with ``memory_log``."""
+    allocator-event ``memory_mb`` is kept (:func:`_memory_from_table`); not with ``memory_log``.
+    ``export_dir``: for ONNX runtimes, the pass's export directory (default beside the log, as
+    :func:`run_pass`); the graphs' ``.export.json`` records give the provenance's export fields
+    (opset, exporter, versions), which must be one setting for the whole pass."""
     from benchmark.profiling.runner import declare_exact_metrics, exact_metrics
     from benchmark.spaces import get_space
     from benchmark.table import TableWriter
@@ -307,6 +342,10 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
         memory, memory_note = _memory(memory_log, h, sp), {"method": METHOD}
     elif memory_from is not None:
         memory, memory_note = _memory_from_table(memory_from, h, prov, sp)
+    if h["runtime"] != "torch":  # the runtime reads exported ONNX graphs
+        made = _export_settings(Path(export_dir) if export_dir is not None else _default_export_dir(Path(log)),
+                                [archs[i] for i in per_arch], prov)
+        prov = {**prov, **made}
     out = Path(out)
     if out.exists():
         raise HwlmError(f"invalid out: {out} exists; allowed: a new file (shards are written once, then merged)")

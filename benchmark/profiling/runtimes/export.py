@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from benchmark.model import GPT, apply_rope
 from benchmark.profiling.runtimes.base import RuntimeConfigError
 
-__all__ = ["OPSET", "EXPORTERS", "OnnxExport", "export_onnx", "export_or_reuse", "weights_sha256"]
+__all__ = ["OPSET", "EXPORTERS", "OnnxExport", "export_onnx", "export_or_reuse", "export_settings", "weights_sha256"]
 
 OPSET = 18  # LayerNormalization needs >= 17; 18 is the lowest opset both exporters emit
 EXPORTERS = ("torchscript", "dynamo")
@@ -116,8 +116,21 @@ class OnnxExport:
     arch_id: str
 
     def provenance(self) -> dict[str, Any]:
+        return {**self.settings(), "weights_sha256": self.weights_sha256}
+
+    def settings(self) -> dict[str, Any]:
+        """How the graphs were made, without which weights they hold (the same for every export of a pass)."""
         return {"export_opset": self.opset, "exporter": self.exporter, "export_torch_version": self.torch_version,
-                "onnx_version": self.onnx_version, "weights_sha256": self.weights_sha256}
+                "onnx_version": self.onnx_version}
+
+
+def export_settings(exporter: str = "torchscript", opset: int = OPSET) -> dict[str, Any]:
+    """What :meth:`OnnxExport.settings` will record for an export made here with these arguments:
+    a runtime's provenance before any model is exported (a timing pass records it first)."""
+    import onnx
+
+    return {"export_opset": opset, "exporter": exporter, "export_torch_version": torch.__version__,
+            "onnx_version": onnx.__version__}
 
 
 def _export_graph(graph: _Graph, args: tuple, path: Path, input_names, output_names, dynamic: dict, exporter: str,

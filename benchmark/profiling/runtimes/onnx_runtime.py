@@ -129,6 +129,8 @@ class OrtBackend(Backend):
         return np.asarray(out, dtype=np.float32)
 
     def provenance(self) -> dict[str, Any]:
+        from benchmark.profiling.runtimes.export import export_settings
+
         ort = self._ort
         return {"runtime": "onnxruntime", "runtime_version": ort.__version__, "dtype": self.dtype,
                 "threads": self.threads, "intra_op_threads": self.threads, "inter_op_threads": self.threads,
@@ -136,4 +138,4 @@ class OrtBackend(Backend):
                 "execution_mode": "ORT_SEQUENTIAL", "thread_spinning": False,
                 "quantization": dict(QUANTIZATION, quantized_nodes=self.quantized_nodes) if self.dtype == "int8"
                 else "none",
-                **(self.export.provenance() if self.export is not None else {"export_opset": None})}
+                **(self.export.provenance() if self.export is not None else export_settings())}

@@ -68,9 +68,11 @@ class OpenVinoBackend(Backend):
         return np.array(out, dtype=np.float32)  # a copy: the request's buffer is overwritten by the next run
 
     def provenance(self) -> dict[str, Any]:
+        from benchmark.profiling.runtimes.export import export_settings
+
         return {"runtime": "openvino", "runtime_version": self._ov.get_version(), "dtype": self.dtype,
                 "threads": self.threads, "intra_op_threads": self.threads, "plugin": "CPU",
                 "compile_config": {k: str(v) for k, v in self._config().items()},
                 "inference_precision": getattr(self, "_precision", None),
                 "graph_optimization": "OpenVINO CPU plugin transformations (always on)", "quantization": "none",
-                **(self.export.provenance() if self.export is not None else {"export_opset": None})}
+                **(self.export.provenance() if self.export is not None else export_settings())}
