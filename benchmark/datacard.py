@@ -119,7 +119,7 @@ def _measured_what(p: dict) -> str:
         q = p.get("quantization")
         if isinstance(q, dict):
             parts.append(f"quantisation: {q.get('method')} ({q.get('weight_type')} weights, activations "
-                         f"{q.get('activation_type')}, {q.get('quantized_nodes', '?')} nodes)")
+                         f"{q.get('activation_type')}; quantised: {q.get('nodes')})")
         elif q not in (None, "none"):
             parts.append(f"quantisation: {q}")
         if p.get("timing_protocol"):

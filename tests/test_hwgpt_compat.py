@@ -141,7 +141,7 @@ def test_t_refuses_the_mlp_predictor_and_missing_values():
     with pytest.raises(NotImplementedError, match=r"space 't' has no HW-GPT-Bench perplexity MLP.*predictor='supernet'"):
         api.query(metric="perplexity")
     with pytest.raises(QueryError, match=r"invalid device: 'cpu-epyc-1c'; allowed: a device with energies "
-                                         r"\(cpu-epyc-1c: no energy_mj for this device in this release\)"):
+                                         r"\(cpu-epyc-1c: missing: not measured: a timing pass measures latency only"):
         api.query(metric="energies", device="cpu-epyc-1c")
     every = api.query(metric="energies")["energies"]  # every device: the one without a value is left out
     no_energy = {d for d in api.device_list if d.startswith("cpu-epyc-1c")}  # the measured CPU's runtimes

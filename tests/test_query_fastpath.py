@@ -55,7 +55,7 @@ def test_measured_device_and_surrogates_bit_identical(b, n_table, n_new, mode):
     _check(b, ["perplexity", "latency_ms"], "cpu-epyc-1c", mode, enc)
     fast = _check(b, None, "cpu-epyc-1c", mode, enc)
     assert {"latency_ms", "memory_mb", "perplexity", "params"} <= set(fast["sources"])
-    for runtime in ("cpu-epyc-1c-ort-fp32", "cpu-epyc-1c-ort-int8"):
+    for runtime in ("cpu-epyc-1c-ort-fp32", "cpu-epyc-1c-ort-int8", "cpu-epyc-1c-ov-fp32", "cpu-epyc-1c-torch-bf16"):
         _check(b, None, runtime, mode, enc)
     plan = b.planner.plan(["latency_ms", "token_accuracy", "flops"], "cpu-epyc-1c", "decode-b1-s128-fp32")
     rows, e = b.inputs.many(enc)

@@ -136,6 +136,8 @@ class OrtBackend(Backend):
                 "threads": self.threads, "intra_op_threads": self.threads, "inter_op_threads": self.threads,
                 "execution_provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
                 "execution_mode": "ORT_SEQUENTIAL", "thread_spinning": False,
-                "quantization": dict(QUANTIZATION, quantized_nodes=self.quantized_nodes) if self.dtype == "int8"
-                else "none",
+                # the count of quantised nodes is one model's; a device's provenance is written before any
+                "quantization": ({**QUANTIZATION, **({"quantized_nodes": self.quantized_nodes}
+                                                     if self.quantized_nodes is not None else {})}
+                                 if self.dtype == "int8" else "none"),
                 **(self.export.provenance() if self.export is not None else export_settings())}
