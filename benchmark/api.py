@@ -258,7 +258,9 @@ class Benchmark:
         """Vectorised :meth:`query` over many architectures (same arguments and semantics).
 
         ``archs``: an ``(N, encoding_length)`` integer encoding array (fastest: no Python object per
-        row), or a sequence of ids / Architectures / HW-GPT-Bench dicts. Returns a
+        row), a :class:`benchmark.costs.EncodedBatch` (encodings validated when it was built, e.g. by
+        ``costs.encoded_batch``: not checked again), or a sequence of ids / Architectures / HW-GPT-Bench
+        dicts. Returns a
         ``pandas.DataFrame`` with one row per input (input order): an ``id`` column (the
         architecture's id) and one float column per metric; with ``source_columns=True`` also a
         ``<metric>_source`` string column after each metric (its source per row: ``measured``,
@@ -277,7 +279,8 @@ class Benchmark:
                 raise fail(name, flag, "True or False")
         plan = self.planner.plan(metrics, device, setting)
         rows, enc = self.inputs.many(archs)
-        trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2  # built from validated Architectures
+        # built from validated Architectures, or an EncodedBatch (validated when it was built)
+        trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2
         r = None
         if noise is False and intervals is False and seed is None and mode in QUERY_MODES:
             path = self._values_path(plan, mode)  # what a NAS loop asks: values only, fewer numpy calls

@@ -214,9 +214,9 @@ class Problem:
             raise _fail("mode", mode, list(QUERY_MODES))
         if candidates not in CANDIDATES:
             raise _fail("candidates", candidates, list(CANDIDATES))
-        if evaluator is None:
-            from benchmark import Benchmark  # the query API
+        from benchmark import Benchmark  # the query API
 
+        if evaluator is None:
             evaluator = Benchmark(space=space or "t", path=release)
         self.evaluator = evaluator
         # a NAS loop uses values only: ask the query API not to compute 5-95 % intervals (the
@@ -227,6 +227,8 @@ class Problem:
         except (TypeError, ValueError):
             takes = False
         self._batch_options = {"intervals": False} if takes else {}
+        # the query API takes the validated encodings as they are; other evaluators get the array
+        self._trusted_input = isinstance(evaluator, Benchmark)
         self.space: SearchSpace = get_space(space if space is not None else evaluator.space)
         if space is not None and get_space(evaluator.space).name != self.space.name:
             raise _fail("space", self.space.name, f"{get_space(evaluator.space).name!r} (the evaluator's space)")
@@ -373,18 +375,20 @@ class Problem:
         self.query_s += time.perf_counter() - since[0]
         self.query_cpu_s += time.thread_time() - since[1]
 
-    def _encode(self, archs: list[Architecture]) -> np.ndarray:
-        """The query API's fastest input form, an integer encoding matrix (timed as query time)."""
+    def _encode(self, archs: list[Architecture]) -> costs.EncodedBatch:
+        """The query API's fastest input form: the encodings of validated Architectures as an
+        :class:`~benchmark.costs.EncodedBatch`, which the query API does not check again and the
+        simulated clock reuses (timed as query time)."""
         t0 = (time.perf_counter(), time.thread_time())
-        enc = self.space.encode_many(archs)
+        batch = costs.EncodedBatch(self.space, self.space.encode_many(archs), False)
         self._count_query_time(t0)
-        return enc
+        return batch
 
-    def _query(self, enc: np.ndarray, group: tuple, metrics: list[str], seed: int | None) -> Mapping:
+    def _query(self, enc: costs.EncodedBatch, group: tuple, metrics: list[str], seed: int | None) -> Mapping:
         """One ``query_batch`` call (``as_frame=False``: a dict of arrays, cheaper than a DataFrame)."""
         device, setting = group
         t0 = (time.perf_counter(), time.thread_time())
-        df = self.evaluator.query_batch(enc, metrics=metrics, device=device, setting=setting, mode=self.mode,
+        df = self.evaluator.query_batch(enc if self._trusted_input else enc.encodings, metrics=metrics, device=device, setting=setting, mode=self.mode,
                                         noise=self.noise, seed=seed if self.noise else None, as_frame=False,
                                         **self._batch_options)
         self._count_query_time(t0)
@@ -399,9 +403,10 @@ class Problem:
         sample = [self.project(x) for x in self.space.sample(0x6D6F6F, n=64)]
         for group, metrics in self._groups.items():
             for a in (sample, sample[-1:]):
+                enc = costs.EncodedBatch(self.space, self.space.encode_many(a), False)
                 try:
-                    self.evaluator.query_batch(self.space.encode_many(a), metrics=metrics, device=group[0],
-                                               setting=group[1], mode=self.mode, as_frame=False,
+                    self.evaluator.query_batch(enc if self._trusted_input else enc.encodings, metrics=metrics,
+                                               device=group[0], setting=group[1], mode=self.mode, as_frame=False,
                                                **self._batch_options)
                 except ValueError:  # table mode and an architecture that was not profiled
                     pass
@@ -439,8 +444,7 @@ class Problem:
                     raise ProblemError(f"objective {o.label} is missing (NaN) for architecture {new[i].id}; "
                                        f"choose another metric/device/setting or mode (mode={self.mode!r})")
                 values[:, j] = v
-            # the encodings come from validated Architectures: costed without a second check
-            cost = dict(zip(fresh, self._simulated_cost(costs.EncodedBatch(self.space, enc, False), latency).tolist()))
+            cost = dict(zip(fresh, self._simulated_cost(enc, latency).tolist()))
             for i, v in zip(fresh, values):
                 self._cache[i] = v
         # the clock after each evaluation, in order: a first evaluation adds its cost, a repeated one nothing
