@@ -302,6 +302,31 @@ class Benchmark:
             info["no_interval"] = r["no_interval"]
         return batch_frame(r["values"], self.inputs.ids(rows, enc), info, bool(source_columns))
 
+    def values_function(self, metrics: Any = None, device: str | None = None, setting: str | None = None,
+                        mode: str = "auto"):
+        """``f(batch) -> {metric: values}`` for a :class:`benchmark.costs.EncodedBatch` of this space
+        (``costs.encoded_batch``): the metric columns of ``query_batch(batch, metrics, device, setting,
+        mode, as_frame=False, intervals=False)``, bit for bit, in the plan's order, with the plan made
+        and the values-only path compiled once here rather than per call — for a loop that asks the
+        same question of many small batches (``benchmark.moo.problems.Problem`` does)."""
+        from benchmark.costs import EncodedBatch
+
+        if mode not in QUERY_MODES:
+            raise fail("mode", mode, list(QUERY_MODES))
+        plan = self.planner.plan(metrics, device, setting)
+        path = self._values_path(plan, mode)
+
+        def values(batch: EncodedBatch) -> dict:
+            if not isinstance(batch, EncodedBatch):
+                raise fail("batch", type(batch).__name__, "an EncodedBatch (benchmark.costs.encoded_batch)")
+            rows, enc = self.inputs.many(batch)
+            r = path.run(rows, enc, True) if path is not None else None
+            if r is None:
+                r = self.executor.run(plan, rows, enc, mode, False, None, trusted=True, intervals=False)
+            return r["values"]
+
+        return values
+
     def _values_path(self, plan, mode: str):
         """The plan's :class:`~benchmark.query.fastpath.ValuesPath` for ``mode`` (compiled once), or None."""
         key = (id(plan), mode)

@@ -108,6 +108,30 @@ def test_query_batch_values_do_not_depend_on_the_path(b):
             {m: list(v) for m, v in ref["row_sources"].items()}
 
 
+@pytest.mark.parametrize("mode", ["auto", "surrogate", "table"])
+def test_values_function_equals_query_batch(b, mode):
+    """The loop's compiled question: query_batch's metric columns bit for bit, table rows and new
+    architectures alike (mode table: table rows only); anything but an EncodedBatch is refused."""
+    from benchmark import costs
+    from benchmark.query.results import QueryError
+
+    archs = [b.space.from_id(i) for i in b.table.ids[:12]] + ([] if mode == "table" else b.space.sample(3, n=20))
+    batch = costs.encoded_batch(archs, b.space)
+    for metrics, device in ((["latency_ms", "perplexity"], "cpu-epyc-1c"), (["params", "flops"], None)):
+        f = b.values_function(metrics, device, None, mode)
+        got = f(batch)
+        ref = b.query_batch(batch.encodings, metrics=metrics, device=device, mode=mode, as_frame=False,
+                            intervals=False)
+        assert list(got) == metrics
+        for m in metrics:
+            np.testing.assert_array_equal(got[m], ref[m])
+        np.testing.assert_array_equal(f(costs.encoded_batch(archs[:1], b.space))[metrics[0]], ref[metrics[0]][:1])
+    with pytest.raises(QueryError, match="batch"):
+        f(batch.encodings)
+    with pytest.raises(QueryError, match="mode"):
+        b.values_function(["params"], mode="fast")
+
+
 def test_space_without_release_exact_and_imported_bit_identical():
     s = Benchmark("s")
     enc = s.space.encode_many(s.space.sample(5, n=50))
