@@ -127,8 +127,10 @@ def _sum_trees(values: np.ndarray, segments: list[slice]) -> list[np.ndarray]:
 
 
 class FusedHeapWalk:
-    """The trees of several :class:`surrogates.fastpredict.TreeEnsemble` walked level by level in
-    one pass over the rows (:func:`_heap` layout) — the same leaves and sums as their own walks."""
+    """The trees of several :class:`surrogates.fastpredict.TreeEnsemble` walked together in one pass
+    over the rows — by bit vectors (:class:`_Bitvectors`) up to depth ``_BITVECTOR_MAX_DEPTH`` unless
+    ``bitvectors=False``, else level by level in the :func:`_heap` layout — the same leaves and sums
+    as their own walks."""
 
     def __init__(self, ensembles: list, bitvectors: bool = True) -> None:
         D, feats, thrs, splits = _heap(ensembles)
