@@ -426,7 +426,7 @@ class ValuesPath:
             return {s.metric: s.predict(X if s.setting is not None or self.plan.hw_setting is None else X[:, :base])
                     for s in self.surrogates}  # the surrogates' own choice (XGBoost for many rows)
         x = X.astype(np.float32)
-        if np.isnan(x).any():
+        if not isinstance(self.features, FeatureMap) and np.isnan(x).any():  # a FeatureMap's are finite
             return None  # a missing value follows default_left: the surrogates' own walk
         return {s.metric: inverse_transform(s.transform, raw.astype(np.float64))
                 for s, raw in zip(self.surrogates, self.walk.predict(x))}
