@@ -5,7 +5,8 @@ every objective is **minimised** (``token_accuracy`` enters as the error ``1 - t
 A :class:`Problem` evaluates architectures through an *evaluator* — by default a
 :class:`benchmark.Benchmark`, or any object with the same ``query_batch`` (tests use a small
 analytic one) — grouping objectives by ``(device, setting)`` so that a batch of evaluations costs
-one ``query_batch`` call per group.
+one query per group (a Benchmark's :meth:`~benchmark.Benchmark.values_function`, made once per
+group, or ``query_batch`` with noise or another evaluator).
 
 Search domain (``candidates``)
     ``"space"``: any architecture of the space (needs the benchmark's surrogates for architectures
@@ -188,7 +189,7 @@ def resolve_device(role: str, devices: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 class Problem:
-    """Objectives over a search space, evaluated through ``evaluator.query_batch``.
+    """Objectives over a search space, evaluated through the evaluator's queries (module docstring).
 
     ``evaluate(archs)`` returns the (n, m) objective values (raw units, minimised) and advances
     ``clock_s`` (simulated seconds) and ``n_evals``; ``last_clock`` holds the clock after each of
@@ -238,7 +239,7 @@ class Problem:
         self.cost_model = cost_model or CostModel()
         self.noise_seed = int(noise_seed)
         self.choices = np.asarray(self.space.encoding_choices, dtype=np.int64)
-        # query groups: (device, setting) -> metrics fetched in one query_batch call: each hardware
+        # query groups: (device, setting) -> metrics fetched in one query: each hardware
         # objective's metric plus latency_ms (for the clock); device-independent metrics ride along
         # with the first hardware group (flops: one with the same setting), else get their own group.
         groups: dict[tuple, list[str]] = {}
