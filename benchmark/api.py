@@ -258,7 +258,9 @@ class Benchmark:
         """Vectorised :meth:`query` over many architectures (same arguments and semantics).
 
         ``archs``: an ``(N, encoding_length)`` integer encoding array (fastest: no Python object per
-        row), or a sequence of ids / Architectures / HW-GPT-Bench dicts. Returns a
+        row), a :class:`benchmark.costs.EncodedBatch` (encodings validated when it was built, e.g. by
+        ``costs.encoded_batch``: not checked again), or a sequence of ids / Architectures / HW-GPT-Bench
+        dicts. Returns a
         ``pandas.DataFrame`` with one row per input (input order): an ``id`` column (the
         architecture's id) and one float column per metric; with ``source_columns=True`` also a
         ``<metric>_source`` string column after each metric (its source per row: ``measured``,
@@ -277,7 +279,8 @@ class Benchmark:
                 raise fail(name, flag, "True or False")
         plan = self.planner.plan(metrics, device, setting)
         rows, enc = self.inputs.many(archs)
-        trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2  # built from validated Architectures
+        # built from validated Architectures, or an EncodedBatch (validated when it was built)
+        trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2
         r = None
         if noise is False and intervals is False and seed is None and mode in QUERY_MODES:
             path = self._values_path(plan, mode)  # what a NAS loop asks: values only, fewer numpy calls
@@ -298,6 +301,31 @@ class Benchmark:
         if r["no_interval"]:
             info["no_interval"] = r["no_interval"]
         return batch_frame(r["values"], self.inputs.ids(rows, enc), info, bool(source_columns))
+
+    def values_function(self, metrics: Any = None, device: str | None = None, setting: str | None = None,
+                        mode: str = "auto"):
+        """``f(batch) -> {metric: values}`` for a :class:`benchmark.costs.EncodedBatch` of this space
+        (``costs.encoded_batch``): the metric columns of ``query_batch(batch, metrics, device, setting,
+        mode, as_frame=False, intervals=False)``, bit for bit, in the plan's order, with the plan made
+        and the values-only path compiled once here rather than per call — for a loop that asks the
+        same question of many small batches (``benchmark.moo.problems.Problem`` does)."""
+        from benchmark.costs import EncodedBatch
+
+        if mode not in QUERY_MODES:
+            raise fail("mode", mode, list(QUERY_MODES))
+        plan = self.planner.plan(metrics, device, setting)
+        path = self._values_path(plan, mode)
+
+        def values(batch: EncodedBatch) -> dict:
+            if not isinstance(batch, EncodedBatch):
+                raise fail("batch", type(batch).__name__, "an EncodedBatch (benchmark.costs.encoded_batch)")
+            rows, enc = self.inputs.many(batch)
+            r = path.run(rows, enc, True) if path is not None else None
+            if r is None:
+                r = self.executor.run(plan, rows, enc, mode, False, None, trusted=True, intervals=False)
+            return r["values"]
+
+        return values
 
     def _values_path(self, plan, mode: str):
         """The plan's :class:`~benchmark.query.fastpath.ValuesPath` for ``mode`` (compiled once), or None."""

@@ -65,6 +65,7 @@ architectures, encodings and spaces) that names the field, the value and what is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -113,17 +114,33 @@ def layer_tables(sp: SearchSpace) -> LayerTables:
 
 
 class EncodedBatch:
-    """Validated encodings of one space and their per-architecture sums (int64, shape (N,))."""
+    """Validated encodings of one space and their per-architecture sums (int64, shape (N,)), each
+    computed on first use (a query of the batch needs none of them)."""
 
     def __init__(self, space: SearchSpace, enc: np.ndarray, scalar: bool):
-        t = layer_tables(space)
-        lm = space.max_layers
         self.space, self.scalar, self._enc = space, scalar, enc
-        self.embed = t.embed[enc[:, 0]]
-        self.n_layer = t.n_layer[enc[:, 1]]
-        self.bias = t.bias[enc[:, -1]]
-        self.heads_sum = t.heads[enc[:, 2 + lm:2 + 2 * lm]].sum(1, dtype=np.int64)  # sum_i n_head[i]
-        self.mlp_sum = t.mlp[enc[:, 2:2 + lm]].sum(1, dtype=np.int64)  # sum_i mlp_ratio[i]
+
+    @cached_property
+    def embed(self) -> np.ndarray:
+        return layer_tables(self.space).embed[self._enc[:, 0]]
+
+    @cached_property
+    def n_layer(self) -> np.ndarray:
+        return layer_tables(self.space).n_layer[self._enc[:, 1]]
+
+    @cached_property
+    def bias(self) -> np.ndarray:
+        return layer_tables(self.space).bias[self._enc[:, -1]]
+
+    @cached_property
+    def heads_sum(self) -> np.ndarray:  # sum_i n_head[i]
+        lm = self.space.max_layers
+        return layer_tables(self.space).heads[self._enc[:, 2 + lm:2 + 2 * lm]].sum(1, dtype=np.int64)
+
+    @cached_property
+    def mlp_sum(self) -> np.ndarray:  # sum_i mlp_ratio[i]
+        lm = self.space.max_layers
+        return layer_tables(self.space).mlp[self._enc[:, 2:2 + lm]].sum(1, dtype=np.int64)
 
     @property
     def encodings(self) -> np.ndarray:

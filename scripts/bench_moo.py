@@ -5,8 +5,9 @@ suite (in this process; each run starts from a reset problem and one warm-up que
 group so that lazy loading is not timed; nothing is carried from one run to the next but the loaded
 models). Printed per algorithm, as the median over the repeats: evaluations per second of the whole
 loop (ask + repair/projection + Problem.evaluate + tell; the hypervolume curve is computed after
-the loop and not included), the number of ``query_batch`` calls, and the fraction of loop time
-spent in the benchmark's queries (``Benchmark.query_batch`` plus encoding its input), measured
+the loop and not included), the number of queries (one per objective group per batch of new
+architectures), and the fraction of loop time spent in the benchmark's queries (the group's
+``Benchmark.values_function``, or ``query_batch`` for a noisy suite, plus encoding its input), measured
 twice: in wall time and in this thread's CPU time. On a core shared with another job, wall time
 also counts the other job's time slices, wherever they fall; CPU time counts only this loop's own
 work. Target: < 10 % for every non-Bayesian algorithm, in both ("ok" only when both medians are

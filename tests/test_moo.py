@@ -423,6 +423,28 @@ def test_plugin_entry_point(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "ep_algo")
 
 
+def test_moo_list_shows_each_suites_space_and_where_its_values_come_from(capsys):
+    from benchmark.cli import main
+    from benchmark.moo.suites import Suite, get_suite
+
+    assert main(["moo", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    block = {ln.split(":")[0][len("suite "):]: (ln, nxt) for ln, nxt in zip(lines, lines[1:]) if ln.startswith("suite ")}
+    head, values = block["ppl-energy-gpu"]
+    assert "space t" in head
+    assert values == "  values: perplexity: measured table, else its surrogate; energy_mj@gpu:modeled:h100: modeled (roofline)"
+    assert "space s" in block["s-ppl-latency-gpu"][0]
+    assert "perplexity: imported (HW-GPT-Bench)" in block["s-ppl-latency-gpu"][1]
+    assert "params: exact (computed)" in block["ppl-params"][1]
+    # the mode decides whether a surrogate answers for architectures the measured table lacks
+    cpu = get_suite("ppl-latency-cpu")
+    assert cpu.override(mode="table").value_sources()[1] == ("latency_ms@cpu:measured", "measured table only")
+    assert cpu.override(mode="surrogate").value_sources()[0] == ("perplexity", "surrogate of the measured table")
+    anyrole = Suite.from_dict("x", {"objectives": [{"metric": "latency_ms", "device": "gpu:any", "setting": "s",
+                                                     "bounds": [1, 2]}]})
+    assert "roofline if modeled" in anyrole.value_sources()[0][1]
+
+
 def test_cli(release, tmp_path, capsys):
     from benchmark.cli import build_parser, main
 

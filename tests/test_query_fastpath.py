@@ -94,8 +94,11 @@ def test_invalid_encodings_are_left_to_the_executor(b):
 def test_query_batch_values_do_not_depend_on_the_path(b):
     """query_batch with intervals=False (values-only path) and with intervals (executor): same
     values and sources, ids, dicts and encodings alike."""
+    from benchmark import costs
+
     archs = b.space.sample(11, n=30) + [b.space.from_id(i) for i in b.table.ids[:10]]
-    for form in (b.space.encode_many(archs), [a.id for a in archs], [a.to_hwgpt_dict() for a in archs]):
+    for form in (b.space.encode_many(archs), [a.id for a in archs], [a.to_hwgpt_dict() for a in archs],
+                 costs.encoded_batch(archs, b.space)):
         fast = b.query_batch(form, device="cpu-epyc-1c", as_frame=False, intervals=False)
         ref = b.query_batch(form, device="cpu-epyc-1c", as_frame=False, intervals=True)
         for m in ("perplexity", "latency_ms", "memory_mb", "params", "flops"):
@@ -103,6 +106,30 @@ def test_query_batch_values_do_not_depend_on_the_path(b):
         assert fast["source"] == ref["source"]
         assert {m: list(v) for m, v in fast["row_sources"].items()} == \
             {m: list(v) for m, v in ref["row_sources"].items()}
+
+
+@pytest.mark.parametrize("mode", ["auto", "surrogate", "table"])
+def test_values_function_equals_query_batch(b, mode):
+    """The loop's compiled question: query_batch's metric columns bit for bit, table rows and new
+    architectures alike (mode table: table rows only); anything but an EncodedBatch is refused."""
+    from benchmark import costs
+    from benchmark.query.results import QueryError
+
+    archs = [b.space.from_id(i) for i in b.table.ids[:12]] + ([] if mode == "table" else b.space.sample(3, n=20))
+    batch = costs.encoded_batch(archs, b.space)
+    for metrics, device in ((["latency_ms", "perplexity"], "cpu-epyc-1c"), (["params", "flops"], None)):
+        f = b.values_function(metrics, device, None, mode)
+        got = f(batch)
+        ref = b.query_batch(batch.encodings, metrics=metrics, device=device, mode=mode, as_frame=False,
+                            intervals=False)
+        assert list(got) == metrics
+        for m in metrics:
+            np.testing.assert_array_equal(got[m], ref[m])
+        np.testing.assert_array_equal(f(costs.encoded_batch(archs[:1], b.space))[metrics[0]], ref[metrics[0]][:1])
+    with pytest.raises(QueryError, match="batch"):
+        f(batch.encodings)
+    with pytest.raises(QueryError, match="mode"):
+        b.values_function(["params"], mode="fast")
 
 
 def test_space_without_release_exact_and_imported_bit_identical():
@@ -186,14 +213,47 @@ def test_feature_function_equals_surrogate_features(space, setting, decode_token
         np.testing.assert_array_equal(f(rows), features(sp, rows, setting, decode_tokens))
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 64])
-def test_fused_walk_equals_each_ensembles_own_walk(b, n):
+@pytest.mark.parametrize("bitvectors", [True, False])
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 500])
+def test_fused_walk_equals_each_ensembles_own_walk(b, n, bitvectors):
     from benchmark.query.fastpath import FusedHeapWalk, feature_function
 
     st = "prefill-b1-s256-fp32"
     ens = [b.surrogate("latency_ms", "cpu-epyc-1c", st).tree_ensemble("mean"),
            b.surrogate("perplexity").tree_ensemble("mean"), b.surrogate("memory_mb", "cpu-epyc-1c", st)
            .tree_ensemble("mean")]
+    walk = FusedHeapWalk(ens, bitvectors=bitvectors)
+    assert (walk.bits is not None) == bitvectors  # the embedded release's trees are shallow enough
     x = feature_function(b.space, st, 0)(b.space.encode_many(b.space.sample(n, n=n))).astype(np.float32)
-    for got, e in zip(FusedHeapWalk(ens).predict(x), ens):
+    for got, e in zip(walk.predict(x), ens):
         np.testing.assert_array_equal(got, e.predict(x))  # TreeEnsemble: XGBoost's own values (test_surrogates)
+
+
+@pytest.mark.parametrize("max_depth", [1, 3, 4, 6])
+def test_bitvector_walk_equals_xgboost_on_unbalanced_trees_and_rows_at_thresholds(max_depth):
+    """A real XGBoost ensemble on integer features (unbalanced trees: leaves above the last level;
+    many splits on one feature at one threshold), asked at rows exactly at its thresholds
+    (x >= threshold goes right) and in between: the bit-vector walk (depth <= 4) and the level walk
+    give XGBoost's own predictions."""
+    import xgboost as xgb
+
+    from benchmark.query.fastpath import FusedHeapWalk
+    from surrogates.fastpredict import TreeEnsemble
+
+    rng = np.random.default_rng(max_depth)
+    X = rng.integers(0, 6, (300, 5)).astype(np.float32)
+    y = X[:, 0] * 2 + (X[:, 1] > 2) * X[:, 2] - X[:, 3] ** 2 / 5 + rng.normal(0, 0.1, 300)
+    booster = xgb.train({"max_depth": max_depth, "eta": 0.3, "nthread": 1, "seed": 0},
+                        xgb.DMatrix(X, label=y), num_boost_round=25)
+    e = TreeEnsemble(booster)
+    splits = ~e.is_leaf
+    at = np.zeros((int(splits.sum()), 5), np.float32)
+    at[np.arange(len(at)), e.feat[splits]] = e.thr[splits]  # one row per split, exactly at its threshold
+    x = np.concatenate([at, X[:50], X[:20] + 0.5]).astype(np.float32)
+    fast, level = FusedHeapWalk([e]), FusedHeapWalk([e], bitvectors=False)
+    assert (fast.bits is not None) == (e.depth <= 4) and level.bits is None
+    want = booster.inplace_predict(x).astype(np.float32)
+    np.testing.assert_array_equal(e.predict(x), want)
+    for walk in (fast, level):
+        np.testing.assert_array_equal(walk.predict(x)[0], want)
+        np.testing.assert_array_equal(walk.predict(x[:1])[0], want[:1])

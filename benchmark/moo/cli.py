@@ -82,7 +82,9 @@ def _list(args) -> int:
     for name, s in load_suites(args.suites).items():
         objs = ", ".join("@".join(str(x) for x in (o["metric"], o.get("device"), o.get("setting")) if x)
                          for o in s.objectives)
-        print(f"suite {name}: {objs}; budget {s.budget}, seeds {s.seeds}, mode {s.mode}, candidates {s.candidates}")
+        print(f"suite {name}: {objs}; space {s.space}, budget {s.budget}, seeds {s.seeds}, mode {s.mode}, "
+              f"candidates {s.candidates}")
+        print("  values: " + "; ".join(f"{label}: {where}" for label, where in s.value_sources()))
     print("algorithms: " + ", ".join(f"{a}{' (slow)' if a in SLOW_ALGORITHMS else ''}" for a in available_algorithms()))
     print("plug-ins: --algorithms MODULE:ATTR, or an entry point in the group 'hwlm.algorithms'")
     return 0

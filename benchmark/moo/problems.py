@@ -5,7 +5,8 @@ every objective is **minimised** (``token_accuracy`` enters as the error ``1 - t
 A :class:`Problem` evaluates architectures through an *evaluator* — by default a
 :class:`benchmark.Benchmark`, or any object with the same ``query_batch`` (tests use a small
 analytic one) — grouping objectives by ``(device, setting)`` so that a batch of evaluations costs
-one ``query_batch`` call per group.
+one query per group (a Benchmark's :meth:`~benchmark.Benchmark.values_function`, made once per
+group, or ``query_batch`` with noise or another evaluator).
 
 Search domain (``candidates``)
     ``"space"``: any architecture of the space (needs the benchmark's surrogates for architectures
@@ -188,7 +189,7 @@ def resolve_device(role: str, devices: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 class Problem:
-    """Objectives over a search space, evaluated through ``evaluator.query_batch``.
+    """Objectives over a search space, evaluated through the evaluator's queries (module docstring).
 
     ``evaluate(archs)`` returns the (n, m) objective values (raw units, minimised) and advances
     ``clock_s`` (simulated seconds) and ``n_evals``; ``last_clock`` holds the clock after each of
@@ -214,9 +215,9 @@ class Problem:
             raise _fail("mode", mode, list(QUERY_MODES))
         if candidates not in CANDIDATES:
             raise _fail("candidates", candidates, list(CANDIDATES))
-        if evaluator is None:
-            from benchmark import Benchmark  # the query API
+        from benchmark import Benchmark  # the query API
 
+        if evaluator is None:
             evaluator = Benchmark(space=space or "t", path=release)
         self.evaluator = evaluator
         # a NAS loop uses values only: ask the query API not to compute 5-95 % intervals (the
@@ -227,6 +228,10 @@ class Problem:
         except (TypeError, ValueError):
             takes = False
         self._batch_options = {"intervals": False} if takes else {}
+        # the query API takes the validated encodings as they are (other evaluators get the array),
+        # and without noise answers from a function with each group's plan made once
+        self._trusted_input = isinstance(evaluator, Benchmark)
+        self._values: dict[tuple, Any] = {}  # group -> Benchmark.values_function, made on first use
         self.space: SearchSpace = get_space(space if space is not None else evaluator.space)
         if space is not None and get_space(evaluator.space).name != self.space.name:
             raise _fail("space", self.space.name, f"{get_space(evaluator.space).name!r} (the evaluator's space)")
@@ -234,7 +239,7 @@ class Problem:
         self.cost_model = cost_model or CostModel()
         self.noise_seed = int(noise_seed)
         self.choices = np.asarray(self.space.encoding_choices, dtype=np.int64)
-        # query groups: (device, setting) -> metrics fetched in one query_batch call: each hardware
+        # query groups: (device, setting) -> metrics fetched in one query: each hardware
         # objective's metric plus latency_ms (for the clock); device-independent metrics ride along
         # with the first hardware group (flops: one with the same setting), else get their own group.
         groups: dict[tuple, list[str]] = {}
@@ -373,20 +378,32 @@ class Problem:
         self.query_s += time.perf_counter() - since[0]
         self.query_cpu_s += time.thread_time() - since[1]
 
-    def _encode(self, archs: list[Architecture]) -> np.ndarray:
-        """The query API's fastest input form, an integer encoding matrix (timed as query time)."""
+    def _encode(self, archs: list[Architecture]) -> costs.EncodedBatch:
+        """The query API's fastest input form: the encodings of validated Architectures as an
+        :class:`~benchmark.costs.EncodedBatch`, which the query API does not check again and the
+        simulated clock reuses (timed as query time)."""
         t0 = (time.perf_counter(), time.thread_time())
-        enc = self.space.encode_many(archs)
+        batch = costs.EncodedBatch(self.space, self.space.encode_many(archs), False)
         self._count_query_time(t0)
-        return enc
+        return batch
 
-    def _query(self, enc: np.ndarray, group: tuple, metrics: list[str], seed: int | None) -> Mapping:
-        """One ``query_batch`` call (``as_frame=False``: a dict of arrays, cheaper than a DataFrame)."""
+    def _ask(self, enc: costs.EncodedBatch, group: tuple, metrics: list[str], seed: int | None) -> Mapping:
+        """The group's values for ``enc``: from the Benchmark's values function (no noise), else one
+        ``query_batch`` call (``as_frame=False``: a dict of arrays, cheaper than a DataFrame)."""
         device, setting = group
+        if self._trusted_input and not self.noise:
+            f = self._values.get(group)
+            if f is None:
+                f = self._values[group] = self.evaluator.values_function(metrics, device, setting, self.mode)
+            return f(enc)
+        return self.evaluator.query_batch(enc if self._trusted_input else enc.encodings, metrics=metrics,
+                                          device=device, setting=setting, mode=self.mode, noise=self.noise,
+                                          seed=seed if self.noise else None, as_frame=False, **self._batch_options)
+
+    def _query(self, enc: costs.EncodedBatch, group: tuple, metrics: list[str], seed: int | None) -> Mapping:
+        """One query of a group (timed, counted)."""
         t0 = (time.perf_counter(), time.thread_time())
-        df = self.evaluator.query_batch(enc, metrics=metrics, device=device, setting=setting, mode=self.mode,
-                                        noise=self.noise, seed=seed if self.noise else None, as_frame=False,
-                                        **self._batch_options)
+        df = self._ask(enc, group, metrics, seed)
         self._count_query_time(t0)
         self._n_queries += 1
         return df
@@ -400,9 +417,7 @@ class Problem:
         for group, metrics in self._groups.items():
             for a in (sample, sample[-1:]):
                 try:
-                    self.evaluator.query_batch(self.space.encode_many(a), metrics=metrics, device=group[0],
-                                               setting=group[1], mode=self.mode, as_frame=False,
-                                               **self._batch_options)
+                    self._ask(costs.EncodedBatch(self.space, self.space.encode_many(a), False), group, metrics, 0)
                 except ValueError:  # table mode and an architecture that was not profiled
                     pass
 
@@ -439,8 +454,7 @@ class Problem:
                     raise ProblemError(f"objective {o.label} is missing (NaN) for architecture {new[i].id}; "
                                        f"choose another metric/device/setting or mode (mode={self.mode!r})")
                 values[:, j] = v
-            # the encodings come from validated Architectures: costed without a second check
-            cost = dict(zip(fresh, self._simulated_cost(costs.EncodedBatch(self.space, enc, False), latency).tolist()))
+            cost = dict(zip(fresh, self._simulated_cost(enc, latency).tolist()))
             for i, v in zip(fresh, values):
                 self._cache[i] = v
         # the clock after each evaluation, in order: a first evaluation adds its cost, a repeated one nothing

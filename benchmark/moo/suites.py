@@ -143,6 +143,32 @@ class Suite:
             raise _fail("device override", unknown, f"roles of suite {self.name!r}: {roles}")
         return replace(self, objectives=tuple(objs))
 
+    def value_sources(self) -> list[tuple[str, str]]:
+        """Per objective, its label and where its values come from, read from the suite itself (no
+        release needed): exact costs, imported values, a modeled device's roofline, or a measured
+        table (device or perplexity) with the suite's mode deciding whether the surrogate fitted on
+        it answers for architectures the table lacks."""
+        measured = {"table": "measured table only", "surrogate": "surrogate of the measured table",
+                    "auto": "measured table, else its surrogate"}[self.mode]
+        out = []
+        for o in self.objectives:
+            dev = o.get("device")
+            source = o.get("source")
+            if source is None and dev is not None and ":" in dev:
+                source = dev.split(":")[1]  # a role kind:source[:substring]
+            if o["metric"] in ("params", "flops"):
+                where = "exact (computed)"
+            elif source == "imported":
+                where = "imported (HW-GPT-Bench)"
+            elif source == "modeled":
+                where = "modeled (roofline)"
+            elif source == "measured" or dev is None:
+                where = measured
+            else:  # a role of any source, or a device id without a source label
+                where = f"{measured} if the device is measured, roofline if modeled"
+            out.append(("@".join(x for x in (o["metric"], dev) if x), where))
+        return out
+
     def objective_list(self) -> list[Objective]:
         """Objectives of a resolved suite."""
         out = []

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.costs import EncodedBatch
 from benchmark.spaces import Architecture, ArchitectureError, SearchSpace
 from benchmark.query.results import QueryError, fail
 
@@ -48,6 +49,11 @@ class Inputs:
     def many(self, archs: Any) -> tuple[np.ndarray, np.ndarray]:
         """(rows (N,) int64 with -1 = not in the table, encodings (N, L) int8)."""
         L = self.space.encoding_length
+        if isinstance(archs, EncodedBatch):  # validated once by its maker: only the space is checked
+            if archs.space.name != self.space.name:
+                raise fail("space of the encoded batch", archs.space.name, f"{self.space.name!r} (this benchmark's space)")
+            enc = archs.encodings.astype(np.int8, copy=False)
+            return self.rows_of_encodings(enc), enc
         if isinstance(archs, np.ndarray) and archs.ndim == 2 and archs.dtype.kind in "iu":
             if archs.shape[1] != L:
                 raise fail("encoding width", archs.shape[1], f"{L} (encoding_length of space {self.space.name!r})")
