@@ -135,6 +135,27 @@ def aggregate(runs: list[dict]) -> list[dict]:
     return out
 
 
+def summary_table(summary: dict, k: int) -> str:
+    """One row per measured device and setting: Kendall tau of every method at ``k`` (stratified
+    design), the noise ceiling, the shipped model's MAPE and what it chose."""
+    agg = [e for e in summary["aggregate"] if e["source"] == "measured" and e["design"] == "stratified"
+           and e["k"] == k]
+    lines = [f"Kendall τ on the held-out rows at K = {k} (stratified design, mean over {summary['seeds']} seeds); "
+             f"best baseline = the better of FLOPs scaling and the calibrated roofline\n",
+             "| held-out device | setting | split-half τ | " + " | ".join(METHODS_SHOWN)
+             + " | selected − best baseline | selected MAPE % | chosen |", "|" + " --- |" * (len(METHODS_SHOWN) + 6)]
+    for dev, st in sorted({(e["device"], e["setting"]) for e in agg}):
+        cell = {e["method"]: e for e in agg if (e["device"], e["setting"]) == (dev, st)}
+        ceil = summary["devices"][dev]["noise_ceiling_tau"].get(st)
+        sel = cell["selected"]
+        gain = sel["kendall_tau"] - max(cell["flops"]["kendall_tau"], cell["roofline"]["kendall_tau"])
+        lines.append(f"| {dev} | {st} | {'n/a' if ceil is None else f'{ceil:.3f}'} | "
+                     + " | ".join(f"{cell[m]['kendall_tau']:.3f}" for m in METHODS_SHOWN)
+                     + f" | {gain:+.3f} | {100 * sel['mape']:.1f} | "
+                     + ", ".join(f"{c} {n}" for c, n in sel["chosen"].items()) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(summary: dict) -> str:
     agg = summary["aggregate"]
     lines = []
@@ -186,9 +207,13 @@ def plot(summary: dict, path: Path) -> None:
     from benchmark.plotting import save_figure
 
     agg = [e for e in summary["aggregate"] if e["source"] == "measured" and e["design"] == "stratified"]
-    panels = sorted({(e["device"], e["setting"]) for e in agg})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (dev, st) in zip(axes[0], panels):
+    devices = sorted({e["device"] for e in agg})
+    ncol = max(len({e["setting"] for e in agg if e["device"] == d}) for d in devices)
+    # one row per held-out device, one column per setting
+    fig, axes = plt.subplots(len(devices), ncol, figsize=(4.2 * ncol, 3.3 * len(devices)), squeeze=False)
+    panels = [(ax, d, st) for r, d in enumerate(devices)
+              for ax, st in zip(axes[r], sorted({e["setting"] for e in agg if e["device"] == d}))]
+    for ax, dev, st in panels:
         for m in METHODS_SHOWN:
             es = sorted((e for e in agg if (e["device"], e["setting"], e["method"]) == (dev, st, m)),
                         key=lambda e: e["k"])
@@ -204,7 +229,7 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_title(f"{dev}\n{st}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"hwlm device add, leave-one-device-out ({len({d for d, _ in panels})} measured device(s); "
+    fig.suptitle(f"hwlm device add, leave-one-device-out ({len(devices)} measured device(s); "
                  f"mean ± sd over {summary['seeds']} seeds)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
@@ -225,7 +250,19 @@ def main() -> int:
     p.add_argument("--runs", action="store_true", help="also store every single run in --out")
     p.add_argument("--plot", default=None, help="PNG: Kendall tau vs K per method")
     p.add_argument("--markdown", action="store_true", help="print the tables for docs/devices.md")
+    p.add_argument("--summary-k", type=int, default=None, metavar="K",
+                   help="with --markdown: print only the one-table summary at K (and the design table)")
+    p.add_argument("--from-json", action="store_true", help="read --out (a finished validation) instead of "
+                   "running one: redraw --plot and print --markdown from it")
     a = p.parse_args()
+
+    if a.from_json:
+        summary = json.loads(Path(a.out).read_text())
+        if a.plot:
+            plot(summary, Path(a.plot))
+        if a.markdown:
+            print(summary_table(summary, a.summary_k) if a.summary_k is not None else markdown(summary))
+        return 0
 
     bench = Benchmark(a.space, a.release)
     devs = bench.table.devices()
@@ -250,7 +287,7 @@ def main() -> int:
     if a.plot:
         plot(summary, Path(a.plot))
     if a.markdown:
-        print(markdown(summary))
+        print(summary_table(summary, a.summary_k) if a.summary_k is not None else markdown(summary))
     return 0
 
 

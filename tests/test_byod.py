@@ -194,3 +194,22 @@ def test_overlays_for_another_release_or_tampered_or_clashing_are_refused(overla
         Benchmark("t", overlays=[other])
     with pytest.raises(QueryError, match="invalid overlays"):
         Benchmark("t", overlays=str(out))
+
+
+def test_the_published_validation_renders_its_summary_for_every_held_out_device():
+    """docs/devices.md quotes the summary that ``--from-json --summary-k`` prints from the shipped JSON."""
+    import subprocess
+    import sys
+
+    from benchmark.paths import REPO_ROOT
+
+    summary = json.loads((REPO_ROOT / "docs" / "byod_validation.json").read_text())
+    out = subprocess.run([sys.executable, "scripts/byod_validation.py", "--out", "docs/byod_validation.json",
+                          "--from-json", "--markdown", "--summary-k", "20"], cwd=REPO_ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith(("| held-out", "| ---"))]
+    measured = {e["device"] for e in summary["aggregate"] if e["source"] == "measured"}
+    assert len(measured) >= 5 and {r.split(" | ")[0][2:] for r in rows} == measured
+    assert len(rows) == sum(len(summary["devices"][d]["settings"]) for d in measured)
+    docs = (REPO_ROOT / "docs" / "devices.md").read_text()
+    assert all(r in docs for r in rows)  # the docs hold this run's figures, not an older run's
