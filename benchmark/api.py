@@ -281,12 +281,7 @@ class Benchmark:
         rows, enc = self.inputs.many(archs)
         # built from validated Architectures, or an EncodedBatch (validated when it was built)
         trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2
-        r = None
-        if noise is False and intervals is False and seed is None and mode in QUERY_MODES:
-            path = self._values_path(plan, mode)  # what a NAS loop asks: values only, fewer numpy calls
-            r = path.run(rows, enc, trusted) if path is not None else None
-        if r is None:
-            r = self.executor.run(plan, rows, enc, mode, noise, seed, trusted=trusted, intervals=intervals)
+        r = self._run(plan, rows, enc, mode, trusted, noise, seed, intervals)
         sources, row_sources = {}, {}
         for m, s in r["sources"].items():
             if isinstance(s, str):
@@ -314,18 +309,26 @@ class Benchmark:
         if mode not in QUERY_MODES:
             raise fail("mode", mode, list(QUERY_MODES))
         plan = self.planner.plan(metrics, device, setting)
-        path = self._values_path(plan, mode)
+        self._values_path(plan, mode)  # compiled now (and cached for the plan), not in the first call
 
         def values(batch: EncodedBatch) -> dict:
             if not isinstance(batch, EncodedBatch):
                 raise fail("batch", type(batch).__name__, "an EncodedBatch (benchmark.costs.encoded_batch)")
             rows, enc = self.inputs.many(batch)
-            r = path.run(rows, enc, True) if path is not None else None
-            if r is None:
-                r = self.executor.run(plan, rows, enc, mode, False, None, trusted=True, intervals=False)
-            return r["values"]
+            return self._run(plan, rows, enc, mode, True)["values"]
 
         return values
+
+    def _run(self, plan, rows: np.ndarray, enc: np.ndarray, mode: str, trusted: bool, noise: Any = False,
+             seed: Any = None, intervals: Any = False) -> dict:
+        """The executor's answer, from the plan's values-only path when the question allows one
+        (values only: no noise, no intervals — what a NAS loop asks, in fewer numpy calls)."""
+        if noise is False and intervals is False and seed is None and mode in QUERY_MODES:
+            path = self._values_path(plan, mode)
+            r = path.run(rows, enc, trusted) if path is not None else None
+            if r is not None:
+                return r
+        return self.executor.run(plan, rows, enc, mode, noise, seed, trusted=trusted, intervals=intervals)
 
     def _values_path(self, plan, mode: str):
         """The plan's :class:`~benchmark.query.fastpath.ValuesPath` for ``mode`` (compiled once), or None."""

@@ -23,7 +23,6 @@ moment, go to the table log ``timings`` so that drift can be analysed and normal
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -203,18 +202,15 @@ def _default_export_dir(log: Path) -> Path:
 def _export_settings(export_dir: Path, ids: Sequence[str], recorded: dict) -> dict:
     """The export fields of a pass's provenance from its graphs' ``.export.json`` records: one
     setting for every exported architecture, agreeing with what the log's header recorded."""
-    from benchmark.profiling.runtimes.export import OnnxExport
+    from benchmark.profiling.runtimes.export import read_export_record
 
     if not export_dir.is_dir():
         if recorded.get("export_opset") is not None:
             return {}  # the header names the export settings; the graphs are gone
         raise HwlmError(f"invalid export_dir: {export_dir} is not a directory; allowed: the pass's export "
                         f"directory (its .export.json records name the ONNX opset and exporter)")
-    made = set()
-    for i in ids:
-        meta = export_dir / f"{i}.export.json"
-        if meta.is_file():
-            made.add(tuple(sorted(OnnxExport(**json.loads(meta.read_text())).settings().items())))
+    records = (read_export_record(export_dir, i) for i in ids)
+    made = {tuple(sorted(e.settings().items())) for e in records if e is not None}
     if len(made) != 1:
         raise HwlmError(f"invalid export_dir: {export_dir} holds {len(made)} export settings for the pass's "
                         f"{len(ids)} architectures; allowed: the one directory the pass exported into")

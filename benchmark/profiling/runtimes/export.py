@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from benchmark.model import GPT, apply_rope
 from benchmark.profiling.runtimes.base import RuntimeConfigError
 
-__all__ = ["OPSET", "EXPORTERS", "OnnxExport", "export_onnx", "export_or_reuse", "export_settings", "weights_sha256"]
+__all__ = ["OPSET", "EXPORTERS", "OnnxExport", "export_onnx", "export_or_reuse", "export_settings", "read_export_record",
+           "weights_sha256"]
 
 OPSET = 18  # LayerNormalization needs >= 17; 18 is the lowest opset both exporters emit
 EXPORTERS = ("torchscript", "dynamo")
@@ -120,8 +121,12 @@ class OnnxExport:
 
     def settings(self) -> dict[str, Any]:
         """How the graphs were made, without which weights they hold (the same for every export of a pass)."""
-        return {"export_opset": self.opset, "exporter": self.exporter, "export_torch_version": self.torch_version,
-                "onnx_version": self.onnx_version}
+        return _settings(self.opset, self.exporter, self.torch_version, self.onnx_version)
+
+
+def _settings(opset: int, exporter: str, torch_version: str, onnx_version: str) -> dict[str, Any]:
+    return {"export_opset": opset, "exporter": exporter, "export_torch_version": torch_version,
+            "onnx_version": onnx_version}
 
 
 def export_settings(exporter: str = "torchscript", opset: int = OPSET) -> dict[str, Any]:
@@ -129,8 +134,16 @@ def export_settings(exporter: str = "torchscript", opset: int = OPSET) -> dict[s
     a runtime's provenance before any model is exported (a timing pass records it first)."""
     import onnx
 
-    return {"export_opset": opset, "exporter": exporter, "export_torch_version": torch.__version__,
-            "onnx_version": onnx.__version__}
+    return _settings(opset, exporter, torch.__version__, onnx.__version__)
+
+
+def read_export_record(out_dir: str | os.PathLike, arch_id: str) -> OnnxExport | None:
+    """The :class:`OnnxExport` recorded beside ``arch_id``'s graphs in ``out_dir``
+    (``<arch_id>.export.json``), or None when there is none or it cannot be read."""
+    try:
+        return OnnxExport(**json.loads((Path(out_dir) / f"{arch_id}.export.json").read_text()))
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 def _export_graph(graph: _Graph, args: tuple, path: Path, input_names, output_names, dynamic: dict, exporter: str,
@@ -174,12 +187,11 @@ def export_onnx(model: GPT, out_dir: str | os.PathLike | None = None, *, exporte
     info = OnnxExport(f"{stem}.prefill.onnx", f"{stem}.decode.onnx", model.config.n_layer, opset, exporter,
                       torch.__version__, onnx.__version__, weights_sha256(model), arch_id)
     meta = Path(f"{stem}.export.json")
-    if meta.is_file() and Path(info.prefill_path).is_file() and Path(info.decode_path).is_file():
-        try:
-            if OnnxExport(**json.loads(meta.read_text())) == info:
-                return info
-        except (TypeError, ValueError):
-            pass  # an unreadable sidecar: export again
+    # graphs recorded for the same weights, exporter and opset are reused; a missing or unreadable
+    # record means export again
+    if (Path(info.prefill_path).is_file() and Path(info.decode_path).is_file()
+            and read_export_record(out, arch_id) == info):
+        return info
     model = model.eval()
     L, cfg = model.config.n_layer, model.config
     batch, seq = 2, 8  # example inputs; every axis that varies is dynamic

@@ -131,13 +131,15 @@ class OrtBackend(Backend):
     def provenance(self) -> dict[str, Any]:
         from benchmark.profiling.runtimes.export import export_settings
 
+        quantization: Any = "none"
+        if self.dtype == "int8":
+            quantization = dict(QUANTIZATION)
+            # the count is one model's: a device's provenance, written before any model, has none
+            if self.quantized_nodes is not None:
+                quantization["quantized_nodes"] = self.quantized_nodes
         ort = self._ort
         return {"runtime": "onnxruntime", "runtime_version": ort.__version__, "dtype": self.dtype,
                 "threads": self.threads, "intra_op_threads": self.threads, "inter_op_threads": self.threads,
                 "execution_provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
-                "execution_mode": "ORT_SEQUENTIAL", "thread_spinning": False,
-                # the count of quantised nodes is one model's; a device's provenance is written before any
-                "quantization": ({**QUANTIZATION, **({"quantized_nodes": self.quantized_nodes}
-                                                     if self.quantized_nodes is not None else {})}
-                                 if self.dtype == "int8" else "none"),
+                "execution_mode": "ORT_SEQUENTIAL", "thread_spinning": False, "quantization": quantization,
                 **(self.export.provenance() if self.export is not None else export_settings())}
