@@ -81,12 +81,14 @@ def setting_evidence(t: Table, dev: str, s: str, window: int = 25, seed: int = 0
     visit, arch, rnd = log["visit"][sel].astype(int), log["arch"][sel], log["round"][sel].astype(int)
     order = {a: i for i, a in enumerate(ids)}
     first: dict[str, float] = {}
-    rows = {}  # visit -> (arch row, round, time, [ms], anchor_ms)
+    # (time, visit) -> (arch row, round, time, [ms], anchor_ms): visits are numbered per pass, and
+    # passes over other rows of the same device share the log, so the time tells them apart
+    rows = {}
     for v, a, r, tm, ms, an in zip(visit, arch, rnd, log["unix_time"][sel], log["ms"][sel], log["anchor_ms"][sel]):
         if a not in order:
             continue
         first[a] = min(first.get(a, np.inf), tm)
-        rows.setdefault(v, (order[a], r, tm, [], an))[3].append(ms)
+        rows.setdefault((tm, v), (order[a], r, tm, [], an))[3].append(ms)
     out["lag1"], out["drift_share"] = _ordered(y - pred, np.array([first[a] for a in ids]), window)
     vr, vround, vt, vms, van = zip(*(rows[v] for v in sorted(rows)))
     vr, vround, vt = np.array(vr), np.array(vround), np.array(vt)

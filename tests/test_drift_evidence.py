@@ -21,7 +21,10 @@ DEV, S = "cpu-synthetic", "prefill-b1-s64-fp32"
 ROUNDS, RPR = 3, 2
 
 
-def _drifting_table(path, n=80, seed=0):
+def _drifting_table(path, n=80, seed=0, passes=1, visits_per_pass=True):
+    """``passes`` passes, one after another, over consecutive parts of the architectures, as passes over
+    other rows of one device are merged; each numbers its visits from 0 (``visits_per_pass``) or
+    they are numbered through."""
     sp = get_space("t")
     archs = list({a.id: a for a in sp.sample(seed, n)}.values())
     base = exact_flops(sp, sp.encode_many(archs), S, 1) / 1e7
@@ -30,14 +33,16 @@ def _drifting_table(path, n=80, seed=0):
     anchor_ms = float(np.median(base))
     lat = np.full((len(archs), ROUNDS * RPR), np.nan)
     rows, visit, t = [], 0, 0.0
-    for r in range(ROUNDS):
-        for i in rng.permutation(len(archs)):
-            t += 1
-            ms = base[i] * slow(t) * rng.lognormal(0, 0.02, RPR)
-            lat[i, r * RPR:(r + 1) * RPR] = ms
-            rows += [dict(arch=archs[i].id, round=r, visit=visit, repeat=j, unix_time=t, ms=float(m),
-                          anchor_ms=anchor_ms * slow(t)) for j, m in enumerate(ms)]
-            visit += 1
+    for part in np.array_split(np.arange(len(archs)), passes):
+        visit = 0 if visits_per_pass else visit
+        for r in range(ROUNDS):
+            for i in rng.permutation(part):
+                t += 1
+                ms = base[i] * slow(t) * rng.lognormal(0, 0.02, RPR)
+                lat[i, r * RPR:(r + 1) * RPR] = ms
+                rows += [dict(arch=archs[i].id, round=r, visit=visit, repeat=j, unix_time=t, ms=float(m),
+                              anchor_ms=anchor_ms * slow(t)) for j, m in enumerate(ms)]
+                visit += 1
     with TableWriter(path, "t", flush_every=None) as w:
         w.declare_device(DEV, source="measured", provenance={"cpu_model": "synthetic"})
         w.declare_setting(DEV, S, rounds=ROUNDS, repeats_per_round=RPR, repeats=ROUNDS * RPR)
@@ -63,6 +68,13 @@ def test_evidence_sees_drift_in_visits_but_not_in_architectures_and_the_card_pri
     row = next(line for line in md.splitlines() if line.startswith(f"| `{DEV}` | `{S}` | 80 | 3 |"))
     assert f"{e['r2_oof']:.3f}" in row and f"{e['visit_lag1_raw']:.3f}" in row
     assert "## Timing protocol evidence" not in write_data_card(path, tmp_path / "bare.md").read_text()
+
+
+def test_passes_over_other_rows_of_a_device_keep_their_visits_apart(tmp_path):
+    # two passes both number their visits from 0: the evidence must be what numbering them through gives
+    (apart,) = device_evidence(Table(_drifting_table(tmp_path / "a.h5", passes=2)), DEV)
+    (through,) = device_evidence(Table(_drifting_table(tmp_path / "b.h5", passes=2, visits_per_pass=False)), DEV)
+    assert apart == through and apart["rows"] == 80
 
 
 def test_the_card_prints_each_runtimes_agreement_and_perplexity_deltas(tmp_path):
