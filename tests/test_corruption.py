@@ -219,8 +219,8 @@ def test_the_embedded_release_needs_its_manifest(pristine, tmp_path, monkeypatch
     monkeypatch.setenv("HWLM_DATA_DIR", str(rel_copy))
     with pytest.raises(HwlmError, match=f"no {MANIFEST_NAME}"):
         Benchmark("t")
-    with pytest.raises(HwlmError, match=f"no {MANIFEST_NAME}"):  # s borrows t's modeled devices
-        Benchmark("s")
+    with pytest.raises(HwlmError, match=f"no {MANIFEST_NAME}"):  # m (no release of its own) borrows t's modeled devices
+        Benchmark("m")
 
 
 def test_a_file_added_to_the_release_but_not_listed_is_refused(pristine, tmp_path):

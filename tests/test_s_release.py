@@ -113,7 +113,7 @@ def test_benchmark_s_serves_every_source_labelled(s_release, monkeypatch):
     assert "holds no perplexity" in card and "`imported`" in card and "seeded random weights" in card
 
 
-def test_the_measured_cpu_suite_runs_on_the_release_and_says_what_it_needs_without(s_release):
+def test_the_measured_cpu_suite_runs_on_the_release_and_says_what_it_needs_without(s_release, tmp_path):
     cpu = json.loads(json.dumps(get_suite("s-ppl-latency-cpu").to_dict()))
     cpu["objectives"][1]["setting"] = ["prefill-b1-s16-fp32"]  # the tiny pass's shape
     suite = Suite.from_dict("s-tiny", {k: v for k, v in cpu.items() if k not in ("name", "version")})
@@ -122,8 +122,12 @@ def test_the_measured_cpu_suite_runs_on_the_release_and_says_what_it_needs_witho
     assert resolved.objectives[1]["device"] == "cpu-epyc-1c"
     values = resolved.problem(b).evaluate(s_release["archs"][:2])
     assert values.shape == (2, 2) and np.isfinite(values).all()
+    empty = tmp_path / "no-release"
+    empty.mkdir()
     with pytest.raises(ProblemError, match="needs the s release .*build_release.py --space s"):
-        get_suite("s-ppl-latency-cpu").resolve(Benchmark("s"))  # no s release here: refused, saying how
+        get_suite("s-ppl-latency-cpu").resolve(Benchmark("s", path=empty))  # no s release: refused, saying how
+    embedded = get_suite("s-ppl-latency-cpu").resolve(Benchmark("s"))  # the package's own s release
+    assert [o["source"] for o in embedded.objectives] == ["imported", "measured"]
 
 
 def test_the_gpu_suite_resolves_now_and_its_labels_are_checked():
