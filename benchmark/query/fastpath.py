@@ -4,7 +4,10 @@ with a fraction of the numpy calls of :class:`~benchmark.query.execute.Executor`
 A :class:`ValuesPath` is compiled once per (plan, mode): the table columns, the surrogates and
 their trees, the roofline models and the exact metrics the plan needs. A call then builds the
 features of the rows the table does not answer once and walks the trees of every surrogate of
-the plan in one pass (:class:`FusedHeapWalk`). It returns exactly what ``Executor.run`` returns
+the plan in one pass (:class:`FusedHeapWalk`) — in a few numpy calls, or, once
+:func:`load_compiled` has imported :mod:`benchmark.query.compiled` (numba, where installed: a NAS
+loop's :class:`benchmark.moo.problems.Problem` does), in one compiled call for the features and
+the walk together. It returns exactly what ``Executor.run`` returns
 for the same arguments — the same values bit for bit, the same sources and target sources —
 or None where it does not apply (a plan with an overlay device's metric, a tree ensemble the walk
 cannot read, mode ``table`` with a row the table lacks, many rows): the executor then answers,
@@ -32,7 +35,8 @@ _BITVECTOR_MAX_DEPTH = 4  # up to 16 leaves a tree: one uint8/uint16 mask per tr
 # rows x trees beyond which XGBoost's own predict beats the numpy walk in this thread's CPU time
 # (XGBoost's other threads not counted): on the embedded release (602 trees of depth 3) the
 # bit-vector walk took 0.9 ms for 200 rows and 5.9 ms for 1,000, XGBoost 1.5 and 4.9 ms
-# (4.3 and 15 ms of wall time on a shared core)
+# (4.3 and 15 ms of wall time on a shared core); the compiled walk (0.2 and 1.1-1.5 ms) walks
+# every batch up to MAX_ROWS
 _WALK_BUDGET = 300_000
 
 
@@ -47,7 +51,12 @@ def load_compiled() -> bool:
     if _COMPILED is None:
         try:
             from benchmark.query import compiled
-        except ImportError:
+        except ImportError:  # numba not installed (or not for this numpy)
+            return False
+        except (OSError, RuntimeError) as e:  # e.g. no writable place for numba's cache
+            import warnings
+
+            warnings.warn(f"the compiled query kernels could not be loaded ({e}); the numpy path answers")
             return False
         _COMPILED = compiled
     return True
@@ -485,7 +494,7 @@ class ValuesPath:
             z = np.empty((len(self.surrogates), len(enc)), np.float64)
             try:
                 c.predict_bitvectors(enc, *self.fused, z)
-            except TypeError:  # not C-contiguous (the kernel's signature)
+            except TypeError:  # numba's "no matching definition": encodings not C-contiguous
                 c.predict_bitvectors(np.ascontiguousarray(enc), *self.fused, z)
         else:
             if c is None and len(enc) * self.walk.n_trees > _WALK_BUDGET:
