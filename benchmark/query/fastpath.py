@@ -194,8 +194,9 @@ class FusedHeapWalk:
         self.kernel_args = (self.feat, self.thr, self.depth, self.first)
         if self.bits is not None:
             b = self.bits
-            self.kernel_args = None if b.table is None else \
-                (b.feats, b.ends, b.thr, b.offsets, b.table, b.bits, b.lowest_bit, self.leaf_values, self.first)
+            self.kernel_args = None if b.table is None else (
+                b.table, np.concatenate([b.thr, self.leaf_values]),
+                np.concatenate([[b.bits, len(b.feats)], b.feats, b.ends, b.offsets, self.first]).astype(np.intp))
 
     def predict(self, x: np.ndarray) -> list[np.ndarray] | np.ndarray:
         """Per ensemble, its ``predict(x)`` (float32, (N,)) for float32 features without NaN: a list,
@@ -283,21 +284,14 @@ class FeatureMap:
         self.heads = slice(col["n_head_0"], col["n_head_0"] + lm)
         self.mlps = slice(col["mlp_ratio_0"], col["mlp_ratio_0"] + lm)
         self.nonlinear = [col[k] for k in ("params", "params_no_embedding", "flops_setting") if k in col]
-        self.lm = lm
         # the table of params / FLOPs: features() of one architecture per (embed, n_layer, bias, sums)
         reps = _representatives(sp)
         X = features(sp, reps, setting, decode_tokens)
         self.table = np.full((n_keys, len(self.nonlinear)), np.nan)
         self.table[self.W[reps + self.starts, F].sum(1).astype(np.intp)] = X[:, self.nonlinear]
-        self.kernel_args = (self.W, self.starts.astype(np.intp), self.hidden, self.tm, self.e, self.heads.start,
-                             self.mlps.start, lm, self.max_heads, self.max_mlp,
-                             np.asarray(self.nonlinear, np.intp), self.table)
-        rng = np.random.default_rng(0x66656174)
-        check = np.concatenate([reps, sp.encode_many(sp.sample(rng, n=256))])
-        for i in range(0, len(check), 2048):  # chunks: the lookup holds (rows, columns, features)
-            part = check[i:i + 2048]
-            if not np.array_equal(self(part), features(sp, part, setting, decode_tokens)):
-                raise ValueError("the feature map disagrees with surrogates.features")
+        self.kernel_args = (self.W, self.table, np.asarray(  # compiled.feature_rows'
+            [self.hidden, self.tm, self.e, self.heads.start, self.mlps.start, lm, self.max_heads, self.max_mlp,
+             *self.starts, *self.nonlinear], np.intp))
 
     def _lookup(self, enc: np.ndarray) -> np.ndarray:
         """The summed columns (N, F + 1) of valid encodings."""
