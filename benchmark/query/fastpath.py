@@ -292,6 +292,12 @@ class FeatureMap:
         self.kernel_args = (self.W, self.table, np.asarray(  # compiled.feature_rows'
             [self.hidden, self.tm, self.e, self.heads.start, self.mlps.start, lm, self.max_heads, self.max_mlp,
              *self.starts, *self.nonlinear], np.intp))
+        rng = np.random.default_rng(0x66656174)
+        check = np.concatenate([reps, sp.encode_many(sp.sample(rng, n=256))])
+        for i in range(0, len(check), 2048):  # chunks: the lookup holds (rows, columns, features)
+            part = check[i:i + 2048]
+            if not np.array_equal(self(part), features(sp, part, setting, decode_tokens)):
+                raise ValueError("the feature map disagrees with surrogates.features")
 
     def _lookup(self, enc: np.ndarray) -> np.ndarray:
         """The summed columns (N, F + 1) of valid encodings."""
@@ -353,7 +359,7 @@ class ValuesPath:
                 self.imported.append(sp)
             elif sp.kind == "missing":
                 self.missing.append(sp)
-            elif sp.kind == "value" and not sp.transfer:  # (a metric once)
+            elif sp.kind == "value" and not sp.transfer:
                 col = plan.columns.get(sp.metric)
                 roof = models.roofline(sp.device, sp.setting) if sp.roofline else None
                 s = None
