@@ -205,19 +205,19 @@ class SearchSpace:
 
     def encode_many(self, archs: Sequence["Architecture"]) -> np.ndarray:
         """``(N, encoding_length)`` int8 encodings (rows of :meth:`Architecture.encoding`), built as
-        one nested list with choice -> index dictionaries (no numpy call per architecture)."""
-        if isinstance(archs, (str, bytes, Mapping, Architecture)) or not isinstance(archs, (Sequence, np.ndarray)):
+        one byte string from each field's bytes (no numpy call per architecture)."""
+        if type(archs) is not list and (isinstance(archs, (str, bytes, Mapping, Architecture))  # (typing's checks: slow)
+                                        or not isinstance(archs, (Sequence, np.ndarray))):
             raise ArchitectureError.invalid("archs", archs, "a sequence of architectures (Architecture objects, ids, "
                                                             "encodings or HW-GPT-Bench dicts)")
-        lm = self.max_layers
-        embed, layers, mlp, heads, bias = _choice_indices(self)
-        rows = []
+        embed, layers, mlp, heads, bias, per_layer = _encoding_bytes(self)
+        mlp_get, heads_get, name, parts = mlp[1].get, heads[1].get, self.name, []
         for a in archs:
-            a = self.validate(a)
-            pad = (PAD,) * (lm - a.n_layer)
-            rows.append((embed[a.embed_dim], layers[a.n_layer], *[mlp[m] for m in a.mlp_ratio], *pad,
-                         *[heads[h] for h in a.n_head], *pad, bias[a.bias]))
-        return np.array(rows, dtype=np.int8).reshape(len(rows), self.encoding_length)
+            if type(a) is not Architecture or a.space != name:
+                a = self.validate(a)
+            parts += (embed[a.embed_dim], layers[a.n_layer], mlp_get(a.mlp_ratio) or per_layer(mlp, a.mlp_ratio),
+                      heads_get(a.n_head) or per_layer(heads, a.n_head), bias[a.bias])
+        return np.ndarray((len(archs), self.encoding_length), np.int8, bytearray(b"".join(parts)))  # writable
 
     def ids_of_encodings(self, encodings: np.ndarray) -> np.ndarray:
         """Canonical ids (object array) of valid ``(N, encoding_length)`` encodings, the strings
@@ -317,6 +317,31 @@ def _choice_indices(sp: SearchSpace) -> tuple[dict, ...]:
     if t is None:
         t = _CHOICE_INDICES[sp.name] = tuple({c: i for i, c in enumerate(ch)} for ch in (
             sp.embed_dim_choices, sp.n_layer_choices, sp.mlp_ratio_choices, sp.n_head_choices, sp.bias_choices))
+    return t
+
+
+_ENCODING_BYTES: dict[str, tuple] = {}
+_MEMO_MAX = 1 << 16  # per-layer tuples remembered per field (s/m/l have far more than their samples need)
+
+
+def _encoding_bytes(sp: SearchSpace) -> tuple:
+    """:meth:`SearchSpace.encode_many`'s tables: per single field (embed_dim, n_layer, bias), choice
+    -> its encoding byte; per per-layer field (mlp_ratio, n_head), (choice -> index, tuple of choices
+    -> its padded encoding bytes, filled as met); and the function that fills the latter."""
+    t = _ENCODING_BYTES.get(sp.name)
+    if t is None:
+        lm = sp.max_layers
+        embed, layers, mlp, heads, bias = _choice_indices(sp)
+
+        def per_layer(field: tuple, values: tuple) -> bytes:
+            index, memo = field
+            b = bytes([index[v] for v in values] + [PAD & 0xFF] * (lm - len(values)))
+            if len(memo) < _MEMO_MAX:
+                memo[values] = b
+            return b
+
+        one = lambda index: {c: bytes([i]) for c, i in index.items()}  # noqa: E731
+        t = _ENCODING_BYTES[sp.name] = (one(embed), one(layers), (mlp, {}), (heads, {}), one(bias), per_layer)
     return t
 
 

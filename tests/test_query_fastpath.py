@@ -1,16 +1,32 @@
 """The values-only path (benchmark/query/fastpath.py) answers exactly what the executor answers, on
-the embedded release (real table, real surrogates) and on a space without a release (``s``)."""
+the embedded release (real table, real surrogates) and on a space without a release (``s``), with
+its numpy kernels and with the compiled ones (benchmark/query/compiled.py, numba) alike."""
+
+import sys
 
 import numpy as np
 import pytest
 
 from benchmark import Benchmark
+from benchmark.query import fastpath
 from benchmark.query.fastpath import ValuesPath
 
 
 @pytest.fixture(scope="module")
 def b():
     return Benchmark("t")
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def kernels(request, monkeypatch):
+    """The values-only path with the numpy kernels, then with the compiled ones (where numba is
+    installed); loaded once per process, so each test sets the one it checks."""
+    if request.param == "compiled":
+        if not fastpath.load_compiled():
+            pytest.skip("numba is not installed")
+    else:
+        monkeypatch.setattr(fastpath, "_COMPILED", None)
+    return request.param
 
 
 def _inputs(b, n_table, n_new, seed):
@@ -48,7 +64,7 @@ def _check(b, metrics, device, mode, enc, trusted=False):
 
 @pytest.mark.parametrize("n_table,n_new", [(0, 1), (1, 0), (0, 4), (2, 3), (0, 200), (60, 140), (300, 0)])
 @pytest.mark.parametrize("mode", ["auto", "surrogate"])
-def test_measured_device_and_surrogates_bit_identical(b, n_table, n_new, mode):
+def test_measured_device_and_surrogates_bit_identical(b, n_table, n_new, mode, kernels):
     enc = _inputs(b, n_table, n_new, seed=n_table * 1000 + n_new)
     # the MOO suites' call, then every metric of the device (exact, memory) at two settings, and the
     # runtime devices (measured on half the table; memory on a subset of it, or none)
@@ -64,14 +80,14 @@ def test_measured_device_and_surrogates_bit_identical(b, n_table, n_new, mode):
 
 
 @pytest.mark.parametrize("n_table,n_new", [(0, 3), (5, 5), (40, 0)])
-def test_modeled_device_bit_identical(b, n_table, n_new):
+def test_modeled_device_bit_identical(b, n_table, n_new, kernels):
     enc = _inputs(b, n_table, n_new, seed=7)
     for mode in ("auto", "surrogate"):
         fast = _check(b, None, "gpu-a100-sxm4-40gb", mode, enc)
         assert fast["sources"]["latency_ms"] == "modeled"
 
 
-def test_table_mode_serves_table_rows_and_leaves_errors_to_the_executor(b):
+def test_table_mode_serves_table_rows_and_leaves_errors_to_the_executor(b, kernels):
     enc = _inputs(b, 50, 0, seed=3)
     _check(b, ["perplexity", "latency_ms", "params"], "cpu-epyc-1c", "table", enc)
     path = ValuesPath.compile(b.executor, b.planner.plan(["latency_ms"], "cpu-epyc-1c", None), "table")
@@ -91,7 +107,7 @@ def test_invalid_encodings_are_left_to_the_executor(b):
         b.query_batch(enc, metrics=["latency_ms"], device="cpu-epyc-1c", intervals=False)
 
 
-def test_query_batch_values_do_not_depend_on_the_path(b):
+def test_query_batch_values_do_not_depend_on_the_path(b, kernels):
     """query_batch with intervals=False (values-only path) and with intervals (executor): same
     values and sources, ids, dicts and encodings alike."""
     from benchmark import costs
@@ -109,7 +125,7 @@ def test_query_batch_values_do_not_depend_on_the_path(b):
 
 
 @pytest.mark.parametrize("mode", ["auto", "surrogate", "table"])
-def test_values_function_equals_query_batch(b, mode):
+def test_values_function_equals_query_batch(b, mode, kernels):
     """The loop's compiled question: query_batch's metric columns bit for bit, table rows and new
     architectures alike (mode table: table rows only); anything but an EncodedBatch is refused."""
     from benchmark import costs
@@ -132,7 +148,7 @@ def test_values_function_equals_query_batch(b, mode):
         b.values_function(["params"], mode="fast")
 
 
-def test_space_without_release_exact_and_imported_bit_identical():
+def test_space_without_release_exact_and_imported_bit_identical(kernels):
     s = Benchmark("s")
     enc = s.space.encode_many(s.space.sample(5, n=50))
     for metrics, device in ((["params", "flops", "perplexity"], None), (None, "gpu-a100-sxm4-40gb")):
@@ -142,21 +158,66 @@ def test_space_without_release_exact_and_imported_bit_identical():
 
 
 def test_moo_runs_are_the_same_with_and_without_the_values_path(b, monkeypatch):
-    """A NAS loop gets the same evaluations (ids, objectives, simulated clock, counts) either way."""
+    """A NAS loop gets the same evaluations (ids, objectives, simulated clock, counts) from the
+    values-only path with its compiled kernels (a Problem loads them where numba is installed), with
+    its numpy kernels, and from the executor."""
+    import importlib.util
+
+    from benchmark.moo import problems
     from benchmark.moo.runner import run_problem
     from benchmark.moo.suites import get_suite
 
     suite = get_suite("ppl-latency-cpu").resolve(b, {})
     runs = []
-    for fast in (True, False):
-        if not fast:
+    for way in ("compiled", "numpy", "executor"):
+        if way == "numpy":
+            monkeypatch.setattr(fastpath, "_COMPILED", None)
+            monkeypatch.setattr(problems, "load_compiled", lambda: False)
+        if way == "executor":
             monkeypatch.setattr(b, "_values_path", lambda plan, mode: None)
         p = suite.problem(b)
+        if way == "compiled":
+            assert (fastpath._COMPILED is not None) == (importlib.util.find_spec("numba") is not None)
         runs.append([run_problem(p, alg, 0, 60, suite.reference_point) for alg in ("random", "local", "morea")])
-    for f, r in zip(*runs):
-        assert f.ids == r.ids and f.n_queries == r.n_queries
-        np.testing.assert_array_equal(f.objectives, r.objectives)
-        np.testing.assert_array_equal(f.clock_s, r.clock_s)
+    for other in runs[1:]:
+        for f, r in zip(runs[0], other):
+            assert f.ids == r.ids and f.n_queries == r.n_queries
+            np.testing.assert_array_equal(f.objectives, r.objectives)
+            np.testing.assert_array_equal(f.clock_s, r.clock_s)
+
+
+def test_without_numba_the_numpy_kernels_answer(b, monkeypatch):
+    """Where numba cannot be imported, load_compiled says so and the path keeps its numpy kernels."""
+    import benchmark.query
+
+    monkeypatch.setattr(fastpath, "_COMPILED", None)
+    monkeypatch.delitem(sys.modules, "benchmark.query.compiled", raising=False)
+    monkeypatch.delattr(benchmark.query, "compiled", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    assert fastpath.load_compiled() is False and fastpath._COMPILED is None
+    _check(b, ["perplexity", "latency_ms"], "cpu-epyc-1c", "auto", _inputs(b, 2, 5, seed=1))
+
+
+def test_encode_many_equals_each_architectures_encoding(monkeypatch):
+    """encode_many's bytes tables give Architecture.encoding row by row, in every space, for ids and
+    Architectures, also once its memo of per-layer tuples is full; the result is writable."""
+    from benchmark import spaces
+
+    for name in ("t", "s", "l"):
+        sp = spaces.get_space(name)
+        archs = sp.sample(3, n=100) + [sp.smallest(), sp.largest()]
+        want = np.stack([a.encoding() for a in archs]).astype(np.int8)
+        for form in (archs, [a.id for a in archs], tuple(archs)):
+            got = sp.encode_many(form)
+            np.testing.assert_array_equal(got, want)
+            assert got.dtype == np.int8 and got.flags.writeable
+        assert sp.encode_many([]).shape == (0, sp.encoding_length)
+    monkeypatch.setattr(spaces, "_MEMO_MAX", 0)  # nothing more remembered: computed each time
+    sp = spaces.get_space("m")
+    archs = sp.sample(4, n=20)
+    np.testing.assert_array_equal(sp.encode_many(archs), np.stack([a.encoding() for a in archs]))
+    with pytest.raises(ValueError, match="archs"):
+        sp.encode_many(archs[0])
 
 
 def test_dicts_parsed_without_architectures_agree_with_the_space(b):
@@ -198,7 +259,7 @@ def test_table_rows_of_encodings_agree_with_ids(b, n):
 @pytest.mark.parametrize("space", ["t", "s", "m", "l"])
 @pytest.mark.parametrize("setting,decode_tokens", [(None, 0), ("prefill-b8-s256-fp32", 0),
                                                    ("decode-b1-s128-fp32", 16)])
-def test_feature_function_equals_surrogate_features(space, setting, decode_tokens):
+def test_feature_function_equals_surrogate_features(space, setting, decode_tokens, kernels):
     """The feature map (t, s) and the fallback (m, l: too many tuples for a table) give
     surrogates.features bit for bit, on sampled architectures and the smallest and largest."""
     from benchmark.query.fastpath import FeatureMap, feature_function
@@ -210,12 +271,15 @@ def test_feature_function_equals_surrogate_features(space, setting, decode_token
     assert isinstance(f, FeatureMap) == (space in ("t", "s"))
     enc = sp.encode_many(sp.sample(99, n=500) + [sp.smallest(), sp.largest()])
     for rows in (enc, enc[:1], enc[3:7]):
-        np.testing.assert_array_equal(f(rows), features(sp, rows, setting, decode_tokens))
+        want = features(sp, rows, setting, decode_tokens)
+        np.testing.assert_array_equal(f(rows), want)
+        if isinstance(f, FeatureMap):
+            np.testing.assert_array_equal(f.float32(rows), want.astype(np.float32))
 
 
 @pytest.mark.parametrize("bitvectors", [True, False])
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 500])
-def test_fused_walk_equals_each_ensembles_own_walk(b, n, bitvectors):
+def test_fused_walk_equals_each_ensembles_own_walk(b, n, bitvectors, kernels):
     from benchmark.query.fastpath import FusedHeapWalk, feature_function
 
     st = "prefill-b1-s256-fp32"
@@ -230,7 +294,7 @@ def test_fused_walk_equals_each_ensembles_own_walk(b, n, bitvectors):
 
 
 @pytest.mark.parametrize("max_depth", [1, 3, 4, 6])
-def test_bitvector_walk_equals_xgboost_on_unbalanced_trees_and_rows_at_thresholds(max_depth):
+def test_bitvector_walk_equals_xgboost_on_unbalanced_trees_and_rows_at_thresholds(max_depth, kernels):
     """A real XGBoost ensemble on integer features (unbalanced trees: leaves above the last level;
     many splits on one feature at one threshold), asked at rows exactly at its thresholds
     (x >= threshold goes right) and in between: the bit-vector walk (depth <= 4) and the level walk

@@ -8,6 +8,8 @@
 * :mod:`~benchmark.query.plan`: each requested metric resolved to its source once per
   (metrics, device, setting);
 * :mod:`~benchmark.query.execute`: the one executor over a plan (single queries and batches);
+* :mod:`~benchmark.query.fastpath`: the values-only path a NAS loop asks, the same values in
+  fewer numpy calls; :mod:`~benchmark.query.compiled`: its kernels compiled (numba, optional);
 * :mod:`~benchmark.query.results`: :class:`QueryResult`, batch answers as dicts or frames.
 """
 

@@ -4,7 +4,10 @@ with a fraction of the numpy calls of :class:`~benchmark.query.execute.Executor`
 A :class:`ValuesPath` is compiled once per (plan, mode): the table columns, the surrogates and
 their trees, the roofline models and the exact metrics the plan needs. A call then builds the
 features of the rows the table does not answer once and walks the trees of every surrogate of
-the plan in one pass (:class:`FusedHeapWalk`). It returns exactly what ``Executor.run`` returns
+the plan in one pass (:class:`FusedHeapWalk`) — in a few numpy calls, or, once
+:func:`load_compiled` has imported :mod:`benchmark.query.compiled` (numba, where installed: a NAS
+loop's :class:`benchmark.moo.problems.Problem` does), in one compiled call for the features and
+the walk together. It returns exactly what ``Executor.run`` returns
 for the same arguments — the same values bit for bit, the same sources and target sources —
 or None where it does not apply (a plan with an overlay device's metric, a tree ensemble the walk
 cannot read, mode ``table`` with a row the table lacks, many rows): the executor then answers,
@@ -17,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmark import costs
 from benchmark.spaces import SearchSpace
 from benchmark.query.lookup import exact_values
 from benchmark.query.models import ROOFLINE_OUTPUT
 from benchmark.query.plan import Plan
+from surrogates.model import inverse_transform
 
-__all__ = ["MAX_ROWS", "FusedHeapWalk", "FeatureMap", "feature_function", "ValuesPath"]
+__all__ = ["MAX_ROWS", "FusedHeapWalk", "FeatureMap", "feature_function", "ValuesPath", "load_compiled"]
 
 MAX_ROWS = 1024  # larger batches: per-call overhead no longer matters, the executor (XGBoost) answers
 _HEAP_MAX_DEPTH = 10  # deeper trees: the executor (the heap doubles per level)
@@ -30,8 +35,31 @@ _BITVECTOR_MAX_DEPTH = 4  # up to 16 leaves a tree: one uint8/uint16 mask per tr
 # rows x trees beyond which XGBoost's own predict beats the numpy walk in this thread's CPU time
 # (XGBoost's other threads not counted): on the embedded release (602 trees of depth 3) the
 # bit-vector walk took 0.9 ms for 200 rows and 5.9 ms for 1,000, XGBoost 1.5 and 4.9 ms
-# (4.3 and 15 ms of wall time on a shared core)
+# (4.3 and 15 ms of wall time on a shared core); the compiled walk (0.2 and 1.1-1.5 ms) walks
+# every batch up to MAX_ROWS
 _WALK_BUDGET = 300_000
+
+
+_COMPILED: Any = None  # benchmark.query.compiled once load_compiled() imported it
+
+
+def load_compiled() -> bool:
+    """Import the compiled kernels (:mod:`benchmark.query.compiled`, numba) once per process, so that
+    every values-only path uses them from then on; False where numba is not installed (the numpy
+    path answers). Worth it for a loop of many small queries; a second or so the first time."""
+    global _COMPILED
+    if _COMPILED is None:
+        try:
+            from benchmark.query import compiled
+        except ImportError:  # numba not installed (or not for this numpy)
+            return False
+        except (OSError, RuntimeError) as e:  # e.g. no writable place for numba's cache
+            import warnings
+
+            warnings.warn(f"the compiled query kernels could not be loaded ({e}); the numpy path answers")
+            return False
+        _COMPILED = compiled
+    return True
 
 
 def _heap(ensembles: list) -> tuple[int, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
@@ -107,6 +135,10 @@ class _Bitvectors:
         for m in range(1, 1 << L):
             self.lowest_bit[m] = (m & -m).bit_length() - 1
         self.leaf_base = np.arange(T, dtype=np.intp) * L
+        # the compiled walk's form: each split feature's first threshold, and one past the last
+        self.feats = self.feat[self.starts] if len(self.starts) else np.zeros(0, np.intp)
+        self.ends = np.append(self.starts, len(self.thr)).astype(np.intp)
+        self.bits = self.dtype.itemsize * 8
 
     def leaves(self, x: np.ndarray) -> np.ndarray:
         """(N, trees) index of each row's exit leaf among the last level's positions, tree by tree."""
@@ -146,7 +178,7 @@ class FusedHeapWalk:
         self.feat = np.concatenate(feat).reshape(-1).astype(np.intp)
         self.thr = np.concatenate(thr).reshape(-1)
         off = np.arange(trees, dtype=np.int64) * H  # each tree's root
-        self.first = off + 1
+        self.root_left = off + 1
         # global heap index G = tree offset + h: its left child is 2G + 1 - offset, the right one next to it
         self.left = (2 * np.arange(trees * H, dtype=np.int64) + 1 - np.repeat(off, H))
         self.root_feat, self.root_thr = self.feat[off], self.thr[off]
@@ -157,13 +189,30 @@ class FusedHeapWalk:
             split = np.concatenate([np.concatenate([np.zeros((1, K), bool), s]) for s in splits])
             self.bits = _Bitvectors(D, self.feat.reshape(trees, H)[:, :K], self.thr.reshape(trees, H)[:, :K], split)
             self.leaf_values = self.thr.reshape(trees, H)[:, K:].reshape(-1)
+        # the compiled walk's arguments (benchmark.query.compiled; none where no tree has a split)
+        self.first = np.asarray([seg.start for seg in self.segments] + [trees], np.intp)
+        self.kernel_args = (self.feat, self.thr, self.depth, self.first)
+        if self.bits is not None:
+            b = self.bits
+            self.kernel_args = None if b.table is None else (
+                b.table, np.concatenate([b.thr, self.leaf_values]),
+                np.concatenate([[b.bits, len(b.feats)], b.feats, b.ends, b.offsets, self.first]).astype(np.intp))
 
-    def predict(self, x: np.ndarray) -> list[np.ndarray]:
-        """Per ensemble, its ``predict(x)`` (float32, (N,)) for float32 features without NaN."""
+    def predict(self, x: np.ndarray) -> list[np.ndarray] | np.ndarray:
+        """Per ensemble, its ``predict(x)`` (float32, (N,)) for float32 features without NaN: a list,
+        or the (ensembles, N) array of them from the compiled walk (:mod:`benchmark.query.compiled`)."""
+        c, b = _COMPILED, self.bits
+        if c is not None and self.kernel_args is not None:
+            out, x = np.empty((len(self.segments), len(x)), np.float32), np.ascontiguousarray(x)
+            if b is None:
+                c.walk_heaps(x, *self.kernel_args, out)
+            else:
+                c.walk_bitvectors(x, *self.kernel_args, out)
+            return out
         if self.bits is not None:
             return _sum_trees(np.take(self.leaf_values, self.bits.leaves(x).T), self.segments)
         n = len(x)
-        G = self.first + (x[:, self.root_feat] >= self.root_thr)  # (N, trees): the position reached
+        G = self.root_left + (x[:, self.root_feat] >= self.root_thr)  # (N, trees): the position reached
         xf, base = x.reshape(-1), np.arange(0, n * x.shape[1], x.shape[1])[:, None]
         feat, thr, left = self.feat, self.thr, self.left
         for _ in range(self.depth - 1):
@@ -240,6 +289,9 @@ class FeatureMap:
         X = features(sp, reps, setting, decode_tokens)
         self.table = np.full((n_keys, len(self.nonlinear)), np.nan)
         self.table[self.W[reps + self.starts, F].sum(1).astype(np.intp)] = X[:, self.nonlinear]
+        self.kernel_args = (self.W, self.table, np.asarray(  # compiled.feature_rows'
+            [self.hidden, self.tm, self.e, self.heads.start, self.mlps.start, lm, self.max_heads, self.max_mlp,
+             *self.starts, *self.nonlinear], np.intp))
         rng = np.random.default_rng(0x66656174)
         check = np.concatenate([reps, sp.encode_many(sp.sample(rng, n=256))])
         for i in range(0, len(check), 2048):  # chunks: the lookup holds (rows, columns, features)
@@ -260,6 +312,14 @@ class FeatureMap:
         X[:, self.max_mlp] = X[:, self.mlps].max(1)
         X[:, self.nonlinear] = self.table[S[:, self.F].astype(np.intp)]
         return X
+
+    def float32(self, enc: np.ndarray) -> np.ndarray:
+        """``self(enc).astype(np.float32)``, by the compiled kernel once :func:`load_compiled` ran."""
+        if _COMPILED is None:
+            return self(enc).astype(np.float32)
+        out = np.empty((len(enc), self.F), np.float32)
+        _COMPILED.feature_rows(np.ascontiguousarray(enc, np.int8), *self.kernel_args, out)
+        return out
 
 
 def _representatives(sp: SearchSpace) -> np.ndarray:
@@ -313,7 +373,13 @@ class ValuesPath:
             else:
                 raise ValueError(f"spec kind {sp.kind!r}")
         self.surrogates = surrogates
-        self.walk = None
+        # a loop's usual question: every metric from a surrogate (unless the table answers the row)
+        self.surrogates_only = mode != "table" and not (self.exact or self.imported or self.missing) and \
+            all(s is not None for _, _, _, s in self.values)
+        self.target_sources = {s.metric: s.meta.get("target_source", "measured") for s in surrogates}
+        transforms = {s.transform for s in surrogates}
+        self.transform = transforms.pop() if len(transforms) == 1 else None  # one for all: one call
+        self.walk, self.fused = None, None
         if surrogates:
             ensembles = [s.tree_ensemble("mean") for s in surrogates]
             if any(e is None for e in ensembles):
@@ -321,6 +387,8 @@ class ValuesPath:
             self.walk = FusedHeapWalk(ensembles)
             st = plan.hw_setting
             self.features = feature_function(self.space, st, models.decode_tokens(st) if st is not None else 0)
+            if isinstance(self.features, FeatureMap) and self.walk.bits is not None and self.walk.kernel_args:
+                self.fused = self.features.kernel_args + self.walk.kernel_args  # compiled.predict_bitvectors'
 
     @classmethod
     def compile(cls, executor: Any, plan: Plan, mode: str) -> "ValuesPath | None":
@@ -332,8 +400,6 @@ class ValuesPath:
     def run(self, rows: np.ndarray, enc: np.ndarray, trusted: bool) -> dict | None:
         """``Executor.run(plan, rows, enc, mode, False, None, trusted=trusted, intervals=False)``'s
         result, or None to let the executor answer."""
-        from benchmark import costs
-
         n = len(rows)
         if n == 0 or n > MAX_ROWS:
             return None
@@ -342,6 +408,12 @@ class ValuesPath:
         all_in = any_in and bool(intab.all())
         if not all_in and not trusted and not costs.all_valid(self.space, enc):
             return None  # the executor words which row is invalid
+        if self.surrogates_only and (not any_in or self.mode == "surrogate"):  # no table value: models only
+            preds = self._predict(enc)
+            return None if preds is None else {
+                "values": preds, "sources": dict.fromkeys(preds, "surrogate"),
+                "target_sources": dict(self.target_sources), "intervals": {}, "missing": {}, "repeats": {},
+                "no_interval": {}, "in_table": intab}
         # per value metric: the rows its table column answers (None: none; True: all)
         uses, need_model = [], None  # need_model: rows a model answers for some metric (None: none, True: all)
         for sp, col, roof, s in self.values:
@@ -399,8 +471,6 @@ class ValuesPath:
 
     def _exact(self, rows, enc, intab, any_in: bool, all_in: bool, values: dict, sources: dict) -> None:
         """Exact metrics: the table's rows from the lookup's cache, the others computed."""
-        from benchmark import costs
-
         lookup = self.executor.lookup
         outside = None
         if not all_in:
@@ -417,19 +487,30 @@ class ValuesPath:
             values[sp.metric], sources[sp.metric] = v, "exact"
 
     def _predict(self, enc: np.ndarray) -> dict[str, np.ndarray] | None:
-        """Every surrogate's point prediction (original units, float64) for valid encodings."""
-        from surrogates.model import inverse_transform
-
-        X = self.features(enc)
-        if len(X) * self.walk.n_trees > _WALK_BUDGET:
-            X, base = np.ascontiguousarray(X), self.executor.n_base  # device-independent models: the prefix
-            return {s.metric: s.predict(X if s.setting is not None or self.plan.hw_setting is None else X[:, :base])
-                    for s in self.surrogates}  # the surrogates' own choice (XGBoost for many rows)
-        x = X.astype(np.float32)
-        if not isinstance(self.features, FeatureMap) and np.isnan(x).any():  # a FeatureMap's are finite
-            return None  # a missing value follows default_left: the surrogates' own walk
-        return {s.metric: inverse_transform(s.transform, raw.astype(np.float64))
-                for s, raw in zip(self.surrogates, self.walk.predict(x))}
+        """Every surrogate's point prediction (original units, float64) for valid encodings, in the
+        plan's order."""
+        c = _COMPILED
+        if c is not None and self.fused:  # features and walk in one call
+            z = np.empty((len(self.surrogates), len(enc)), np.float64)
+            try:
+                c.predict_bitvectors(enc, *self.fused, z)
+            except TypeError:  # numba's "no matching definition": encodings not C-contiguous
+                c.predict_bitvectors(np.ascontiguousarray(enc), *self.fused, z)
+        else:
+            if c is None and len(enc) * self.walk.n_trees > _WALK_BUDGET:
+                X, base = np.ascontiguousarray(self.features(enc)), self.executor.n_base  # device-independent: prefix
+                return {s.metric: s.predict(X if s.setting is not None or self.plan.hw_setting is None else X[:, :base])
+                        for s in self.surrogates}  # the surrogates' own choice (XGBoost for many rows)
+            if isinstance(self.features, FeatureMap):  # finite features
+                x = self.features.float32(enc)
+            else:
+                x = self.features(enc).astype(np.float32)
+                if np.isnan(x).any():
+                    return None  # a missing value follows default_left: the surrogates' own walk
+            z = np.asarray(self.walk.predict(x), np.float64)  # (surrogates, N)
+        if self.transform is not None:
+            return dict(zip(self.target_sources, inverse_transform(self.transform, z)))
+        return {s.metric: inverse_transform(s.transform, v) for s, v in zip(self.surrogates, z)}
 
 
 _FEATURE_MAPS: dict[tuple, Any] = {}

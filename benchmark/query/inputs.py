@@ -52,7 +52,8 @@ class Inputs:
         if isinstance(archs, EncodedBatch):  # validated once by its maker: only the space is checked
             if archs.space.name != self.space.name:
                 raise fail("space of the encoded batch", archs.space.name, f"{self.space.name!r} (this benchmark's space)")
-            enc = archs.encodings.astype(np.int8, copy=False)
+            enc = archs.encodings
+            enc = enc if enc.dtype == np.int8 else enc.astype(np.int8)
             return self.rows_of_encodings(enc), enc
         if isinstance(archs, np.ndarray) and archs.ndim == 2 and archs.dtype.kind in "iu":
             if archs.shape[1] != L:
@@ -188,7 +189,7 @@ class Inputs:
             if self._bytes_rows is None:
                 tab = np.ascontiguousarray(self.table_encodings, np.int8)
                 self._bytes_rows = {tab[i].tobytes(): i for i in range(len(tab))}
-            raw, L, get = np.ascontiguousarray(enc).tobytes(), enc.shape[1], self._bytes_rows.get
+            raw, L, get = enc.tobytes(), enc.shape[1], self._bytes_rows.get  # (C order)
             return np.array([get(raw[i:i + L], -1) for i in range(0, n * L, L)], np.int64)
         if self._hash_keys is None:
             w = np.random.default_rng(12345).integers(1, 2**62, self.space.encoding_length, dtype=np.int64) | 1
