@@ -347,7 +347,8 @@ class Benchmark:
         for the dominance test but reported with their true values. Rows with a missing value in any
         objective are left out. Returns a DataFrame (index = table row) with ``id`` and one column per
         objective (``metric`` or ``metric@device@setting``), sorted by the first objective;
-        ``attrs["units"]``, ``attrs["sources"]``.
+        ``attrs["units"]``, ``attrs["sources"]``. An ``imported`` metric, which a table does not store
+        (HW-GPT-Bench's perplexity in the ``s`` release), is its predictor's value for each row.
 
         ``archs``: the candidates instead of the table's rows (anything :meth:`query_batch` takes;
         index = position in ``archs``), answered as :meth:`query_batch` answers them (mode ``auto``);
@@ -387,9 +388,14 @@ class Benchmark:
                 v, src = self.planner.lookup.exact(m, sp.setting, dt)[rows], "exact"
             else:
                 col = plan.columns.get(m)
-                if col is None:
+                if col is not None:
+                    v, src = col.median, col.source
+                elif sp.kind == "imported":  # not stored (the s release's perplexity): the predictor's, per row
+                    r = self.executor.run(plan, rows, self.inputs.table_encodings, "auto", False, None, trusted=True,
+                                          intervals=False)
+                    v, src = r["values"][m], "imported"
+                else:
                     raise fail("objective", ob, f"a metric stored in the table {self.table.path}")
-                v, src = col.median, col.source
             cols[name], units[name], sources[name] = v, sp.unit, src
             mins.append(-v if m in _MAXIMISED else v)
         import pandas as pd

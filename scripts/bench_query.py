@@ -15,8 +15,8 @@ When the release has a modeled device, its latency and energy of unprofiled arch
 roofline model evaluated directly, source ``modeled``) are timed too, single and batched. Then the
 input forms HW-GPT-Bench users have — its dicts (surrogate mode) and ids (table mode) — as ratios to
 the same query from encodings and to model building; and, for ``t`` releases, HW-GPT-Bench's space
-``s`` without a release (exact metrics and its imported perplexity predictor) from encodings, ids
-and dicts against HW-GPT-Bench's own path, building the model to count its parameters
+``s`` — architectures its release did not time: exact metrics and the imported perplexity
+predictor — from encodings, ids and dicts against HW-GPT-Bench's own path, building the model to count its parameters
 (``--s-archs`` of them, each a few hundred ms).
 
 Clocks: throughputs and the model-building baseline are this process's CPU time (all its threads),
@@ -203,14 +203,14 @@ def main(argv: list[str] | None = None) -> int:
           f"({r_sd / r_se:.2f}x encodings, {dense_s * r_sd:,.0f}x model building; target >= 20,000)")
     print(f"  query_batch, table mode, {n:,} ids: {r_ti:12,.0f} archs/s ({r_ti / r_te:.2f}x encodings, "
           f"{dense_s * r_ti:,.0f}x model building; target >= 500,000)")
-    ok_s = _space_without_release(args.s_archs) if args.space == "t" and args.s_archs else True
+    ok_s = _space_s(args.s_archs) if args.space == "t" and args.s_archs else True
     if tmp is not None:
         tmp.cleanup()
     return 0 if ok_p and ok_f and ok_s else 1
 
 
-def _space_without_release(n_dense: int) -> bool:
-    """HW-GPT-Bench's space ``s`` (no release: exact metrics and the imported perplexity) against
+def _space_s(n_dense: int) -> bool:
+    """HW-GPT-Bench's space ``s`` off its table (exact metrics and the imported perplexity) against
     HW-GPT-Bench's own path, which builds the model to count parameters; True when the counts agree."""
     from benchmark import Benchmark
     from benchmark.model import GPT
@@ -230,7 +230,8 @@ def _space_without_release(n_dense: int) -> bool:
         counted.append(sum(p.numel() for p in GPT(a).parameters()))
     build_s = (time.process_time() - t0) / n_dense
     ok = s.query_batch(archs[:n_dense], metrics=["params"])["params"].astype(np.int64).tolist() == counted
-    print(f"space s, {', '.join(metrics)} (exact; perplexity imported from HW-GPT-Bench's predictor), no release:")
+    print(f"space s, {', '.join(metrics)} (exact; perplexity imported from HW-GPT-Bench's predictor), "
+          "architectures off its table:")
     print(f"  HW-GPT-Bench's way (build GPT, count numel), {n_dense} architectures: {build_s * 1e3:,.0f} ms each; "
           f"params agree: {ok}")
     for what, r, k in (("encodings", r_e, len(enc_n)), ("ids", r_i, len(ids)), ("HW-GPT-Bench dicts", r_d, len(dicts))):

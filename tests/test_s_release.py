@@ -157,3 +157,21 @@ def test_a_sampled_pass_records_its_list_and_refuses_another(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         timing.main([*base[2:], "--space", "s"])  # --space without --sample
     assert e.value.code == 2 and "--space/--sample" in capsys.readouterr().err
+
+
+def test_the_front_of_the_embedded_s_table_takes_the_imported_perplexity_per_row():
+    b = Benchmark("s")
+    objs = [("perplexity", None, None), ("latency_ms", "cpu-epyc-1c", "prefill-b1-s256-fp32")]
+    front = b.pareto_front(objs)
+    lat = "latency_ms@cpu-epyc-1c@prefill-b1-s256-fp32"
+    assert front.attrs["sources"] == {"perplexity": "imported", lat: "measured"} and 2 <= len(front) < len(b.table.ids)
+    r = b.query_batch(list(front["id"]), metrics=["perplexity", "latency_ms"], device="cpu-epyc-1c",
+                      setting="prefill-b1-s256-fp32", as_frame=False)
+    assert np.array_equal(r["perplexity"], front["perplexity"].to_numpy())
+    assert np.array_equal(r["latency_ms"], front[lat].to_numpy())
+    # nothing of the table dominates a front row
+    every = b.query_batch(list(b.table.ids), metrics=["perplexity", "latency_ms"], device="cpu-epyc-1c",
+                          setting="prefill-b1-s256-fp32", as_frame=False)
+    F = np.column_stack([every["perplexity"], every["latency_ms"]])
+    for p, q in zip(front["perplexity"], front[lat]):
+        assert not np.any((F[:, 0] <= p) & (F[:, 1] <= q) & ((F[:, 0] < p) | (F[:, 1] < q)))
