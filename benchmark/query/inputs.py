@@ -4,7 +4,6 @@ where it can be avoided (a NAS loop sends thousands of them)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -79,7 +78,9 @@ class Inputs:
         enc = np.empty((n, L), np.int8)
         tab = self.table_encodings
         get = self.row.get
-        parsed, parsed_at, dicts_at = [], [], []  # encodings parsed without an Architecture, and where
+        # encodings parsed without an Architecture, flat (one list of small ints: no per-row list survives
+        # to be tracked by the garbage collector), and where
+        parsed, parsed_at, dicts_at = [], [], []
         for i, a in enumerate(archs):
             if isinstance(a, str):
                 r = get(a, -1)
@@ -89,13 +90,13 @@ class Inputs:
                     continue
                 row = self.parse_id(a)
                 if row is not None:  # a valid canonical id of this space that is not in the table
-                    parsed.append(row)
+                    parsed += row
                     parsed_at.append(i)
                     continue
             elif type(a) is dict:
                 row = self.parse_dict(a)
                 if row is not None:  # a valid HW-GPT-Bench dict: its table row is looked up below
-                    parsed.append(row)
+                    parsed += row
                     parsed_at.append(i)
                     dicts_at.append(i)
                     continue
@@ -106,7 +107,7 @@ class Inputs:
             rows[i] = get(v.id, -1)
             enc[i] = v.encoding()
         if parsed:
-            enc[parsed_at] = np.fromiter(chain.from_iterable(parsed), np.int8, len(parsed) * L).reshape(-1, L)
+            enc[parsed_at] = np.fromiter(parsed, np.int8, len(parsed)).reshape(-1, L)
         if dicts_at:
             rows[dicts_at] = self.rows_of_encodings(enc[dicts_at])
         return rows, enc
