@@ -492,10 +492,7 @@ class ValuesPath:
         c = _COMPILED
         if c is not None and self.fused:  # features and walk in one call
             z = np.empty((len(self.surrogates), len(enc)), np.float64)
-            try:
-                c.predict_bitvectors(enc, *self.fused, z)
-            except TypeError:  # numba's "no matching definition": encodings not C-contiguous
-                c.predict_bitvectors(np.ascontiguousarray(enc), *self.fused, z)
+            c.predict_bitvectors(np.ascontiguousarray(enc, np.int8), *self.fused, z)  # the kernel's signature
         else:
             if c is None and len(enc) * self.walk.n_trees > _WALK_BUDGET:
                 X, base = np.ascontiguousarray(self.features(enc)), self.executor.n_base  # device-independent: prefix
