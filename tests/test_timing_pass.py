@@ -208,3 +208,31 @@ def test_an_onnx_pass_records_its_export_settings_from_the_graphs_it_timed(tmp_p
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "opset": OPSET - 1}))
     with pytest.raises(HwlmError, match="2 export settings"):
         pass_to_table(log, tmp_path / "c.h5", tp.archs, export_dir=exports)
+
+
+def test_halves_of_one_device_logged_by_an_older_pass_merge_into_one_device(tmp_path):
+    """A device's pass split in two (--start/--n) whose first half was logged before the header stated
+    the weights, and while it recorded a null quantized-node count, still declares one device."""
+    from benchmark.table.merge import merge_tables
+
+    sp = get_space("t")
+    archs = [a.id for a in sp.sample(11, 4)]
+    shards = []
+    for k, half in enumerate((archs[:2], archs[2:])):
+        tp = TimingPass("t", tuple(half), RuntimeDevice("torch", "fp32", 1), "cpu-test-1c", SETTINGS,
+                        RoundsProtocol(1, 1, 0, 2, 0), archs[0], decode_tokens=2)
+        log = tmp_path / f"h{k}.jsonl"
+        run_pass(tp, log, progress=False)
+        head, visits = read_log(log)
+        if k == 0:  # as an older pass logged it
+            assert "seed 0" in head["provenance"].pop("weights")
+            head["provenance"]["quantization"] = {"method": "m", "quantized_nodes": None}
+        else:
+            head["provenance"]["quantization"] = {"method": "m"}
+        log.write_text("\n".join(json.dumps(x) for x in [head, *visits]) + "\n")
+        shards.append(pass_to_table(log, tmp_path / f"h{k}.h5", tp.archs))
+    first = Table(shards[0]).provenance("cpu-test-1c")
+    assert "seed 0" in first["weights"] and first["quantization"] == {"method": "m"}
+    merged = Table(merge_tables(shards, tmp_path / "m.h5", on_conflict="error"))
+    assert sorted(map(str, merged.ids)) == sorted(archs)
+    assert merged.provenance("cpu-test-1c") == first

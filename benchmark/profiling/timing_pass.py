@@ -173,8 +173,7 @@ def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLi
     prov = runtime_device_provenance(tp.device.backend())
     prov.pop("date_utc", None)
     prov.pop("load_avg_1m", None)
-    prov["weights"] = (f"seeded random (seed {tp.seed}), built at every visit: latency and memory do not depend "
-                       f"on weight values (same operators, same shapes)")
+    prov["weights"] = _weights_statement(tp.seed)
     done = _open_log(log, tp, prov)
     total = len(tp.protocol.schedule(len(tp.archs)))
     start = time.monotonic()
@@ -193,6 +192,25 @@ def run_pass(tp: TimingPass, log: str | os.PathLike, export_dir: str | os.PathLi
                 break
     bar.close()
     return done
+
+
+def _weights_statement(seed: int) -> str:
+    return (f"seeded random (seed {seed}), built at every visit: latency and memory do not depend "
+            f"on weight values (same operators, same shapes)")
+
+
+def _current_provenance(prov: dict, header: dict) -> dict:
+    """A log header's provenance in today's wording, so that two halves of one device's pass, logged
+    by different versions of :func:`run_pass`, declare one device and their shards merge. Older logs
+    left the weights unstated (they were the same seeded random weights: :func:`_time_visit` has
+    always built them from the pass's seed) and recorded an int8 device's ``quantized_nodes`` as
+    null (a count belongs to one model, not to a device)."""
+    prov = dict(prov)
+    prov.setdefault("weights", _weights_statement(header["seed"]))
+    q = prov.get("quantization")
+    if isinstance(q, dict) and "quantized_nodes" in q and q["quantized_nodes"] is None:
+        prov["quantization"] = {k: v for k, v in q.items() if k != "quantized_nodes"}
+    return prov
 
 
 def _default_export_dir(log: Path) -> Path:
@@ -317,7 +335,8 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
     from benchmark.table import TableWriter
 
     head, visits = read_log(log)
-    h, prov = head["pass"], head["provenance"]
+    h = head["pass"]
+    prov = _current_provenance(head["provenance"], h)
     if archs is None or not _same_archs(archs, h):
         raise HwlmError(f"invalid archs for {log}: not the {h['n_archs']} architectures the pass was run on")
     sp = get_space(h["space"])
