@@ -7,6 +7,8 @@
         --memory-log runs/timing/ort-int8.memory.jsonl
     python scripts/timing_pass.py --device cpu-epyc-1c-torch-fp32 --log runs/timing/torch-fp32.jsonl \
         --to-table shard.h5 --memory-from shards/t_cpu-epyc-1c_single-block_20261128.h5   # eager memory_mb kept
+    python scripts/timing_pass.py --device cpu-epyc-1c-ort-int8 --start 1001 --n 1001 --log runs/timing/int8.part2.jsonl \
+        --to-table part2.h5 --level-to part1.h5              # a later part levelled to the first by the anchor
     taskset -c 0 python scripts/timing_pass.py --device cpu-epyc-1c-torch-fp32 --space s --sample 500 \
         --log runs/timing/s.jsonl                            # a space without a table: a seeded sample
 
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to-table", default=None, help="write the log as a table shard instead of timing")
     p.add_argument("--memory-log", default=None, help="memory pass log: --memory N measures into it; "
                    "--to-table stores it as memory_mb")
+    p.add_argument("--level-to", default=None, metavar="SHARD",
+                   help="--to-table for one part of a split pass: scale its latencies by the anchor's level in "
+                   "SHARD (an earlier part's shard) over its level here; factors in the log timing_levels")
     p.add_argument("--memory-from", default=None, metavar="TABLE",
                    help="--to-table for PyTorch eager fp32: keep the allocator-event memory_mb of this table "
                         "(profiled on this host by hwlm profile) instead of a memory pass")
@@ -175,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         tp = TimingPass(space, tuple(ids), dev, dev_id, device_settings(base, dev),
                         RoundsProtocol(a.rounds, a.repeats_per_round, a.warmup, a.anchor_every, a.seed), anchor,
                         decode_tokens=a.decode_tokens, seed=a.seed)
+        if a.level_to and not a.to_table:
+            p.error("--level-to needs --to-table")
         if a.to_table:
             print(pass_to_table(log, a.to_table, ids, memory_log=a.memory_log, memory_from=a.memory_from,
-                                export_dir=a.export_dir))
+                                export_dir=a.export_dir, level_to=a.level_to))
             return 0
         if a.memory:
             from benchmark.profiling.memory_pass import memory_subset, run_memory_pass

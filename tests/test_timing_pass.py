@@ -236,3 +236,46 @@ def test_halves_of_one_device_logged_by_an_older_pass_merge_into_one_device(tmp_
     merged = Table(merge_tables(shards, tmp_path / "m.h5", on_conflict="error"))
     assert sorted(map(str, merged.ids)) == sorted(archs)
     assert merged.provenance("cpu-test-1c") == first
+
+
+def test_a_part_levelled_to_its_reference_part_loses_a_level_shift_of_the_host(tmp_path):
+    """Two parts of one device's pass; the second timed on a host 25 % slower throughout (every
+    timing, the anchor's too). Levelled by the anchor, it stores what it would have stored on the
+    unchanged host, keeps its raw timings, logs its factors and merges with the first part."""
+    from benchmark.profiling.timing_pass import LEVELS_LOG
+    from benchmark.table.merge import merge_tables
+
+    sp = get_space("t")
+    archs = [a.id for a in sp.sample(12, 4)]
+    logs = []
+    for k, part in enumerate((archs[:2], archs[2:])):
+        tp = TimingPass("t", tuple(part), RuntimeDevice("torch", "fp32", 1), "cpu-test-1c", SETTINGS,
+                        RoundsProtocol(2, 2, 0, 2, 0), archs[0], decode_tokens=2)
+        logs.append(tmp_path / f"p{k}.jsonl")
+        run_pass(tp, logs[-1], progress=False)
+    first = pass_to_table(logs[0], tmp_path / "p0.h5", archs[:2])
+    head, visits = read_log(logs[1])
+    for v in visits:
+        v["ms"] = {s: [x * 1.25 for x in ms] for s, ms in v["ms"].items()}
+    slow = tmp_path / "slow.jsonl"
+    slow.write_text("\n".join(json.dumps(x) for x in [head, *visits]) + "\n")
+    as_timed = Table(pass_to_table(logs[1], tmp_path / "p1.h5", archs[2:], level_to=first))
+    levelled = Table(pass_to_table(slow, tmp_path / "slow.h5", archs[2:], level_to=first))
+    raw = Table(pass_to_table(slow, tmp_path / "raw.h5", archs[2:]))
+    for s in SETTINGS:
+        lat = levelled.hardware("cpu-test-1c", s, "latency_ms")
+        assert np.allclose(lat, as_timed.hardware("cpu-test-1c", s, "latency_ms"), rtol=1e-12)
+        assert not np.allclose(lat, raw.hardware("cpu-test-1c", s, "latency_ms"))
+    assert np.allclose(levelled.log(TIMINGS_LOG)["ms"], raw.log(TIMINGS_LOG)["ms"])  # raw timings kept
+    rec = levelled.log(LEVELS_LOG)
+    assert sorted(rec["setting"]) == sorted(SETTINGS) and rec["reference"].tolist() == ["p0.h5"] * 2
+    assert np.allclose(rec["factor"], rec["reference_anchor_ms"] / rec["anchor_ms"])
+    assert np.allclose(rec["factor"], Table(tmp_path / "p1.h5").log(LEVELS_LOG)["factor"] / 1.25)
+    assert "timing_levels" in levelled.provenance("cpu-test-1c")["part_levelling"]
+    merged = Table(merge_tables([first, tmp_path / "slow.h5"], tmp_path / "m.h5", on_conflict="error"))
+    assert len(merged) == 4 and LEVELS_LOG in merged.logs()
+    other = TimingPass("t", tuple(archs[:1]), RuntimeDevice("torch", "fp32", 1), "cpu-other-1c", SETTINGS,
+                       RoundsProtocol(1, 1, 0, 2, 0), archs[0], decode_tokens=2)
+    run_pass(other, tmp_path / "o.jsonl", progress=False)
+    with pytest.raises(HwlmError, match="invalid level_to.*no timing pass of cpu-other-1c"):
+        pass_to_table(tmp_path / "o.jsonl", tmp_path / "o.h5", archs[:1], level_to=first)

@@ -37,10 +37,17 @@ from benchmark.profiling.record_log import append_record, open_records, read_rec
 from benchmark.profiling.runtimes.registry import RuntimeDevice
 from benchmark.settings import DEFAULT_DECODE_TOKENS, resolve_setting
 
-__all__ = ["TimingPass", "run_pass", "read_log", "pass_to_table", "device_settings", "TIMINGS_LOG", "PASSES_LOG"]
+__all__ = ["TimingPass", "run_pass", "read_log", "pass_to_table", "device_settings", "TIMINGS_LOG", "PASSES_LOG",
+           "LEVELS_LOG"]
 
 TIMINGS_LOG = "timings"
 PASSES_LOG = "timing_passes"  # one record per shard: when the pass ran, how long it timed
+LEVELS_LOG = "timing_levels"  # one record per setting of a part levelled to its reference part
+# in every table pass's device provenance, so that all parts of a device declare one device
+LEVELLING = ("a pass split in parts (--start/--n) may be levelled to one reference part: a part's latency_ms is "
+             "its raw timings times, per setting, the anchor's median latency in the reference part over that in "
+             "this part (factors in the table log timing_levels; no record = not levelled; the log timings keeps "
+             "raw values)")
 LOG_FORMAT = "hwlm-bench timing pass log v1"
 # a shard declares energy_mj so that a query names why it is missing instead of "no such metric"
 ENERGY_NOT_MEASURED = ("not measured: a timing pass measures latency only (peak memory by its memory pass); "
@@ -316,10 +323,41 @@ def _memory_from_table(path, h: dict, prov: dict, sp) -> tuple[dict[str, dict[st
     return values, note
 
 
+def _anchor_level(visit_ms: Iterator[tuple[str, Sequence[float]]]) -> dict[str, float]:
+    """Per setting, the median over the anchor's visits of each visit's median latency."""
+    per: dict[str, list[float]] = {}
+    for s, ms in visit_ms:
+        per.setdefault(s, []).append(float(np.median(ms)))
+    return {s: float(np.median(v)) for s, v in per.items()}
+
+
+def _reference_level(ref: str | os.PathLike, dev: str, anchor: str, protocol: dict) -> dict[str, float]:
+    """The anchor's level (:func:`_anchor_level`) in the reference part ``ref``: a shard of the same
+    device, anchor and protocol, with its raw timings."""
+    from benchmark.table import Table
+
+    t = Table(ref)
+    prov = t.devices().get(dev, {}).get("provenance")
+    if prov is None or TIMINGS_LOG not in t.logs():
+        raise HwlmError(f"invalid level_to: {ref} has no timing pass of {dev}; allowed: a shard of the same "
+                        f"device written by pass_to_table (with its raw timings)")
+    if prov.get("anchor_arch") != anchor or prov.get("timing_protocol") != protocol:
+        raise HwlmError(f"invalid level_to: {ref} timed {dev} with anchor {prov.get('anchor_arch')} and protocol "
+                        f"{prov.get('timing_protocol')}; allowed: a part with this pass's anchor {anchor} and "
+                        f"protocol {protocol}")
+    lg = t.log(TIMINGS_LOG)
+    sel = (lg["device"] == dev) & (lg["arch"] == "anchor")
+    visits: dict[tuple, list[float]] = {}
+    for s, tm, v, ms in zip(lg["setting"][sel], lg["unix_time"][sel], lg["visit"][sel], lg["ms"][sel]):
+        visits.setdefault((str(s), float(tm), int(v)), []).append(float(ms))
+    return _anchor_level((k[0], ms) for k, ms in visits.items())
+
+
 def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequence[str] | None = None,
                   memory_log: str | os.PathLike | None = None,
                   memory_from: str | os.PathLike | None = None,
-                  export_dir: str | os.PathLike | None = None) -> Path:
+                  export_dir: str | os.PathLike | None = None,
+                  level_to: str | os.PathLike | None = None) -> Path:
     """Write the visits of ``log`` as a table shard ``out`` (one row per architecture visited at
     least once; see the module docstring). ``archs``: the pass's architecture ids (checked against
     the header's hash). Rows of architectures not yet visited in every round have NaN columns.
@@ -329,7 +367,12 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
     allocator-event ``memory_mb`` is kept (:func:`_memory_from_table`); not with ``memory_log``.
     ``export_dir``: for ONNX runtimes, the pass's export directory (default beside the log, as
     :func:`run_pass`); the graphs' ``.export.json`` records give the provenance's export fields
-    (opset, exporter, versions), which must be one setting for the whole pass."""
+    (opset, exporter, versions), which must be one setting for the whole pass.
+    ``level_to``: for one part of a pass split with ``--start``/``--n``, the shard of the part it is
+    levelled to (same device, anchor and protocol): its stored latencies are scaled per setting by
+    the ratio of the anchor's median latency there to that here, so a change of the host's level
+    between sessions does not land on the architectures one part timed; the factors go to the log
+    ``timing_levels``, the raw timings stay in ``timings``."""
     from benchmark.profiling.runner import declare_exact_metrics, exact_metrics
     from benchmark.spaces import get_space
     from benchmark.table import TableWriter
@@ -348,6 +391,15 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
         if v["arch"] != ANCHOR:
             per_arch.setdefault(v["arch"], []).append(v)
     dev = h["device_id"]
+    level = {s.name: 1.0 for s in settings}
+    if level_to is not None:
+        ref = _reference_level(level_to, dev, sp.from_id(h["anchor"]).id, h["protocol"])
+        own = _anchor_level((s, v["ms"][s]) for v in visits if v["arch"] == ANCHOR for s in v["ms"])
+        missing = [s for s in level if s not in ref or s not in own]
+        if missing:
+            raise HwlmError(f"invalid level_to: no anchor timings of {missing} in {level_to} or in {log}; allowed: "
+                            f"parts whose anchor was timed at every setting")
+        level = {s: ref[s] / own[s] for s in level}
     if memory_log is not None and memory_from is not None:
         raise HwlmError("invalid memory_from: given with memory_log; allowed: one source of memory_mb")
     memory, memory_note = None, None
@@ -369,7 +421,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
         extra_prov = {"memory_mb": memory_note} if memory_note else {}
         w.declare_device(dev, source="measured", provenance={**prov, "timing_protocol": h["protocol"],
                                                               "anchor_arch": sp.from_id(h["anchor"]).id,
-                                                              **extra_prov})
+                                                              "part_levelling": LEVELLING, **extra_prov})
         for s in settings:
             extra = {"decode_tokens": h["decode_tokens"]} if s.mode == "decode" else {}
             w.declare_setting(dev, s, warmup=proto.warmup, repeats=proto.repeats, rounds=rounds,
@@ -387,7 +439,7 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
                 row = np.full(proto.repeats, np.nan)
                 for v in per_arch[i]:
                     row[v["round"] * rpr:(v["round"] + 1) * rpr] = v["ms"][s.name]
-                hw[(dev, s.name, "latency_ms")] = row
+                hw[(dev, s.name, "latency_ms")] = row * level[s.name]
                 when[(dev, s.name)] = float(np.median([v["unix_time"] for v in per_arch[i]]))
                 if memory is not None:
                     hw[(dev, s.name, "memory_mb")] = [memory.get(arch.id, {}).get(s.name, np.nan)]
@@ -399,6 +451,12 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
                                "start": float(times.min()), "end": float(times.max()),
                                # a gap of minutes is the pass stopped and resumed, not timing
                                "busy_s": float(gaps[gaps < 600].sum())})
+            if level_to is not None:
+                for s in settings:
+                    w.log(LEVELS_LOG, {"device": dev, "setting": s.name, "start": float(times.min()),
+                                       "end": float(times.max()), "reference": Path(level_to).name,
+                                       "reference_anchor_ms": ref[s.name], "anchor_ms": own[s.name],
+                                       "factor": level[s.name]})
         local = {}  # the anchor's latency at every visit, per setting
         for s in settings:
             t_a, ms_a = _anchor_series(visits, s.name)
