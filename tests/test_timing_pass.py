@@ -210,19 +210,27 @@ def test_an_onnx_pass_records_its_export_settings_from_the_graphs_it_timed(tmp_p
         pass_to_table(log, tmp_path / "c.h5", tp.archs, export_dir=exports)
 
 
+def _two_parts(tmp_path, seed: int, protocol: RoundsProtocol) -> tuple[list[str], list]:
+    """Four architectures timed as two parts of one device's pass (two each, one anchor): their
+    ids and the parts' logs."""
+    archs = [a.id for a in get_space("t").sample(seed, 4)]
+    logs = []
+    for k, part in enumerate((archs[:2], archs[2:])):
+        tp = TimingPass("t", tuple(part), RuntimeDevice("torch", "fp32", 1), "cpu-test-1c", SETTINGS, protocol,
+                        archs[0], decode_tokens=2)
+        logs.append(tmp_path / f"p{k}.jsonl")
+        run_pass(tp, logs[-1], progress=False)
+    return archs, logs
+
+
 def test_halves_of_one_device_logged_by_an_older_pass_merge_into_one_device(tmp_path):
     """A device's pass split in two (--start/--n) whose first half was logged before the header stated
     the weights, and while it recorded a null quantized-node count, still declares one device."""
     from benchmark.table.merge import merge_tables
 
-    sp = get_space("t")
-    archs = [a.id for a in sp.sample(11, 4)]
+    archs, logs = _two_parts(tmp_path, 11, RoundsProtocol(1, 1, 0, 2, 0))
     shards = []
-    for k, half in enumerate((archs[:2], archs[2:])):
-        tp = TimingPass("t", tuple(half), RuntimeDevice("torch", "fp32", 1), "cpu-test-1c", SETTINGS,
-                        RoundsProtocol(1, 1, 0, 2, 0), archs[0], decode_tokens=2)
-        log = tmp_path / f"h{k}.jsonl"
-        run_pass(tp, log, progress=False)
+    for k, (half, log) in enumerate(zip((archs[:2], archs[2:]), logs)):
         head, visits = read_log(log)
         if k == 0:  # as an older pass logged it
             assert "seed 0" in head["provenance"].pop("weights")
@@ -230,7 +238,7 @@ def test_halves_of_one_device_logged_by_an_older_pass_merge_into_one_device(tmp_
         else:
             head["provenance"]["quantization"] = {"method": "m"}
         log.write_text("\n".join(json.dumps(x) for x in [head, *visits]) + "\n")
-        shards.append(pass_to_table(log, tmp_path / f"h{k}.h5", tp.archs))
+        shards.append(pass_to_table(log, tmp_path / f"h{k}.h5", half))
     first = Table(shards[0]).provenance("cpu-test-1c")
     assert "seed 0" in first["weights"] and first["quantization"] == {"method": "m"}
     merged = Table(merge_tables(shards, tmp_path / "m.h5", on_conflict="error"))
@@ -245,14 +253,7 @@ def test_a_part_levelled_to_its_reference_part_loses_a_level_shift_of_the_host(t
     from benchmark.profiling.timing_pass import LEVELS_LOG
     from benchmark.table.merge import merge_tables
 
-    sp = get_space("t")
-    archs = [a.id for a in sp.sample(12, 4)]
-    logs = []
-    for k, part in enumerate((archs[:2], archs[2:])):
-        tp = TimingPass("t", tuple(part), RuntimeDevice("torch", "fp32", 1), "cpu-test-1c", SETTINGS,
-                        RoundsProtocol(2, 2, 0, 2, 0), archs[0], decode_tokens=2)
-        logs.append(tmp_path / f"p{k}.jsonl")
-        run_pass(tp, logs[-1], progress=False)
+    archs, logs = _two_parts(tmp_path, 12, RoundsProtocol(2, 2, 0, 2, 0))
     first = pass_to_table(logs[0], tmp_path / "p0.h5", archs[:2])
     head, visits = read_log(logs[1])
     for v in visits:
