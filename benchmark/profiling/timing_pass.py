@@ -323,17 +323,10 @@ def _memory_from_table(path, h: dict, prov: dict, sp) -> tuple[dict[str, dict[st
     return values, note
 
 
-def _anchor_level(visit_ms: Iterator[tuple[str, Sequence[float]]]) -> dict[str, float]:
-    """Per setting, the median over the anchor's visits of each visit's median latency."""
-    per: dict[str, list[float]] = {}
-    for s, ms in visit_ms:
-        per.setdefault(s, []).append(float(np.median(ms)))
-    return {s: float(np.median(v)) for s, v in per.items()}
-
-
 def _reference_level(ref: str | os.PathLike, dev: str, anchor: str, protocol: dict) -> dict[str, float]:
-    """The anchor's level (:func:`_anchor_level`) in the reference part ``ref``: a shard of the same
-    device, anchor and protocol, with its raw timings."""
+    """Per setting, the anchor's median latency in the reference part ``ref`` (a shard of the same
+    device, anchor and protocol, with its raw timings): the median of the ``anchor_ms`` its
+    ``timings`` log stores on the anchor's own rows, which is each anchor visit's median latency."""
     from benchmark.table import Table
 
     t = Table(ref)
@@ -347,10 +340,8 @@ def _reference_level(ref: str | os.PathLike, dev: str, anchor: str, protocol: di
                         f"protocol {protocol}")
     lg = t.log(TIMINGS_LOG)
     sel = (lg["device"] == dev) & (lg["arch"] == "anchor")
-    visits: dict[tuple, list[float]] = {}
-    for s, tm, v, ms in zip(lg["setting"][sel], lg["unix_time"][sel], lg["visit"][sel], lg["ms"][sel]):
-        visits.setdefault((str(s), float(tm), int(v)), []).append(float(ms))
-    return _anchor_level((k[0], ms) for k, ms in visits.items())
+    settings, anchor_ms = lg["setting"][sel].astype(str), lg["anchor_ms"][sel].astype(float)
+    return {str(s): float(np.median(anchor_ms[settings == s])) for s in np.unique(settings)}
 
 
 def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequence[str] | None = None,
@@ -394,11 +385,13 @@ def pass_to_table(log: str | os.PathLike, out: str | os.PathLike, archs: Sequenc
     level = {s.name: 1.0 for s in settings}
     if level_to is not None:
         ref = _reference_level(level_to, dev, sp.from_id(h["anchor"]).id, h["protocol"])
-        own = _anchor_level((s, v["ms"][s]) for v in visits if v["arch"] == ANCHOR for s in v["ms"])
-        missing = [s for s in level if s not in ref or s not in own]
+        missing = [s for s in level if s not in ref]
         if missing:
-            raise HwlmError(f"invalid level_to: no anchor timings of {missing} in {level_to} or in {log}; allowed: "
-                            f"parts whose anchor was timed at every setting")
+            raise HwlmError(f"invalid level_to: no anchor timings of {missing} in {level_to}; allowed: a part whose "
+                            f"anchor was timed at every setting of this pass")
+        if not any(v["arch"] == ANCHOR for v in visits):
+            raise HwlmError(f"invalid level_to: {log} has no anchor visit to level; allowed: a part with anchor visits")
+        own = {s: float(np.median(_anchor_series(visits, s)[1])) for s in level}
         level = {s: ref[s] / own[s] for s in level}
     if memory_log is not None and memory_from is not None:
         raise HwlmError("invalid memory_from: given with memory_log; allowed: one source of memory_mb")
