@@ -396,6 +396,7 @@ class QNEHVI(Algorithm):
         if len(self.X) < self.n_init:
             return self.problem.sample(self.rng, self.n_init - len(self.X))
         import torch
+        from botorch.acquisition.multi_objective import logei
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import ModelListGP, SingleTaskGP
@@ -403,6 +404,11 @@ class QNEHVI(Algorithm):
         from botorch.sampling import SobolQMCNormalSampler
         from gpytorch.mlls import SumMarginalLogLikelihood
 
+        # botorch would JIT-compile a C++ kernel (-march=native) here on first use: minutes, a compiler,
+        # and a lock under ~/.cache that a killed run leaves for every later run to wait on forever.
+        # Its pure-Python path computes the same acquisition, on any host; marking the load as done
+        # selects it.
+        logei._load_attempted = True
         torch.manual_seed(self.seed * 100003 + len(self.X))
         X = torch.tensor(self._features(self.X), dtype=torch.double)
         Y = -torch.tensor(np.clip(np.array(self.Y), -10, 10), dtype=torch.double)  # botorch maximises
