@@ -307,11 +307,13 @@ def test_energy_rows_hold_counter_windows_of_the_minimum_length(tmp_path, ckpt, 
     for st in t.settings(dev):
         e = t.hardware(dev, st, "energy_mj")[order, 0]
         assert np.isfinite(e[[0, 2]]).all() and np.isnan(e[[1, 3]]).all()  # every 2nd row of the order
-        # 50 W x the time of one run (the window also holds the rewinds between runs)
-        lat = np.median(t.hardware(dev, st, "latency_ms")[order][[0, 2]], axis=1)
-        assert (0.5 < e[[0, 2]] / (50.0 * lat)).all() and (e[[0, 2]] / (50.0 * lat) < 3).all()
     log = t.log("gpu_energy_windows")
     assert len(log["arch"]) == 2 * len(t.settings(dev)) and (log["window_s"] >= 0.1).all() and (log["runs"] >= 1).all()
+    # each window: 50 W x its length, divided by the runs it held (the counter is read just outside the clock)
+    joules = log["energy_mj"] * log["runs"] / 1e3
+    assert np.allclose(joules, 50.0 * log["window_s"], rtol=0.01)
+    for a, st, mj in zip(log["arch"], log["setting"], log["energy_mj"]):
+        assert mj in t.hardware(dev, str(st), "energy_mj")[t.row(str(a))]  # the table stores the window's value
 
 
 def test_a_shard_is_not_resumed_with_another_protocol(tmp_path, ckpt, tiny_corpus):
