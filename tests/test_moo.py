@@ -253,6 +253,9 @@ def test_qnehvi_small_budget(bench):
     s, p = suite_problem(bench, candidates="table", mode="table")
     r = run_problem(p, A.get_algorithm("qnehvi", n_init=6, pool=64, mc_samples=16), 0, 9, s.reference_point)
     assert len(r.ids) == 9 and set(r.ids) <= set(bench.table.ids.tolist())
+    from botorch.acquisition.multi_objective import logei
+
+    assert logei._C is None  # botorch's JIT-compiled kernel stayed unloaded (see QNEHVI.ask)
 
 
 # ---------------------------------------------------------------------------- suites
