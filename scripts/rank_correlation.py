@@ -1,13 +1,15 @@
 """Does weight sharing rank architectures correctly? Standalone vs supernet test perplexity.
 
     python scripts/rank_correlation.py --space t --threads 1          # resumable: rerun to continue
+    taskset -c 1 python scripts/rank_correlation.py --space t         # a second worker on another core
     python scripts/rank_correlation.py --space t --report-only        # tables and plot from the JSON
 
 Designs the study (benchmark.supernet.ranking.design_study: 10 matched-size architectures per
 embedding width plus the extremes), trains each standalone at the supernet's token budget per
 model (runs/standalone/), reruns the supernet to its halfway checkpoint, trains a second seed of
 10 architectures, and writes docs/supernet/<space>_rank_study.json (every raw number, rewritten
-after each job), <space>_rank_study_summary.json, <space>_rank_study.md (the tables) and <space>_rank_study.png.
+after each job), <space>_rank_study_summary.json, <space>_rank_study.md (the tables) and
+<space>_rank_study.png. Workers started on one study claim its jobs, so one per free core shortens it.
 """
 
 import argparse

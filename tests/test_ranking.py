@@ -77,7 +77,8 @@ def test_standalone_arch_is_validated():
         TrainConfig(arch="gpt-t-9-64-2-2-True").validate()
 
 
-def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
+def _tiny_study(tiny_corpus, tmp_path):
+    """A supernet checkpoint, the study JSON's path and run_study's keywords for a seconds-long study."""
     from benchmark.supernet.elastic import Supernet, save_supernet
 
     ckpt = tmp_path / "supernet.safetensors"
@@ -85,10 +86,15 @@ def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
     design = design_study("t", per_width=2, seed=0, pool=3000)
     jobs = study_jobs(design, seed=0, repeats={"E=64": 2})
     sn_config = dict(TrainConfig(space="t", steps=4, warmup=2, eval_every=4, ckpt_every=2, **TINY).__dict__)
-    out = tmp_path / "study.json"
-    kw = dict(design=design, jobs=jobs, steps=2, runs_dir=tmp_path / "runs", data_dir=tiny_corpus,
+    kw = dict(design=design, jobs=jobs, steps=2, runs_dir=str(tmp_path / "runs"), data_dir=str(tiny_corpus),
               eval_tokens=128, base_config={k: v for k, v in TINY.items() if k != "eval_tokens"},
               supernet_config=sn_config, progress=False)
+    return ckpt, tmp_path / "study.json", kw
+
+
+def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
+    ckpt, out, kw = _tiny_study(tiny_corpus, tmp_path)
+    design, jobs = kw["design"], kw["jobs"]
     r = run_study("t", ckpt, out, max_jobs=3, **kw)
     assert len(r["runs"]) == 3 and set(r["supernet"]) == {d["id"] for d in design}
     assert summarize(r, reps=50)["predictors"] == {}  # 3 architectures: no statistics
@@ -110,6 +116,30 @@ def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
     assert md.count("\n| E=") == 6 and "| supernet_halfway |" in md and "seed 0 / seed 1" in md
     header, rule, row = md.split("\n")[2:5]
     assert header.count("|") == rule.count("|") == row.count("|")  # a well-formed table
+
+
+def test_study_workers_split_the_jobs_and_keep_each_others_runs(tiny_corpus, tmp_path):
+    """Two processes on one study: each job is claimed by one of them and the JSON ends with every run,
+    the same numbers a single worker gets."""
+    import subprocess
+    import sys
+
+    from benchmark.files import WriterLock
+
+    ckpt, out, kw = _tiny_study(tiny_corpus, tmp_path / "two")
+    held = kw["jobs"][0]  # a third worker holds this job until the end: neither of the two may take it
+    claim = WriterLock(tmp_path / "two" / "runs" / f"{held['id']}-seed{held['seed']}", busy=RuntimeError)
+    code = ("import json, sys; from benchmark.supernet.ranking import run_study; "
+            "run_study('t', sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]))")
+    workers = [subprocess.Popen([sys.executable, "-c", code, str(ckpt), str(out), json.dumps(kw)]) for _ in range(2)]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    two = json.loads(out.read_text())
+    assert set(two["runs"]) == {job_key(j) for j in kw["jobs"]} - {job_key(held)}
+    claim.release()
+    two = run_study("t", ckpt, out, **kw)  # the held job, now free
+    ckpt1, out1, kw1 = _tiny_study(tiny_corpus, tmp_path / "one")
+    one = run_study("t", ckpt1, out1, **kw1)
+    assert {k: r for k, r in two["runs"].items()} == one["runs"] and two["halfway"] == one["halfway"]
 
 
 def test_within_width_tau_ignores_pairs_across_widths():

@@ -28,13 +28,14 @@ standalone seed-to-seed ceiling and top-k agreement.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.errors import HwlmError
 from benchmark import costs
-from benchmark.files import write_text
+from benchmark.files import WriterLock, write_text
 from benchmark.spaces import canonical_id, concatenated_id, get_space
 from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
@@ -144,6 +145,8 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, de
     metadata); the halfway job reruns it to ``steps // 2`` of its own schedule. ``seed``: the
     standalone seed the comparison uses (the jobs' other seed measures standalone noise).
     Results: ``{"config", "design", "supernet": {id: ppl}, "halfway": {id: ppl}, "runs": {key: {...}}}``.
+    Several processes may run one study at once: each claims a job with a lock next to its run
+    directory (a killed worker's claim dies with it) and merges its result into ``out_json``.
     """
     from benchmark.paths import data_dir as default_data_dir
     from benchmark.supernet.corpus import load_split
@@ -176,33 +179,70 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, de
 
     if set(result["supernet"]) != set(archs):
         result["supernet"] = perplexities(supernet)
-        _write_json(out_json, result)
+        result = _merge_and_write(out_json, header, result)
     todo = [j for j in jobs if job_key(j) not in result["runs"]]
-    for n, job in enumerate(todo[:max_jobs]):
+    done = 0
+    for job in todo:
+        if max_jobs is not None and done >= max_jobs:
+            break
         key = job_key(job)
-        if progress:
-            print(f"[{len(result['runs']) + 1}/{len(jobs)}] {key}", flush=True)
-        if job["kind"] == "halfway":
-            run = runs_dir / HALFWAY
-            half = sn_config["steps"] // 2
-            cfg = {**sn_config, "out_dir": str(run), "data_dir": str(ddir),
-                   "threads": base.get("threads", sn_config.get("threads"))}
-            train(TrainConfig(**cfg), progress=progress, until=half)
-            net, state = load_run(run)
-            result["halfway"] = perplexities(net)
-            result["runs"][key] = {"kind": "halfway", "step": state["step"], "of_steps": sn_config["steps"]}
-        else:
-            run = runs_dir / f"{job['id']}-seed{job['seed']}"
-            older = runs_dir / f"{concatenated_id(archs[job['id']])}-seed{job['seed']}"
-            if older.exists() and not run.exists():  # a run started under the older id form resumes there
-                run = older
-            train(TrainConfig(arch=job["id"], out_dir=str(run), seed=job["seed"], **config), progress=progress)
-            net, _ = load_run(run)
-            r = measure_perplexity(net, archs[job["id"]], test, max_tokens=eval_tokens)
-            result["runs"][key] = {"kind": "standalone", "id": job["id"], "seed": job["seed"],
-                                   "standalone_ppl": r.perplexity, "eval_tokens": r.tokens}
-        _write_json(out_json, result)
-    return result
+        run = runs_dir / (HALFWAY if job["kind"] == "halfway" else f"{job['id']}-seed{job['seed']}")
+        try:  # workers sharing a study claim jobs; one held by another worker is theirs
+            claim = WriterLock(run, busy=_Claimed)
+        except _Claimed:
+            continue
+        with claim:
+            result = _merged(out_json, header, result)  # another worker may have finished it meanwhile
+            if key in result["runs"]:
+                continue
+            if progress:
+                print(f"[{len(result['runs']) + 1}/{len(jobs)}] {key}", flush=True)
+            if job["kind"] == "halfway":
+                cfg = {**sn_config, "out_dir": str(run), "data_dir": str(ddir),
+                       "threads": base.get("threads", sn_config.get("threads"))}
+                train(TrainConfig(**cfg), progress=progress, until=sn_config["steps"] // 2)
+                net, state = load_run(run)
+                result["halfway"] = perplexities(net)
+                record = {"kind": "halfway", "step": state["step"], "of_steps": sn_config["steps"]}
+            else:
+                older = runs_dir / f"{concatenated_id(archs[job['id']])}-seed{job['seed']}"
+                if older.exists() and not run.exists():  # a run started under the older id form resumes there
+                    run = older
+                train(TrainConfig(arch=job["id"], out_dir=str(run), seed=job["seed"], **config), progress=progress)
+                net, _ = load_run(run)
+                r = measure_perplexity(net, archs[job["id"]], test, max_tokens=eval_tokens)
+                record = {"kind": "standalone", "id": job["id"], "seed": job["seed"],
+                          "standalone_ppl": r.perplexity, "eval_tokens": r.tokens}
+            result["runs"][key] = record
+            result = _merge_and_write(out_json, header, result)
+            done += 1
+    return _merged(out_json, header, result)
+
+
+class _Claimed(Exception):
+    pass
+
+
+def _merged(out_json: Path, header: dict, result: dict) -> dict:
+    """``result`` plus the runs other workers of the same study have written to ``out_json``."""
+    if not out_json.exists():
+        return result
+    disk = canonical_ids(json.loads(out_json.read_text()))
+    if any(disk.get(k) != v for k, v in header.items()):
+        return result
+    return {**result, "halfway": result["halfway"] or disk.get("halfway", {}),
+            "runs": {**disk.get("runs", {}), **result["runs"]}}
+
+
+def _merge_and_write(out_json: Path, header: dict, result: dict) -> dict:
+    while True:  # one writer at a time, so no worker overwrites another's finished run
+        try:
+            with WriterLock(out_json, busy=_Claimed):
+                result = _merged(out_json, header, result)
+                _write_json(out_json, result)
+                return result
+        except _Claimed:
+            time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------- analysis
