@@ -3,6 +3,7 @@
     python scripts/rank_correlation.py --space t --threads 1          # resumable: rerun to continue
     taskset -c 1 python scripts/rank_correlation.py --space t         # a second worker on another core
     python scripts/rank_correlation.py --space t --report-only        # tables and plot from the JSON
+    python scripts/rank_correlation.py --space t --remedy distill=runs/supernet-t-distill   # score a remedy
 
 Designs the study (benchmark.supernet.ranking.design_study: 10 matched-size architectures per
 embedding width plus the extremes), trains each standalone at the supernet's token budget per
@@ -33,11 +34,22 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-jobs", type=int, default=None, help="stop after this many jobs (rerun to continue)")
     p.add_argument("--report-only", action="store_true", help="only summarise and plot the existing JSON")
+    p.add_argument("--remedy", action="append", default=[], metavar="NAME=SUPERNET",
+                   help="score another supernet (a run directory or .safetensors file) on the study's "
+                        "architectures as predictor supernet_NAME, then report (repeatable)")
     a = p.parse_args()
     supernet = a.supernet or f"data/supernet_{a.space}.safetensors"
     docs = Path("docs/supernet")
     raw = docs / f"{a.space}_rank_study.json"
-    if a.report_only:
+    if a.remedy:
+        from benchmark.supernet.ranking import measure_remedy
+
+        for spec in a.remedy:
+            name, sep, path = spec.partition("=")
+            if not sep:
+                p.error(f"--remedy {spec!r}: expected NAME=SUPERNET")
+            result = measure_remedy(raw, name, path)
+    elif a.report_only:
         result = json.loads(raw.read_text())
     else:
         from benchmark.supernet.elastic import load_supernet

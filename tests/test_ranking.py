@@ -142,6 +142,37 @@ def test_study_workers_split_the_jobs_and_keep_each_others_runs(tiny_corpus, tmp
     assert {k: r for k, r in two["runs"].items()} == one["runs"] and two["halfway"] == one["halfway"]
 
 
+def test_a_remedy_supernet_is_scored_like_the_released_one(tiny_corpus, tmp_path):
+    from benchmark.errors import HwlmError
+    from benchmark.supernet.corpus import load_split
+    from benchmark.supernet.perplexity import measure_perplexity
+    from benchmark.supernet.ranking import measure_remedy
+
+    ckpt, out, kw = _tiny_study(tiny_corpus, tmp_path)
+    with pytest.raises(HwlmError, match="does not exist"):
+        measure_remedy(out, "distill", ckpt, data_dir=tiny_corpus)  # no study yet
+    kw["jobs"] = [j for j in kw["jobs"] if j["kind"] == "standalone" and j["seed"] == 0]
+    run_study("t", ckpt, out, **kw)
+    remedy = tmp_path / "remedy"  # a supernet trained differently: two steps with in-place distillation
+    train(TrainConfig(space="t", steps=2, warmup=1, eval_every=2, ckpt_every=2, distill=0.5, out_dir=str(remedy),
+                      data_dir=str(tiny_corpus), **{k: v for k, v in TINY.items() if k != "eval_tokens"}),
+          progress=False)
+    for bad, match in (("no-name", "invalid remedy name"), ("distill", "invalid supernet")):
+        with pytest.raises(HwlmError, match=match):
+            measure_remedy(out, bad, tmp_path if bad == "distill" else remedy, data_dir=tiny_corpus)
+    r = measure_remedy(out, "distill", remedy, data_dir=tiny_corpus)
+    assert json.loads(out.read_text()) == r and len(r["runs"]) == 8  # the study's runs kept
+    net, _ = load_run(remedy)  # the remedy's perplexities are the study's measurement of its weights
+    test = np.asarray(load_split("test", tiny_corpus))
+    a = get_space("t").from_id(kw["design"][0]["id"])
+    assert r["remedies"]["distill"]["ppl"][a.id] == measure_perplexity(net, a, test, max_tokens=128).perplexity
+    assert r["remedies"]["distill"]["train_config"]["distill"] == 0.5 and r["remedies"]["distill"]["step"] == 2
+    s = summarize(r, reps=50)
+    assert "supernet_distill" in s["predictors"]
+    md = summary_markdown(r, s)
+    assert "| supernet_distill |" in md and "distill = 0.5" in md and md.count(" distill ppl |") == 1
+
+
 def test_within_width_tau_ignores_pairs_across_widths():
     from benchmark.supernet.ranking import _within_tau
 

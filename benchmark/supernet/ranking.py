@@ -22,7 +22,8 @@ rewritten atomically after every job, so an interrupted study loses at most the 
 
 :func:`summarize` turns the raw results into Kendall tau / Spearman rho with bootstrap intervals,
 overall and within widths, against baselines (parameter count, FLOPs, the halfway supernet), the
-standalone seed-to-seed ceiling and top-k agreement.
+standalone seed-to-seed ceiling and top-k agreement. :func:`measure_remedy` adds a candidate remedy
+(another supernet's inherited perplexities) to the same comparison.
 """
 
 from __future__ import annotations
@@ -230,8 +231,11 @@ def _merged(out_json: Path, header: dict, result: dict) -> dict:
     disk = canonical_ids(json.loads(out_json.read_text()))
     if any(disk.get(k) != v for k, v in header.items()):
         return result
-    return {**result, "halfway": result["halfway"] or disk.get("halfway", {}),
-            "runs": {**disk.get("runs", {}), **result["runs"]}}
+    merged = {**result, "halfway": result["halfway"] or disk.get("halfway", {}),
+              "runs": {**disk.get("runs", {}), **result["runs"]}}
+    if disk.get("remedies") or result.get("remedies"):
+        merged["remedies"] = {**disk.get("remedies", {}), **result.get("remedies", {})}
+    return merged
 
 
 def _merge_and_write(out_json: Path, header: dict, result: dict) -> dict:
@@ -243,6 +247,55 @@ def _merge_and_write(out_json: Path, header: dict, result: dict) -> dict:
                 return result
         except _Claimed:
             time.sleep(0.2)
+
+
+def measure_remedy(out_json: str | Path, name: str, supernet: str | Path, data_dir: str | Path | None = None) -> dict:
+    """Score a remedy: the study's architectures' inherited-weight test perplexity on another supernet
+    (e.g. trained with in-place distillation or a larger sandwich), stored in ``out_json`` under
+    ``remedies[name]`` with that supernet's training config, step and sha256, so that
+    :func:`summarize` ranks it against standalone like the released supernet (``supernet_<name>``).
+
+    ``supernet``: a released ``.safetensors`` file or a training run directory (its latest
+    checkpoint, fp32, as the halfway supernet is read). Measured as the study measures every
+    perplexity (the test split, the study's ``eval_tokens``)."""
+    from benchmark.files import sha256_file
+    from benchmark.paths import data_dir as default_data_dir
+    from benchmark.supernet.corpus import load_split
+    from benchmark.supernet.elastic import load_supernet
+    from benchmark.supernet.perplexity import measure_perplexity
+    from benchmark.supernet.train import STATE_FILE, load_run
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise HwlmError(f"invalid remedy name: {name!r}; allowed: a name of letters, digits and underscores")
+    out_json, supernet = Path(out_json), Path(supernet)
+    if not out_json.exists():
+        raise HwlmError(f"invalid study: {out_json} does not exist; allowed: the JSON of a started study")
+    result = canonical_ids(json.loads(out_json.read_text()))
+    space = result["config"]["space"]
+    if supernet.is_dir():
+        if not (supernet / "checkpoint" / STATE_FILE).exists():
+            raise HwlmError(f"invalid supernet: {supernet} holds no training checkpoint; allowed: a run directory "
+                            f"of `hwlm train` or a .safetensors supernet")
+        net, state = load_run(supernet)
+        config, step = state["config"], state["step"]
+        digest = sha256_file(supernet / "checkpoint" / state["model"])
+    elif supernet.is_file():
+        net = load_supernet(supernet, space)
+        config, step = json.loads(net.metadata["train_config"]), int(net.metadata.get("step", -1))
+        digest = sha256_file(supernet)
+    else:
+        raise HwlmError(f"invalid supernet: {supernet} does not exist; allowed: a run directory or a .safetensors file")
+    if config.get("space") != space:
+        raise HwlmError(f"invalid supernet: {supernet} is a supernet of space {config.get('space')!r}; "
+                        f"allowed: one of the study's space {space!r}")
+    test = np.asarray(load_split("test", Path(data_dir) if data_dir is not None else default_data_dir()))
+    sp = get_space(space)
+    ppl = {d["id"]: measure_perplexity(net, sp.from_id(d["id"]), test,
+                                       max_tokens=result["config"]["eval_tokens"]).perplexity
+           for d in result["design"]}
+    header = {k: result[k] for k in ("config", "seed", "supernet_config", "design")}
+    remedy = {"supernet": str(supernet), "sha256": digest, "step": step, "train_config": config, "ppl": ppl}
+    return _merge_and_write(out_json, header, {**result, "remedies": {**result.get("remedies", {}), name: remedy}})
 
 
 # ---------------------------------------------------------------------- analysis
@@ -307,6 +360,8 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
     }
     if result.get("halfway"):
         predictors["supernet_halfway"] = np.array([result["halfway"][i] for i in ids])
+    for name, remedy in result.get("remedies", {}).items():
+        predictors[f"supernet_{name}"] = np.array([remedy["ppl"][i] for i in ids])
     inner = groups != "extreme"
     x_in, g_in = x[inner], groups[inner]  # architectures of the widths, without the extremes
     for name, y in predictors.items():
@@ -387,6 +442,14 @@ def summary_markdown(result: dict, summary: dict) -> str:
     lines = [f"Standalone runs finished: {jobs_done} ({summary['n_archs']} of {len(result['design'])} designed "
              f"architectures with the first seed); halfway supernet: "
              f"{'done' if result.get('halfway') else 'not yet'}.", ""]
+    remedies = result.get("remedies", {})
+    for name, r in remedies.items():  # what each remedy changed in the supernet's training
+        changed = {k: v for k, v in r["train_config"].items()
+                   if k in result["supernet_config"] and v != result["supernet_config"][k]
+                   and k not in ("out_dir", "data_dir")}
+        lines += [f"Remedy `supernet_{name}`: `{r['supernet']}` (step {r['step']}, sha256 {r['sha256'][:12]}…), "
+                  f"trained as the released supernet but for "
+                  + (", ".join(f"{k} = {v}" for k, v in changed.items()) or "nothing") + ".", ""]
     if not summary["predictors"]:
         lines += [f"No statistics yet: they need at least {MIN_ARCHS} architectures with standalone results.", ""]
     if summary["predictors"]:
@@ -408,8 +471,9 @@ def summary_markdown(result: dict, summary: dict) -> str:
                   f"difference {100 * s['median_rel_diff']:.2f} % (max {100 * s['max_rel_diff']:.2f} %), Kendall τ "
                   f"between the two seeds' rankings {s['kendall_tau_seed_vs_seed']:.3f}.", ""]
     space = result["config"]["space"]
-    lines += ["| group | architecture | params | standalone ppl (seed 0 / seed 1) | supernet ppl | halfway ppl |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["| group | architecture | params | standalone ppl (seed 0 / seed 1) | supernet ppl | halfway ppl |"
+              + "".join(f" {name} ppl |" for name in remedies),
+              "| --- | --- | --- | --- | --- | --- |" + " --- |" * len(remedies)]
     by_id = {}
     for r in runs.values():
         if r["kind"] == "standalone":
@@ -423,5 +487,6 @@ def summary_markdown(result: dict, summary: dict) -> str:
         half = result.get("halfway", {}).get(d["id"])
         p = int(costs.params([get_space(space).from_id(d["id"])])[0])
         lines.append(f"| {d['group']} | `{d['id']}` | {p:,} | {stand} | {result['supernet'][d['id']]:.2f} | "
-                     f"{'–' if half is None else f'{half:.2f}'} |")
+                     f"{'–' if half is None else f'{half:.2f}'} |"
+                     + "".join(f" {r['ppl'][d['id']]:.2f} |" for r in remedies.values()))
     return "\n".join(lines) + "\n"
