@@ -108,6 +108,7 @@ def test_study_runs_resumes_and_summarizes(tiny_corpus, tmp_path):
     s = summarize(r, reps=200)
     assert s["n_archs"] == 8 and s["seed_noise"]["n"] == 2
     assert set(s["predictors"]) == {"supernet", "params", "flops", "supernet_halfway"}
+    assert set(s["error_vs_design"]) == {"supernet", "supernet_halfway"}
     for p in s["predictors"].values():
         lo, hi = p["kendall_tau_ci"]
         assert -1 <= lo <= hi <= 1 and np.isfinite(p["kendall_tau"])
@@ -171,6 +172,21 @@ def test_a_remedy_supernet_is_scored_like_the_released_one(tiny_corpus, tmp_path
     assert "supernet_distill" in s["predictors"]
     md = summary_markdown(r, s)
     assert "| supernet_distill |" in md and "distill = 0.5" in md and md.count(" distill ppl |") == 1
+
+
+def test_supernet_error_is_related_to_the_design_choices_within_widths():
+    from benchmark.supernet.ranking import _error_vs_design
+
+    archs = get_space("t").sample(3, n=40)
+    groups = np.array([f"E={a.embed_dim}" for a in archs])
+    layers = np.array([a.n_layer for a in archs], float)
+    offset = {g: 10.0 * k for k, g in enumerate(np.unique(groups))}  # width effects must cancel out
+    x = np.full(len(archs), 50.0)
+    y = x * np.exp(0.1 * layers + np.array([offset[g] for g in groups]))  # errs by depth only
+    e = _error_vs_design(x, {"supernet": y}, archs, groups, reps=200, seed=0)["supernet"]
+    assert e["layers"]["spearman_rho"] == pytest.approx(1.0) and e["layers"]["ci"][0] > 0.99
+    assert abs(e["mean MLP ratio"]["spearman_rho"]) < 0.5  # sampled independently of depth
+    assert _error_vs_design(x[:3], {"supernet": y[:3]}, archs[:3], groups[:3], reps=10, seed=0) == {}
 
 
 def test_within_width_tau_ignores_pairs_across_widths():

@@ -308,7 +308,9 @@ def _tau(a, b) -> float:
 def _rho(a, b) -> float:
     from scipy import stats
 
-    return float(stats.spearmanr(a, b).statistic) if len(a) >= 3 else float("nan")
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:  # constant: no ranking to agree with
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def _within_tau(x, y, groups) -> float:
@@ -379,6 +381,9 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
             best = set(np.argsort(x)[:k_best])
             s[f"top{k_best}_in_top{k_pred}"] = len(best & set(np.argsort(y)[:k_pred]))
         summary["predictors"][name] = s
+    summary["error_vs_design"] = _error_vs_design(
+        x[inner], {n: y[inner] for n, y in predictors.items() if n.startswith("supernet")},
+        [a for a, k in zip(archs, inner) if k], g_in, reps, seed)
     # standalone noise: the same architecture trained with two seeds
     pairs = {}
     for r in runs:
@@ -390,6 +395,35 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
                                  "max_rel_diff": float(np.max(np.abs(a - b) / a)),
                                  "kendall_tau_seed_vs_seed": _tau(a, b) if len(twice) >= 2 else float("nan")}
     return summary
+
+
+DESIGN_FEATURES = ("layers", "mean MLP ratio", "mean heads", "bias")
+
+
+def _error_vs_design(x, supernets: dict, archs: list, groups: np.ndarray, reps: int, seed: int) -> dict:
+    """Where a supernet errs: per design choice, Spearman rho between the supernet's log error
+    ``log(supernet ppl / standalone ppl)`` and the choice (layers, mean MLP ratio and heads over the
+    live layers, bias), both centred within each width, with a bootstrap interval. A positive rho:
+    the supernet under-rates architectures with more of that choice."""
+    if len(x) < MIN_ARCHS:
+        return {}
+    feats = np.array([[a.n_layer, np.mean(a.mlp_ratio[:a.n_layer]), np.mean(a.n_head[:a.n_layer]), float(a.bias)]
+                      for a in archs])
+
+    def centred(v):
+        v = np.array(v, dtype=float)
+        for g in np.unique(groups):
+            v[groups == g] -= v[groups == g].mean(0)
+        return v
+
+    feats = centred(feats)
+    out = {}
+    for name, y in supernets.items():
+        err = centred(np.log(y) - np.log(x))
+        out[name] = {f: {"spearman_rho": _rho(err, feats[:, j]),
+                         "ci": _bootstrap(lambda k, j=j: _rho(err[k], feats[k, j]), groups, reps, seed)}
+                     for j, f in enumerate(DESIGN_FEATURES)}
+    return out
 
 
 def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
@@ -464,6 +498,14 @@ def summary_markdown(result: dict, summary: dict) -> str:
                      + [f"{p['per_width_tau'][g]:.3f}" if g in p["per_width_tau"] else "–" for g in widths]
                      + [str(p.get("top5_in_top10", "–"))])
             lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if summary.get("error_vs_design"):
+        lines += ["Where the supernet errs (within widths, the extremes left out): Spearman ρ [95 % CI] between "
+                  "its log error, log(supernet ppl / standalone ppl), and each choice, both centred per width; "
+                  "ρ > 0: it under-rates architectures with more of the choice.", "",
+                  "| supernet | " + " | ".join(DESIGN_FEATURES) + " |", "|" + " --- |" * (len(DESIGN_FEATURES) + 1)]
+        for name, by_feature in summary["error_vs_design"].items():
+            lines.append(f"| {name} | " + " | ".join(ci(v["spearman_rho"], v["ci"]) for v in by_feature.values()) + " |")
         lines.append("")
     if "seed_noise" in summary:
         s = summary["seed_noise"]
