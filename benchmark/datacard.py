@@ -51,8 +51,8 @@ def noise_table(t: Table) -> list[dict]:
 
 def _profiling_time(t: Table, dev: str) -> dict:
     stamps = np.stack([t.measured_at(dev, s) for s in t.settings(dev)], 1)
-    first = np.nanmin(stamps, 1)
-    first = np.sort(first[np.isfinite(first)])
+    timed = np.isfinite(stamps).any(1)  # rows never timed on this device have no first stamp
+    first = np.sort(np.nanmin(stamps[timed], 1))
     if first.size < 2:
         return {}
     gaps = np.diff(first)
