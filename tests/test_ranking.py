@@ -189,6 +189,20 @@ def test_supernet_error_is_related_to_the_design_choices_within_widths():
     assert _error_vs_design(x[:3], {"supernet": y[:3]}, archs[:3], groups[:3], reps=10, seed=0) == {}
 
 
+def test_within_width_ceiling_is_what_a_perfect_predictor_reaches_against_one_noisy_seed():
+    from benchmark.supernet.ranking import _within_tau, _within_width_ceiling
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["E=64", "E=128", "E=192"], 300)
+    true = rng.normal(0, 0.02, len(groups)) + np.repeat([4.4, 4.2, 4.0], 300)  # widths differ: centred away
+    seed0, seed1 = (true + rng.normal(0, 0.02, len(groups)) for _ in range(2))  # reliability 0.5
+    c = _within_width_ceiling((seed1 - seed0)[:200], seed0, groups, reps=100, seed=0)
+    assert c["reliability"] == pytest.approx(0.5, abs=0.1) and c["noise_sd_log_ppl"] == pytest.approx(0.02, rel=0.15)
+    assert c["tau_ceiling"] == pytest.approx(_within_tau(seed0, true, groups), abs=0.05)  # the perfect predictor
+    assert c["expected_tau_seed_vs_seed"] == pytest.approx(_within_tau(seed0, seed1, groups), abs=0.05)
+    assert c["tau_ceiling_ci"][0] < c["tau_ceiling"] < c["tau_ceiling_ci"][1]
+
+
 def test_within_width_tau_ignores_pairs_across_widths():
     from benchmark.supernet.ranking import _within_tau
 

@@ -388,13 +388,53 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
     pairs = {}
     for r in runs:
         pairs.setdefault(r["id"], {})[r["seed"]] = r["standalone_ppl"]
-    twice = [(v[first], v[first + 1]) for v in pairs.values() if first in v and first + 1 in v]
-    if twice:
-        a, b = np.array(twice).T
-        summary["seed_noise"] = {"n": len(twice), "median_rel_diff": float(np.median(np.abs(a - b) / a)),
-                                 "max_rel_diff": float(np.max(np.abs(a - b) / a)),
-                                 "kendall_tau_seed_vs_seed": _tau(a, b) if len(twice) >= 2 else float("nan")}
+    twice_ids = [i for i, v in pairs.items() if first in v and first + 1 in v]
+    if twice_ids:
+        a, b = np.array([(pairs[i][first], pairs[i][first + 1]) for i in twice_ids]).T
+        g2 = np.array([group_of[i] for i in twice_ids])
+        inner2 = g2 != "extreme"
+        summary["seed_noise"] = {
+            "n": len(twice_ids), "median_rel_diff": float(np.median(np.abs(a - b) / a)),
+            "max_rel_diff": float(np.max(np.abs(a - b) / a)),
+            "kendall_tau_seed_vs_seed": _tau(a, b) if len(twice_ids) >= 2 else float("nan"),
+            "within_width_tau_seed_vs_seed": _within_tau(a[inner2], b[inner2], g2[inner2])}
+        summary["within_width_ceiling"] = _within_width_ceiling(np.log(b / a), np.log(x_in), g_in, reps, seed)
     return summary
+
+
+def _within_width_ceiling(seed_log_diffs: np.ndarray, log_ppl: np.ndarray, groups: np.ndarray, reps: int,
+                          seed: int) -> dict:
+    """How well *any* predictor can agree with one standalone seed within a width.
+
+    A standalone run's log perplexity is the architecture's true value plus seed noise of variance
+    ``s2`` (from the seed pairs: half the mean squared log difference). Within a width, the spread of
+    the first seed's log perplexities is the true spread plus that noise; the share that is true
+    (``reliability``) bounds the correlation of a perfect predictor with one seed by
+    ``sqrt(reliability)``, i.e. Kendall tau by ``2/pi asin(sqrt(reliability))`` for normal errors, and
+    two seeds' tau by ``2/pi asin(reliability)``. Bootstrap: seed pairs and architectures resampled."""
+    def ceiling(d, x, g) -> tuple[float, float, float]:
+        c = x.copy()
+        for k in np.unique(g):
+            c[g == k] -= c[g == k].mean()
+        var = float(np.sum(c ** 2) / max(len(c) - len(np.unique(g)), 1))
+        noise = float(np.mean(np.square(d)) / 2)
+        rel = max(0.0, 1.0 - noise / var) if var > 0 else float("nan")
+        return rel, 2 / np.pi * float(np.arcsin(np.sqrt(rel))), var
+
+    rel, tau, var = ceiling(seed_log_diffs, log_ppl, groups)
+    out = {"n_pairs": len(seed_log_diffs), "noise_sd_log_ppl": float(np.sqrt(np.mean(np.square(seed_log_diffs)) / 2)),
+           "within_width_sd_log_ppl": float(np.sqrt(var)), "reliability": rel, "tau_ceiling": tau,
+           "expected_tau_seed_vs_seed": 2 / np.pi * float(np.arcsin(rel))}
+    if len(seed_log_diffs) >= 2 and len(log_ppl) >= MIN_ARCHS:
+        rng = np.random.default_rng(seed)
+        by_group = [np.flatnonzero(groups == k) for k in np.unique(groups)]
+        taus = []
+        for _ in range(reps):
+            d = seed_log_diffs[rng.integers(len(seed_log_diffs), size=len(seed_log_diffs))]
+            idx = np.concatenate([rng.choice(ix, len(ix)) for ix in by_group])
+            taus.append(ceiling(d, log_ppl[idx], groups[idx])[1])
+        out["tau_ceiling_ci"] = [float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))]
+    return out
 
 
 DESIGN_FEATURES = ("layers", "mean MLP ratio", "mean heads", "bias")
@@ -458,6 +498,9 @@ def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
     if "seed_noise" in summary:
         a2.axhline(summary["seed_noise"]["kendall_tau_seed_vs_seed"], ls="--", c="grey",
                    label="standalone seed vs seed")
+    if "within_width_ceiling" in summary:
+        a2.axhline(summary["within_width_ceiling"]["tau_ceiling"], ls=":", c="tab:orange",
+                   label="within-width ceiling (noise-free predictor vs one seed)")
     a2.set_xticks(range(len(names)), names)
     a2.set(ylabel="Kendall τ vs standalone (95 % bootstrap interval)", ylim=(-1, 1))
     a2.axhline(0, c="k", lw=0.5)
@@ -511,7 +554,17 @@ def summary_markdown(result: dict, summary: dict) -> str:
         s = summary["seed_noise"]
         lines += [f"Standalone seed-to-seed noise over {s['n']} architectures trained twice: median relative "
                   f"difference {100 * s['median_rel_diff']:.2f} % (max {100 * s['max_rel_diff']:.2f} %), Kendall τ "
-                  f"between the two seeds' rankings {s['kendall_tau_seed_vs_seed']:.3f}.", ""]
+                  f"between the two seeds' rankings {s['kendall_tau_seed_vs_seed']:.3f} (within widths "
+                  f"{s['within_width_tau_seed_vs_seed']:.3f}).", ""]
+    if "within_width_ceiling" in summary:
+        c = summary["within_width_ceiling"]
+        lo_hi = c.get("tau_ceiling_ci", [float("nan")] * 2)
+        lines += [f"Ceiling within widths: seed noise of {100 * c['noise_sd_log_ppl']:.2f} % (sd of log perplexity, "
+                  f"{c['n_pairs']} seed pairs) against a spread of {100 * c['within_width_sd_log_ppl']:.2f} % among "
+                  f"the first seed's architectures of one width: reliability {c['reliability']:.2f}, so a predictor "
+                  f"that knew every architecture's noise-free perplexity would reach an expected within-width τ "
+                  f"of only {ci(c['tau_ceiling'], lo_hi)} against one standalone seed (two seeds against each "
+                  f"other: {c['expected_tau_seed_vs_seed']:.3f}).", ""]
     space = result["config"]["space"]
     lines += ["| group | architecture | params | standalone ppl (seed 0 / seed 1) | supernet ppl | halfway ppl |"
               + "".join(f" {name} ppl |" for name in remedies),
