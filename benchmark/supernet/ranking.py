@@ -41,6 +41,7 @@ from benchmark.spaces import canonical_id, concatenated_id, get_space
 from benchmark.supernet.corpus.tokens import DEFAULT_EVAL_TOKENS
 
 HALFWAY = "halfway-supernet"  # the job id of the halfway supernet run
+HEADER = ("config", "seed", "supernet_config", "design")  # what identifies a study in its JSON
 MIN_ARCHS = 6  # fewer architectures give no statistics (bootstrap intervals of 3 points mean nothing)
 MIN_PER_WIDTH = 3  # the same within one width
 
@@ -293,7 +294,7 @@ def measure_remedy(out_json: str | Path, name: str, supernet: str | Path, data_d
     ppl = {d["id"]: measure_perplexity(net, sp.from_id(d["id"]), test,
                                        max_tokens=result["config"]["eval_tokens"]).perplexity
            for d in result["design"]}
-    header = {k: result[k] for k in ("config", "seed", "supernet_config", "design")}
+    header = {k: result[k] for k in HEADER}
     remedy = {"supernet": str(supernet), "sha256": digest, "step": step, "train_config": config, "ppl": ppl}
     return _merge_and_write(out_json, header, {**result, "remedies": {**result.get("remedies", {}), name: remedy}})
 
@@ -311,6 +312,14 @@ def _rho(a, b) -> float:
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:  # constant: no ranking to agree with
         return float("nan")
     return float(stats.spearmanr(a, b).statistic)
+
+
+def _centred(v, groups: np.ndarray) -> np.ndarray:
+    """``v`` (rows, or rows x columns) minus each group's mean: what is left within the groups."""
+    v = np.array(v, dtype=float)
+    for g in np.unique(groups):
+        v[groups == g] -= v[groups == g].mean(0)
+    return v
 
 
 def _within_tau(x, y, groups) -> float:
@@ -412,17 +421,14 @@ def _within_width_ceiling(seed_log_diffs: np.ndarray, log_ppl: np.ndarray, group
     (``reliability``) bounds the correlation of a perfect predictor with one seed by
     ``sqrt(reliability)``, i.e. Kendall tau by ``2/pi asin(sqrt(reliability))`` for normal errors, and
     two seeds' tau by ``2/pi asin(reliability)``. Bootstrap: seed pairs and architectures resampled."""
-    def ceiling(d, x, g) -> tuple[float, float, float]:
-        c = x.copy()
-        for k in np.unique(g):
-            c[g == k] -= c[g == k].mean()
-        var = float(np.sum(c ** 2) / max(len(c) - len(np.unique(g)), 1))
+    def ceiling(d, x, g) -> tuple[float, float, float, float]:
+        var = float(np.sum(_centred(x, g) ** 2) / max(len(x) - len(np.unique(g)), 1))
         noise = float(np.mean(np.square(d)) / 2)
         rel = max(0.0, 1.0 - noise / var) if var > 0 else float("nan")
-        return rel, 2 / np.pi * float(np.arcsin(np.sqrt(rel))), var
+        return rel, 2 / np.pi * float(np.arcsin(np.sqrt(rel))), var, noise
 
-    rel, tau, var = ceiling(seed_log_diffs, log_ppl, groups)
-    out = {"n_pairs": len(seed_log_diffs), "noise_sd_log_ppl": float(np.sqrt(np.mean(np.square(seed_log_diffs)) / 2)),
+    rel, tau, var, noise = ceiling(seed_log_diffs, log_ppl, groups)
+    out = {"n_pairs": len(seed_log_diffs), "noise_sd_log_ppl": float(np.sqrt(noise)),
            "within_width_sd_log_ppl": float(np.sqrt(var)), "reliability": rel, "tau_ceiling": tau,
            "expected_tau_seed_vs_seed": 2 / np.pi * float(np.arcsin(rel))}
     if len(seed_log_diffs) >= 2 and len(log_ppl) >= MIN_ARCHS:
@@ -447,19 +453,11 @@ def _error_vs_design(x, supernets: dict, archs: list, groups: np.ndarray, reps: 
     the supernet under-rates architectures with more of that choice."""
     if len(x) < MIN_ARCHS:
         return {}
-    feats = np.array([[a.n_layer, np.mean(a.mlp_ratio[:a.n_layer]), np.mean(a.n_head[:a.n_layer]), float(a.bias)]
-                      for a in archs])
-
-    def centred(v):
-        v = np.array(v, dtype=float)
-        for g in np.unique(groups):
-            v[groups == g] -= v[groups == g].mean(0)
-        return v
-
-    feats = centred(feats)
+    feats = _centred([[a.n_layer, np.mean(a.mlp_ratio[:a.n_layer]), np.mean(a.n_head[:a.n_layer]), float(a.bias)]
+                      for a in archs], groups)
     out = {}
     for name, y in supernets.items():
-        err = centred(np.log(y) - np.log(x))
+        err = _centred(np.log(y) - np.log(x), groups)
         out[name] = {f: {"spearman_rho": _rho(err, feats[:, j]),
                          "ci": _bootstrap(lambda k, j=j: _rho(err[k], feats[k, j]), groups, reps, seed)}
                      for j, f in enumerate(DESIGN_FEATURES)}
