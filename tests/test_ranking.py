@@ -172,6 +172,31 @@ def test_a_remedy_supernet_is_scored_like_the_released_one(tiny_corpus, tmp_path
     assert "supernet_distill" in s["predictors"]
     md = summary_markdown(r, s)
     assert "| supernet_distill |" in md and "distill = 0.5" in md and md.count(" distill ppl |") == 1
+    assert set(s["vs_supernet"]) == {"supernet_distill"} and "Δ within-width τ" in md
+
+
+def test_remedy_gain_is_a_paired_difference_of_taus():
+    from benchmark.supernet.ranking import _bootstrap, _paired_gains, _tau, _within_tau
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["e=64", "e=96", "e=128"], 10)
+    x = rng.lognormal(4.5, 0.1, 30)
+    base = x * rng.lognormal(0, 0.08, 30)  # a noisy supernet
+    inner = np.ones(30, bool)
+    close = base * rng.lognormal(0, 0.003, 30)  # a remedy that changes the supernet a little
+    g = _paired_gains(x, {"supernet": base, "supernet_same": base.copy(), "supernet_exact": x.copy(),
+                          "supernet_close": close, "params": -x}, groups, inner, reps=200, seed=0)
+    assert set(g) == {"supernet_same", "supernet_exact", "supernet_close"}  # only other supernets are compared
+    same = g["supernet_same"]
+    assert same["delta_tau"] == same["delta_within_width_tau"] == 0 and same["delta_tau_ci"] == [0.0, 0.0]
+    exact = g["supernet_exact"]
+    assert exact["delta_tau"] == pytest.approx(1 - _tau(x, base))
+    assert exact["delta_within_width_tau"] == pytest.approx(1 - _within_tau(x, base, groups))
+    assert 0 < exact["delta_within_width_tau_ci"][0] <= exact["delta_within_width_tau"]  # ahead in every resample
+    # paired: a small change gets a narrow interval, though each tau alone is uncertain
+    width = np.diff(g["supernet_close"]["delta_within_width_tau_ci"])[0]
+    base_ci = _bootstrap(lambda k: _within_tau(x[k], base[k], groups[k]), groups, 200, 0)
+    assert width < (base_ci[1] - base_ci[0]) / 2
 
 
 def test_supernet_error_is_related_to_the_design_choices_within_widths():

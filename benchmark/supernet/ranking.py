@@ -390,6 +390,7 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
             best = set(np.argsort(x)[:k_best])
             s[f"top{k_best}_in_top{k_pred}"] = len(best & set(np.argsort(y)[:k_pred]))
         summary["predictors"][name] = s
+    summary["vs_supernet"] = _paired_gains(x, predictors, groups, inner, reps, seed)
     summary["error_vs_design"] = _error_vs_design(
         x[inner], {n: y[inner] for n, y in predictors.items() if n.startswith("supernet")},
         [a for a, k in zip(archs, inner) if k], g_in, reps, seed)
@@ -409,6 +410,27 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
             "within_width_tau_seed_vs_seed": _within_tau(a[inner2], b[inner2], g2[inner2])}
         summary["within_width_ceiling"] = _within_width_ceiling(np.log(b / a), np.log(x_in), g_in, reps, seed)
     return summary
+
+
+def _paired_gains(x, predictors: dict, groups: np.ndarray, inner: np.ndarray, reps: int, seed: int) -> dict:
+    """Before/after for every other supernet (halfway, remedies): its Kendall tau and within-width tau
+    minus the released supernet's, with a paired bootstrap interval (both taus on the same resampled
+    architectures, so the interval is of the difference, not of two overlapping intervals)."""
+    base = predictors["supernet"]
+    x_in, g_in, b_in = x[inner], groups[inner], base[inner]
+    out = {}
+    for name, y in predictors.items():
+        if not name.startswith("supernet_"):
+            continue
+        y_in = y[inner]
+        out[name] = {
+            "delta_tau": _tau(x, y) - _tau(x, base),
+            "delta_tau_ci": _bootstrap(lambda k: _tau(x[k], y[k]) - _tau(x[k], base[k]), groups, reps, seed),
+            "delta_within_width_tau": _within_tau(x_in, y_in, g_in) - _within_tau(x_in, b_in, g_in),
+            "delta_within_width_tau_ci": _bootstrap(
+                lambda k: _within_tau(x_in[k], y_in[k], g_in[k]) - _within_tau(x_in[k], b_in[k], g_in[k]),
+                g_in, reps, seed)}
+    return out
 
 
 def _within_width_ceiling(seed_log_diffs: np.ndarray, log_ppl: np.ndarray, groups: np.ndarray, reps: int,
@@ -539,6 +561,14 @@ def summary_markdown(result: dict, summary: dict) -> str:
                      + [f"{p['per_width_tau'][g]:.3f}" if g in p["per_width_tau"] else "–" for g in widths]
                      + [str(p.get("top5_in_top10", "–"))])
             lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if summary.get("vs_supernet"):
+        lines += ["Against the released supernet (difference in τ, paired bootstrap 95 % CI: both on the same "
+                  "resampled architectures; an interval that excludes 0 is a real change):", "",
+                  "| supernet | Δ Kendall τ [95 % CI] | Δ within-width τ [95 % CI] |", "| --- | --- | --- |"]
+        for name, d in summary["vs_supernet"].items():
+            lines.append(f"| {name} | {ci(d['delta_tau'], d['delta_tau_ci'])} | "
+                         f"{ci(d['delta_within_width_tau'], d['delta_within_width_tau_ci'])} |")
         lines.append("")
     if summary.get("error_vs_design"):
         lines += ["Where the supernet errs (within widths, the extremes left out): Spearman ρ [95 % CI] between "
