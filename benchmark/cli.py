@@ -18,6 +18,7 @@ DEBUG_ENV = "HWLM_DEBUG"
 
 
 def _info(args) -> int:
+    from benchmark import Benchmark
     from benchmark.version import __version__
     from benchmark.paths import data_dir
     from benchmark.spaces import SPACES
@@ -29,6 +30,15 @@ def _info(args) -> int:
               f"n_layer {list(sp.n_layer_choices)}, n_head {list(sp.n_head_choices)} x head_size {sp.head_size}, "
               f"mlp_ratio {list(sp.mlp_ratio_choices)}, bias {list(sp.bias_choices)}, context {sp.block_size}, "
               f"vocabulary {sp.vocab_size}")
+        # what Benchmark(name) answers from, so a user sees measured from modeled before querying
+        b = Benchmark(name)
+        devices = b.devices()
+        measured = [d for d, v in devices.items() if v["source"] == "measured"]
+        sources = {m: v["source"] for m, v in b.metrics().items()}
+        table = (f"table of {b.table.n:,} architectures ({b.path}), measured on {', '.join(measured) or 'no device'}"
+                 if b.table is not None else "no table")
+        print(f"  {table}; {len(devices) - len(measured)} modeled devices; {len(b.models.entries)} surrogates")
+        print("  metrics: " + ", ".join(f"{m} ({src})" for m, src in sources.items()))
     return 0
 
 
@@ -69,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("info", help="versions, search spaces and the embedded release",
-                       description="Print the package version, the search spaces and where the embedded release is.")
+                       description="Print the package version, the search spaces and, per space, what Benchmark(space) "
+                                   "answers from: its table and measured devices, modeled devices, surrogates "
+                                   "and each metric's source.")
     s.set_defaults(func=_info)
 
     s = sub.add_parser("sample", help="sample architectures and print their exact costs",

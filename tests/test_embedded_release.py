@@ -118,3 +118,15 @@ def test_every_shipped_t_suite_resolves_and_runs_on_the_embedded_release(bench):
         problem = r.override(budget=3).problem(bench)
         y = problem.evaluate(bench.space.sample(3, 2))
         assert np.isfinite(np.asarray(y, float)).all(), s.name
+
+
+def test_info_lists_what_each_space_answers_from(bench, capsys):
+    from benchmark.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    measured = [d for d, v in bench.devices().items() if v["source"] == "measured"]
+    line = next(x for x in out.splitlines() if x.startswith(f"  table of {bench.table.n:,} architectures"))
+    assert all(d in line for d in measured) and f"{len(bench.models.entries)} surrogates" in line
+    assert "perplexity (measured)" in out and "perplexity (imported)" in out  # t's own, HW-GPT-Bench's for s/m/l
+    assert out.count("no table;") == 2  # m and l: exact, modeled and imported only
