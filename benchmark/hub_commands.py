@@ -58,6 +58,13 @@ _ENV_EPILOG = (f"environment: {ENV_REPO} (repository id), {ENV_ENDPOINT} or HF_E
                f"{ENV_CACHE} (cache directory), HF_HUB_OFFLINE=1 (never use the network), HF_TOKEN (token)")
 
 
+def _add_hub_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the releases live: --repo and --endpoint (download and publish alike)."""
+    p.add_argument("--repo", default=None, help=f"dataset repository id (default ${ENV_REPO} or {DEFAULT_REPO_ID})")
+    p.add_argument("--endpoint", default=None,
+                   help=f"Hub endpoint URL (default ${ENV_ENDPOINT}, $HF_ENDPOINT or {DEFAULT_ENDPOINT})")
+
+
 def add_download_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``hwlm download`` on an argparse subparsers object."""
     pinned = ", ".join(f"{k}={v}" for k, v in DEFAULT_REVISIONS.items())
@@ -70,9 +77,7 @@ def add_download_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_ENV_EPILOG)
     p.add_argument("--space", required=True, help="search space (t, s, m, l)")
     p.add_argument("--revision", default=None, help=f"release tag or commit (default: pinned per space: {pinned})")
-    p.add_argument("--repo", default=None, help=f"dataset repository id (default ${ENV_REPO} or {DEFAULT_REPO_ID})")
-    p.add_argument("--endpoint", default=None,
-                   help=f"Hub endpoint URL (default ${ENV_ENDPOINT}, $HF_ENDPOINT or {DEFAULT_ENDPOINT})")
+    _add_hub_arguments(p)
     p.add_argument("--cache-dir", default=None, help=f"cache directory (default ${ENV_CACHE} or ~/.cache/hwlm-bench)")
     p.add_argument("--token", default=None, help="Hugging Face token for a private repository (default: HF_TOKEN "
                                                  "or the token saved by `hf auth login`)")
@@ -93,9 +98,7 @@ def add_publish_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_ENV_EPILOG)
     p.add_argument("dirs", nargs="+", metavar="DIR", help="release directory (with MANIFEST.json); one per space")
     p.add_argument("--revision", required=True, help="the new release tag, e.g. v2")
-    p.add_argument("--repo", default=None, help=f"dataset repository id (default ${ENV_REPO} or {DEFAULT_REPO_ID})")
-    p.add_argument("--endpoint", default=None,
-                   help=f"Hub endpoint URL (default ${ENV_ENDPOINT}, $HF_ENDPOINT or {DEFAULT_ENDPOINT})")
+    _add_hub_arguments(p)
     p.add_argument("--token", default=None, help="Hugging Face token with write access (default: HF_TOKEN or the "
                                                  "token saved by `hf auth login`)")
     p.add_argument("--private", action="store_true", default=None, help="create the repository as private")

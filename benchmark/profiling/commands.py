@@ -102,6 +102,11 @@ def _merge_cmd(args) -> int:
     return 0
 
 
+def _add_force_argument(parser) -> None:
+    parser.add_argument("--force", action="store_true", help="write even into a release directory (one with "
+                        "MANIFEST.json) and rewrite its manifest (refused otherwise)")
+
+
 def add_table_parser(sub) -> None:
     s = sub.add_parser("table", help="operations on benchmark tables",
                        description="Operations on hwlm-bench HDF5 tables.")
@@ -112,7 +117,7 @@ def add_table_parser(sub) -> None:
                                     "provenance.")
     m.add_argument("out", metavar="OUT", help="merged table to write")
     m.add_argument("shards", nargs="+", metavar="SHARD", help="shard tables, in priority order")
-    m.add_argument("--force", action="store_true", help="write even into a release directory (one with MANIFEST.json) and rewrite its manifest (refused otherwise)")
+    _add_force_argument(m)
     m.set_defaults(func=_merge_cmd)
     d = tsub.add_parser("drop", help="write a copy of a table without some devices or logs",
                         description="Write OUT: TABLE without the named devices (settings, hardware metrics, "
@@ -122,8 +127,7 @@ def add_table_parser(sub) -> None:
     d.add_argument("out", metavar="OUT", help="table to write (a new path)")
     d.add_argument("--device", action="append", default=[], metavar="ID", help="device to drop (repeatable)")
     d.add_argument("--log", action="append", default=[], metavar="NAME", help="log to drop (repeatable)")
-    d.add_argument("--force", action="store_true", help="write even into a release directory (one with "
-                   "MANIFEST.json) and rewrite its manifest (refused otherwise)")
+    _add_force_argument(d)
     d.set_defaults(func=_drop_cmd)
     a = tsub.add_parser("add-modeled", help="add (or recompute) modeled devices, calibrated on the measured ones",
                         description="Add modeled latency_ms and energy_mj of every row for the registry's devices "
@@ -134,7 +138,7 @@ def add_table_parser(sub) -> None:
     a.add_argument("--cpu-spec", default="cpu-epyc-7513",
                    help="registry entry describing the measured CPU when its model string matches none "
                         "(default cpu-epyc-7513)")
-    a.add_argument("--force", action="store_true", help="write even into a release directory (one with MANIFEST.json) and rewrite its manifest (refused otherwise)")
+    _add_force_argument(a)
     a.set_defaults(func=_add_modeled_cmd)
     pp = tsub.add_parser("add-perplexity", help="measure perplexity of rows that lack it (resumable)",
                          description="Fill perplexity and token accuracy (inherited supernet weights, test split) "
