@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                              ("ckpt-every", int, "steps between checkpoints"), ("threads", int, "torch threads")):
         s.add_argument(f"--{name}", type=typ, default=None, help=help_)
     s.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
+    s.add_argument("--init-from", default=None, metavar="SUPERNET",
+                   help="start from a released supernet's weights (.safetensors) instead of a seeded init: "
+                        "fine-tuning, e.g. one architecture with --arch")
+    s.add_argument("--arch", default=None, help="train only this architecture (id): a standalone model")
     s.set_defaults(func=_train)
 
     for register in _registrations():

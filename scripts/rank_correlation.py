@@ -4,6 +4,7 @@
     taskset -c 1 python scripts/rank_correlation.py --space t         # a second worker on another core
     python scripts/rank_correlation.py --space t --report-only        # tables and plot from the JSON
     python scripts/rank_correlation.py --space t --remedy distill=runs/supernet-t-distill   # score a remedy
+    python scripts/rank_correlation.py --space t --finetune finetune50=50   # fine-tune each architecture 50 steps
 
 Designs the study (benchmark.supernet.ranking.design_study: 10 matched-size architectures per
 embedding width plus the extremes), trains each standalone at the supernet's token budget per
@@ -37,18 +38,26 @@ def main() -> None:
     p.add_argument("--remedy", action="append", default=[], metavar="NAME=SUPERNET",
                    help="score another supernet (a run directory or .safetensors file) on the study's "
                         "architectures as predictor supernet_NAME, then report (repeatable)")
+    p.add_argument("--finetune", action="append", default=[], metavar="NAME=STEPS",
+                   help="score per-architecture fine-tuning of --supernet for STEPS steps (at its final learning "
+                        "rate; runs in runs/finetune/NAME/, resumable) as predictor supernet_NAME (repeatable)")
     a = p.parse_args()
     supernet = a.supernet or f"data/supernet_{a.space}.safetensors"
     docs = Path("docs/supernet")
     raw = docs / f"{a.space}_rank_study.json"
-    if a.remedy:
-        from benchmark.supernet.ranking import measure_remedy
+    if a.remedy or a.finetune:
+        from benchmark.supernet.ranking import measure_finetune, measure_remedy
 
         for spec in a.remedy:
             name, sep, path = spec.partition("=")
             if not sep:
                 p.error(f"--remedy {spec!r}: expected NAME=SUPERNET")
             result = measure_remedy(raw, name, path)
+        for spec in a.finetune:
+            name, sep, steps = spec.partition("=")
+            if not sep or not steps.isdigit():
+                p.error(f"--finetune {spec!r}: expected NAME=STEPS")
+            result = measure_finetune(raw, name, supernet, int(steps), threads=a.threads)
     elif a.report_only:
         result = json.loads(raw.read_text())
     else:

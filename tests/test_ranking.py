@@ -175,6 +175,49 @@ def test_a_remedy_supernet_is_scored_like_the_released_one(tiny_corpus, tmp_path
     assert set(s["vs_supernet"]) == {"supernet_distill"} and "Δ within-width τ" in md
 
 
+def test_finetune_remedy_starts_from_the_supernet_and_is_scored_like_one(tiny_corpus, tmp_path):
+    from benchmark.errors import HwlmError
+    from benchmark.supernet.corpus import load_split
+    from benchmark.supernet.elastic import load_supernet
+    from benchmark.supernet.perplexity import measure_perplexity
+    from benchmark.supernet.ranking import measure_finetune
+    from benchmark.supernet.train import release_checkpoint
+
+    ckpt, out, kw = _tiny_study(tiny_corpus, tmp_path)
+    kw["jobs"] = [j for j in kw["jobs"] if j["kind"] == "standalone" and j["seed"] == 0]
+    run_study("t", ckpt, out, **kw)
+    train(TrainConfig(space="t", steps=2, warmup=1, eval_every=2, ckpt_every=2, out_dir=str(tmp_path / "sn"),
+                      data_dir=str(tiny_corpus), min_lr=1e-3, **{k: v for k, v in TINY.items() if k != "eval_tokens"}),
+          progress=False)
+    released = release_checkpoint(tmp_path / "sn", tmp_path / "sn.safetensors")
+    for bad, match in (({"steps": 0}, "invalid steps"), ({"steps": 2, "lr": -1.0}, "invalid lr")):
+        with pytest.raises(HwlmError, match=match):
+            measure_finetune(out, "ft", released, data_dir=tiny_corpus, progress=False, **bad)
+    with pytest.raises(HwlmError, match="invalid init_from"):
+        TrainConfig(space="t", init_from=str(tmp_path / "nope.safetensors")).validate()
+    with pytest.raises(HwlmError, match="invalid init_from.*context 32"):  # another shape: refused, nothing written
+        train(TrainConfig(space="t", steps=1, warmup=0, out_dir=str(tmp_path / "x"), data_dir=str(tiny_corpus),
+                          init_from=str(released), batch_size=2, block_size=16, threads=1), progress=False)
+    assert not (tmp_path / "x").exists()
+    runs, ids = tmp_path / "ft", [d["id"] for d in kw["design"]]
+    # a learning rate too small to move the weights: each model is the supernet's sub-network
+    r = measure_finetune(out, "still", released, 1, lr=1e-12, runs_dir=runs, data_dir=tiny_corpus, progress=False)
+    net, test = load_supernet(released, "t"), np.asarray(load_split("test", tiny_corpus))
+    a = get_space("t").from_id(ids[0])
+    inherited = measure_perplexity(net, a, test, max_tokens=128).perplexity
+    assert r["remedies"]["still"]["ppl"][a.id] == pytest.approx(inherited, rel=1e-5)
+    r = measure_finetune(out, "ft", released, 2, runs_dir=runs, data_dir=tiny_corpus, progress=False)
+    ft = r["remedies"]["ft"]
+    assert set(ft["ppl"]) == set(ids) and ft["finetune"] == {"steps": 2, "lr": 1e-3, "batch_size": 2, "seed": 0}
+    assert ft["ppl"][a.id] != pytest.approx(inherited, rel=1e-3)  # the default rate (the supernet's last) moves it
+    stamp = {p: p.stat().st_mtime_ns for p in runs.rglob("state.json")}
+    assert measure_finetune(out, "ft", released, 2, runs_dir=runs, data_dir=tiny_corpus, progress=False) == r
+    assert stamp == {p: p.stat().st_mtime_ns for p in runs.rglob("state.json")}  # done: nothing retrained
+    s = summarize(r, reps=50)
+    assert {"supernet_ft", "supernet_still"} <= set(s["predictors"])
+    assert "fine-tuned per architecture for 2 steps" in summary_markdown(r, s)
+
+
 def test_remedy_gain_is_a_paired_difference_of_taus():
     from benchmark.supernet.ranking import _bootstrap, _paired_gains, _tau, _within_tau
 

@@ -23,7 +23,8 @@ rewritten atomically after every job, so an interrupted study loses at most the 
 :func:`summarize` turns the raw results into Kendall tau / Spearman rho with bootstrap intervals,
 overall and within widths, against baselines (parameter count, FLOPs, the halfway supernet), the
 standalone seed-to-seed ceiling and top-k agreement. :func:`measure_remedy` adds a candidate remedy
-(another supernet's inherited perplexities) to the same comparison.
+(another supernet's inherited perplexities) to the same comparison, :func:`measure_finetune` another
+(the released supernet's weights fine-tuned briefly per architecture).
 """
 
 from __future__ import annotations
@@ -150,17 +151,15 @@ def run_study(space: str, supernet_path: str | Path, out_json: str | Path, *, de
     Several processes may run one study at once: each claims a job with a lock next to its run
     directory (a killed worker's claim dies with it) and merges its result into ``out_json``.
     """
-    from benchmark.paths import data_dir as default_data_dir
-    from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
     from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.supernet.train import TrainConfig, load_run, train
 
-    ddir = Path(data_dir) if data_dir is not None else default_data_dir()
+    ddir = _data_dir(data_dir)
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(runs_dir)
-    test = np.asarray(load_split("test", ddir))
+    test = _test_tokens(ddir)
     supernet = load_supernet(supernet_path, space)
     sn_config = dict(supernet_config or json.loads(supernet.metadata["train_config"]))
     base = dict(base_config or {})
@@ -250,6 +249,21 @@ def _merge_and_write(out_json: Path, header: dict, result: dict) -> dict:
             time.sleep(0.2)
 
 
+def _open_study(out_json: str | Path, name: str) -> tuple[Path, dict]:
+    """A started study's JSON (canonical ids) for a remedy called ``name``."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise HwlmError(f"invalid remedy name: {name!r}; allowed: a name of letters, digits and underscores")
+    out_json = Path(out_json)
+    if not out_json.exists():
+        raise HwlmError(f"invalid study: {out_json} does not exist; allowed: the JSON of a started study")
+    return out_json, canonical_ids(json.loads(out_json.read_text()))
+
+
+def _store_remedy(out_json: Path, result: dict, name: str, remedy: dict) -> dict:
+    header = {k: result[k] for k in HEADER}
+    return _merge_and_write(out_json, header, {**result, "remedies": {**result.get("remedies", {}), name: remedy}})
+
+
 def measure_remedy(out_json: str | Path, name: str, supernet: str | Path, data_dir: str | Path | None = None) -> dict:
     """Score a remedy: the study's architectures' inherited-weight test perplexity on another supernet
     (e.g. trained with in-place distillation or a larger sandwich), stored in ``out_json`` under
@@ -260,19 +274,12 @@ def measure_remedy(out_json: str | Path, name: str, supernet: str | Path, data_d
     checkpoint, fp32, as the halfway supernet is read). Measured as the study measures every
     perplexity (the test split, the study's ``eval_tokens``)."""
     from benchmark.files import sha256_file
-    from benchmark.paths import data_dir as default_data_dir
-    from benchmark.supernet.corpus import load_split
     from benchmark.supernet.elastic import load_supernet
     from benchmark.supernet.perplexity import measure_perplexity
     from benchmark.supernet.train import STATE_FILE, load_run
 
-    if not isinstance(name, str) or not name.isidentifier():
-        raise HwlmError(f"invalid remedy name: {name!r}; allowed: a name of letters, digits and underscores")
-    out_json, supernet = Path(out_json), Path(supernet)
-    if not out_json.exists():
-        raise HwlmError(f"invalid study: {out_json} does not exist; allowed: the JSON of a started study")
-    result = canonical_ids(json.loads(out_json.read_text()))
-    space = result["config"]["space"]
+    out_json, result = _open_study(out_json, name)
+    space, supernet = result["config"]["space"], Path(supernet)
     if supernet.is_dir():
         if not (supernet / "checkpoint" / STATE_FILE).exists():
             raise HwlmError(f"invalid supernet: {supernet} holds no training checkpoint; allowed: a run directory "
@@ -289,14 +296,74 @@ def measure_remedy(out_json: str | Path, name: str, supernet: str | Path, data_d
     if config.get("space") != space:
         raise HwlmError(f"invalid supernet: {supernet} is a supernet of space {config.get('space')!r}; "
                         f"allowed: one of the study's space {space!r}")
-    test = np.asarray(load_split("test", Path(data_dir) if data_dir is not None else default_data_dir()))
+    test = _test_tokens(data_dir)
     sp = get_space(space)
     ppl = {d["id"]: measure_perplexity(net, sp.from_id(d["id"]), test,
                                        max_tokens=result["config"]["eval_tokens"]).perplexity
            for d in result["design"]}
-    header = {k: result[k] for k in HEADER}
     remedy = {"supernet": str(supernet), "sha256": digest, "step": step, "train_config": config, "ppl": ppl}
-    return _merge_and_write(out_json, header, {**result, "remedies": {**result.get("remedies", {}), name: remedy}})
+    return _store_remedy(out_json, result, name, remedy)
+
+
+def measure_finetune(out_json: str | Path, name: str, supernet: str | Path, steps: int, lr: float | None = None,
+                     runs_dir: str | Path = "runs/finetune", data_dir: str | Path | None = None, threads: int = 1,
+                     progress: bool = True) -> dict:
+    """Score per-architecture fine-tuning as a remedy: each study architecture starts from the
+    released ``supernet``'s weights and trains alone for ``steps`` steps at a constant ``lr`` (default:
+    the supernet's final learning rate) with the supernet's batch size, optimiser settings and data
+    seed, then its test perplexity is measured as the study measures every perplexity. Stored under
+    ``remedies[name]`` like :func:`measure_remedy`, with the fine-tuning settings; resumable (the JSON
+    is rewritten after each architecture, each run resumes from its checkpoint), and
+    :func:`summarize` ranks it once every architecture has its value."""
+    from benchmark.files import sha256_file
+    from benchmark.supernet.elastic import load_supernet
+    from benchmark.supernet.perplexity import measure_perplexity
+    from benchmark.supernet.train import TrainConfig, load_run, train
+
+    out_json, result = _open_study(out_json, name)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise HwlmError(f"invalid steps: {steps!r}; allowed: a positive integer (fine-tuning steps per architecture)")
+    space = result["config"]["space"]
+    meta = load_supernet(supernet, space).metadata
+    sn = json.loads(meta["train_config"])
+    lr = float(sn["min_lr"] if lr is None else lr)
+    if not lr > 0:
+        raise HwlmError(f"invalid lr: {lr!r}; allowed: a positive learning rate")
+    tune = {"steps": steps, "lr": lr, "batch_size": sn["batch_size"], "seed": result["seed"]}
+    digest = sha256_file(supernet)
+    remedy = result.get("remedies", {}).get(name)
+    if remedy is None or remedy.get("sha256") != digest or remedy.get("finetune") != tune:
+        remedy = {"supernet": str(supernet), "sha256": digest, "step": int(meta.get("step", -1)), "train_config": sn,
+                  "finetune": tune, "ppl": {}}
+    ddir, test = _data_dir(data_dir), _test_tokens(data_dir)
+    sp = get_space(space)
+    todo = [d["id"] for d in result["design"] if d["id"] not in remedy["ppl"]]
+    for k, arch_id in enumerate(todo):
+        if progress:
+            print(f"[{len(remedy['ppl']) + 1}/{len(result['design'])}] fine-tune {arch_id}", flush=True)
+        run = Path(runs_dir) / name / arch_id
+        train(TrainConfig(space=space, data_dir=str(ddir), out_dir=str(run), steps=steps, batch_size=sn["batch_size"],
+                          block_size=int(meta["block_size"]), vocab_size=int(meta["vocab_size"]), lr=lr, min_lr=lr,
+                          warmup=0, weight_decay=sn["weight_decay"], grad_clip=sn["grad_clip"], seed=result["seed"],
+                          eval_every=steps, eval_tokens=sn["eval_tokens"], ckpt_every=steps, threads=threads,
+                          arch=arch_id, init_from=str(supernet)), progress=False)
+        net, _ = load_run(run)
+        remedy["ppl"][arch_id] = measure_perplexity(net, sp.from_id(arch_id), test,
+                                                    max_tokens=result["config"]["eval_tokens"]).perplexity
+        result = _store_remedy(out_json, result, name, remedy)
+    return _store_remedy(out_json, result, name, remedy)
+
+
+def _data_dir(data_dir: str | Path | None) -> Path:
+    from benchmark.paths import data_dir as default_data_dir
+
+    return Path(data_dir) if data_dir is not None else default_data_dir()
+
+
+def _test_tokens(data_dir: str | Path | None) -> np.ndarray:
+    from benchmark.supernet.corpus import load_split
+
+    return np.asarray(load_split("test", _data_dir(data_dir)))
 
 
 # ---------------------------------------------------------------------- analysis
@@ -372,7 +439,8 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
     if result.get("halfway"):
         predictors["supernet_halfway"] = np.array([result["halfway"][i] for i in ids])
     for name, remedy in result.get("remedies", {}).items():
-        predictors[f"supernet_{name}"] = np.array([remedy["ppl"][i] for i in ids])
+        if all(i in remedy["ppl"] for i in ids):  # a remedy still being measured is left out
+            predictors[f"supernet_{name}"] = np.array([remedy["ppl"][i] for i in ids])
     inner = groups != "extreme"
     x_in, g_in = x[inner], groups[inner]  # architectures of the widths, without the extremes
     for name, y in predictors.items():
@@ -544,9 +612,16 @@ def summary_markdown(result: dict, summary: dict) -> str:
         changed = {k: v for k, v in r["train_config"].items()
                    if k in result["supernet_config"] and v != result["supernet_config"][k]
                    and k not in ("out_dir", "data_dir")}
-        lines += [f"Remedy `supernet_{name}`: `{r['supernet']}` (step {r['step']}, sha256 {r['sha256'][:12]}…), "
-                  f"trained as the released supernet but for "
-                  + (", ".join(f"{k} = {v}" for k, v in changed.items()) or "nothing") + ".", ""]
+        if "finetune" in r:
+            f = r["finetune"]
+            how = (f"the weights of `{r['supernet']}` (step {r['step']}, sha256 {r['sha256'][:12]}…) fine-tuned per "
+                   f"architecture for {f['steps']} steps at a constant learning rate {f['lr']:g} (batch "
+                   f"{f['batch_size']}, data seed {f['seed']})")
+        else:
+            how = (f"`{r['supernet']}` (step {r['step']}, sha256 {r['sha256'][:12]}…), trained as the released "
+                   f"supernet but for " + (", ".join(f"{k} = {v}" for k, v in changed.items()) or "nothing"))
+        lines += [f"Remedy `supernet_{name}`: {how}; {len(r['ppl'])} of {len(result['design'])} architectures "
+                  f"measured.", ""]
     if not summary["predictors"]:
         lines += [f"No statistics yet: they need at least {MIN_ARCHS} architectures with standalone results.", ""]
     if summary["predictors"]:
@@ -611,5 +686,6 @@ def summary_markdown(result: dict, summary: dict) -> str:
         p = int(costs.params([get_space(space).from_id(d["id"])])[0])
         lines.append(f"| {d['group']} | `{d['id']}` | {p:,} | {stand} | {result['supernet'][d['id']]:.2f} | "
                      f"{'–' if half is None else f'{half:.2f}'} |"
-                     + "".join(f" {r['ppl'][d['id']]:.2f} |" for r in remedies.values()))
+                     + "".join(f" {r['ppl'][d['id']]:.2f} |" if d["id"] in r["ppl"] else " – |"
+                               for r in remedies.values()))
     return "\n".join(lines) + "\n"

@@ -60,6 +60,7 @@ class TrainConfig:
     threads: int | None = None
     vocab_size: int | None = None  # default: the tokenizer's size from the corpus manifest, else the space's
     arch: str | None = None  # standalone baseline: train only this architecture (id), no weight sharing
+    init_from: str | None = None  # a released supernet (.safetensors) to start from instead of seed's init
 
     def validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_tokens"):
@@ -76,6 +77,8 @@ class TrainConfig:
         space = get_space(self.space)  # raises ArchitectureError naming the field
         if self.arch is not None:
             space.from_id(self.arch)
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise HwlmError(f"invalid init_from: {self.init_from!r}; allowed: a supernet .safetensors file")
         if not 0 <= self.warmup < self.steps:
             raise HwlmError(f"invalid warmup: {self.warmup!r}; allowed: 0 <= warmup < steps={self.steps}")
         return self
@@ -158,6 +161,8 @@ def train(config: TrainConfig, progress: bool = True, until: int | None = None) 
     val_tokens = load_split("val", c.data_dir)
     vocab = c.vocab_size or _corpus_vocab(c.data_dir)
     net = Supernet(c.space, vocab_size=vocab, block_size=c.block_size).init_weights(c.seed)
+    if c.init_from is not None:  # fine-tuning: a released supernet's weights (sha256-checked where listed)
+        _load_weights(net, c.init_from)
     block = net.block_size
     decay = [p for n, p in net.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in net.named_parameters() if p.dim() < 2]
@@ -229,6 +234,17 @@ def train(config: TrainConfig, progress: bool = True, until: int | None = None) 
     bar.close()
     print(f"supernet checkpoint: {out / 'checkpoint'}; log: {log_path}")
     return out
+
+
+def _load_weights(net: Supernet, path: str) -> None:
+    """Copy a released supernet's weights into ``net``, which must have its shape."""
+    from benchmark.supernet.elastic import load_supernet
+
+    src = load_supernet(path, net.space.name)
+    if (src.vocab_size, src.block_size) != (net.vocab_size, net.block_size):
+        raise HwlmError(f"invalid init_from: {path!r} has vocabulary {src.vocab_size} and context {src.block_size}; "
+                        f"allowed: a supernet of this run's ({net.vocab_size}, {net.block_size})")
+    net.load_state_dict(src.state_dict())
 
 
 def _corpus_vocab(data_dir: str) -> int | None:
