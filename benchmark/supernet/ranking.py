@@ -574,6 +574,9 @@ def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
                    marker="*" if g == "extreme" else "o")
     a1.set(xlabel="standalone test perplexity", ylabel="supernet (inherited) test perplexity",
            xscale="log", yscale="log", title=f"{summary['n_archs']} architectures")
+    for axis in (a1.xaxis, a1.yaxis):  # plain numbers on the log axes (not 6 x 10^1)
+        axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     a1.legend()
     a1.grid(alpha=0.3)
     names = list(summary["predictors"])
@@ -589,7 +592,7 @@ def plot_study(result: dict, summary: dict, out_png: str | Path) -> Path:
     if "within_width_ceiling" in summary:
         a2.axhline(summary["within_width_ceiling"]["tau_ceiling"], ls=":", c="tab:orange",
                    label="within-width ceiling (noise-free predictor vs one seed)")
-    a2.set_xticks(range(len(names)), names)
+    a2.set_xticks(range(len(names)), [n.replace("supernet_", "supernet\n") for n in names], fontsize=8)
     a2.set(ylabel="Kendall τ vs standalone (95 % bootstrap interval)", ylim=(-1, 1))
     a2.axhline(0, c="k", lw=0.5)
     a2.legend(fontsize=8)
