@@ -335,10 +335,11 @@ def measure_finetune(out_json: str | Path, name: str, supernet: str | Path, step
     if remedy is None or remedy.get("sha256") != digest or remedy.get("finetune") != tune:
         remedy = {"supernet": str(supernet), "sha256": digest, "step": int(meta.get("step", -1)), "train_config": sn,
                   "finetune": tune, "ppl": {}}
-    ddir, test = _data_dir(data_dir), _test_tokens(data_dir)
+    ddir = _data_dir(data_dir)
+    test = _test_tokens(ddir)
     sp = get_space(space)
     todo = [d["id"] for d in result["design"] if d["id"] not in remedy["ppl"]]
-    for k, arch_id in enumerate(todo):
+    for arch_id in todo:
         if progress:
             print(f"[{len(remedy['ppl']) + 1}/{len(result['design'])}] fine-tune {arch_id}", flush=True)
         run = Path(runs_dir) / name / arch_id
@@ -350,8 +351,8 @@ def measure_finetune(out_json: str | Path, name: str, supernet: str | Path, step
         net, _ = load_run(run)
         remedy["ppl"][arch_id] = measure_perplexity(net, sp.from_id(arch_id), test,
                                                     max_tokens=result["config"]["eval_tokens"]).perplexity
-        result = _store_remedy(out_json, result, name, remedy)
-    return _store_remedy(out_json, result, name, remedy)
+        result = _store_remedy(out_json, result, name, remedy)  # after each architecture: resumable
+    return result
 
 
 def _data_dir(data_dir: str | Path | None) -> Path:
