@@ -103,7 +103,9 @@ class Benchmark:
         sha256 from the user's hash cache for files unchanged since they were last hashed), the
         files queries read listed in it, the table's ids unique and agreeing with its encodings.
         The embedded release must have a manifest; a ``path`` without one is a working copy
-        (``self.manifest`` is None; only the rows are checked). A problem raises
+        (``self.manifest`` is None; only the rows are checked); so is a space without a release of its
+        own (``m``, ``l``: the embedded ``t`` release it borrows modeled devices from is verified, its
+        manifest is not this space's). A problem raises
         :class:`benchmark.release.ReleaseError` naming the file. ``verify=False`` skips all of it.
 
         ``overlays``: directories written by ``hwlm device add`` for this release (a device measured

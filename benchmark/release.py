@@ -475,7 +475,9 @@ def verify_on_open(directory: str | os.PathLike, space: str, *, required: bool):
     are unique and agree with its encodings (:meth:`benchmark.table.Table.check_rows`).
 
     Returns ``(manifest, table)``: the manifest, or None for a directory without one when not
-    ``required`` (a working copy: only the rows are checked); the opened
+    ``required`` (a working copy: only the rows are checked) and for another space's release
+    (verified all the same: a space without a release of its own borrows its modeled devices from
+    it, but the manifest describes that release, not this space's); the opened
     :class:`~benchmark.table.Table`, or None when the release has no table of ``space``. A table
     whose bytes (sha256) passed these checks before is opened from its saved structure
     (:meth:`~benchmark.table.Table.from_state`, ``<cache>/tables/``) instead of walking the HDF5 file."""
@@ -489,6 +491,7 @@ def verify_on_open(directory: str | os.PathLike, space: str, *, required: bool):
             used = [p for p in list_release_files(root)
                     if p == table_path.name or p.startswith(f"surrogates/{space}/")]
             check_covered(root, manifest, used)
+            manifest = manifest if own else None
         table = _open_checked_table(table_path, cache) if table_path.is_file() else None
     return manifest, table
 

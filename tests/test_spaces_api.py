@@ -140,3 +140,11 @@ def test_hwgpt_bench_compat_answers_the_space(b):
     assert api.query(device="rtx2080") == {"latencies": {"rtx2080": want["latency_ms"]},
                                            "energies": {"rtx2080": want["energy_mj"] / 3.6e6}}  # mJ -> Wh
     assert api.metrics == ["perplexity"] and HWGPTBenchCompat(b.space.name).use_supernet_surrogate is False
+
+@pytest.mark.parametrize("space", ["m", "l"])
+def test_embedded_default_verifies_the_borrowed_release_but_has_no_manifest_of_its_own(space):
+    t = Benchmark("t")
+    b = Benchmark(space)
+    assert t.manifest is not None and t.manifest["space"] == "t"
+    assert b.manifest is None  # the t release's manifest does not describe this space
+    assert set(b.devices()) == {d for d, m in t.devices().items() if m["source"] == "modeled"}
