@@ -34,14 +34,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from benchmark.errors import HwlmError
 from benchmark.files import sha256_file
-from benchmark.model import TORCH_DTYPES
+from benchmark.settings import DTYPES
 from benchmark.spaces import Architecture, ArchitectureError, SearchSpace, get_space
+
+if TYPE_CHECKING:  # torch is imported where an export runs, so that `hwlm --help` does not pay for it
+    import torch
 
 __all__ = [
     "ExportError",
@@ -108,6 +109,8 @@ def resolve_architecture(arch: Any, space: str | SearchSpace) -> Architecture:
 def _dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
     """``(torch's name, torch dtype)`` of a package dtype name (fp32, fp16, bf16) or a torch dtype;
     the exported files use torch's names, which ``transformers`` reads."""
+    from benchmark.model import TORCH_DTYPES
+
     for name, dt in TORCH_DTYPES.items():
         if dtype == name or dtype == dt:
             return str(dt).removeprefix("torch."), dt
@@ -259,6 +262,8 @@ def verify_export(model_dir, net, arch: Architecture, atol: float = VERIFY_ATOL,
     from benchmark.hf.configuration_hwlm import HwlmConfig
     from benchmark.hf.modeling_hwlm import HwlmForCausalLM
 
+    import torch
+
     model_dir = Path(model_dir)
     config = HwlmConfig.from_pretrained(model_dir)
     with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
@@ -340,6 +345,7 @@ def generate_text(model_dir, prompt: str, max_new_tokens: int = 50, *, temperatu
     ``prompt`` followed by ``max_new_tokens`` generated tokens (or fewer, at ``<|endoftext|>`` or the
     context length). Sampling with ``temperature`` / ``top_k`` and a seed (greedy when
     ``temperature == 0``); the global torch RNG state is left as it was."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = Path(model_dir)
@@ -388,7 +394,7 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help="supernet checkpoint (default: <data dir>/supernet_t.safetensors)")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json (default: <data dir>/tokenizer.json)")
-    p.add_argument("--dtype", default="fp32", choices=list(TORCH_DTYPES), help="weights dtype (default fp32)")
+    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weights dtype (default fp32)")
     p.add_argument("--force", action="store_true", help="write into an existing non-empty directory")
     p.add_argument("--no-verify", action="store_true", help="skip the logits check against the supernet")
     p.add_argument("--generate", metavar="PROMPT", default=None,

@@ -64,6 +64,14 @@ def test_import_benchmark_stays_light():
     assert out == ["False", "False", "False"]
 
 
+def test_the_command_line_parser_imports_no_heavy_library():
+    # every `hwlm` call builds the whole parser: torch alone would add ~1.5 s to `hwlm --help`
+    code = ("import sys, benchmark.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'xgboost', 'pandas', 'transformers', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # ---------------------------------------------------------------------------- table values
 def test_table_values_are_medians_of_stored_repeats(b, rel, raw):
     for a in rel["archs"][:10]:
