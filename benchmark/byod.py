@@ -23,6 +23,7 @@ model of this machine's spec sheet (registry entry matching the CPU, else an ass
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -144,6 +145,9 @@ def _validate(req: DeviceRequest, bench: Any):
         dev = RuntimeDevice(runtime, req.dtype, req.threads)
     except RuntimeConfigError as e:
         raise ByodError(str(e)) from None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if req.threads > cpus:  # more threads than cores would time the scheduler, not the device
+        raise ByodError.invalid("threads", req.threads, f"1..{cpus} (the CPUs this process may run on)")
     n = len(bench.table.ids)
     if isinstance(req.budget, bool) or not isinstance(req.budget, int) or not MIN_ROWS <= req.budget <= n:
         raise ByodError.invalid("budget", req.budget, f"an integer in {MIN_ROWS}..{n} (at least what "

@@ -159,6 +159,7 @@ def test_a_half_finished_run_resumes_to_the_same_design(overlay, tmp_path):
     (dict(budget=10 ** 6), "invalid budget"),
     (dict(name="cpu-epyc-1c"), "already a device of the release"),
     (dict(name="my box"), "invalid device name"),
+    (dict(threads=4096), "invalid threads: 4096; allowed: 1.."),
 ])
 def test_device_add_refuses_bad_input(tmp_path, change, match):
     req = DeviceRequest(**{"name": "my-box", "out": str(tmp_path / "o"), **TINY, **change})
@@ -194,6 +195,9 @@ def test_overlays_for_another_release_or_tampered_or_clashing_are_refused(overla
         Benchmark("t", overlays=[other])
     with pytest.raises(QueryError, match="invalid overlays"):
         Benchmark("t", overlays=str(out))
+    for bad in (1, None, b"bytes"):
+        with pytest.raises(QueryError, match="invalid overlay: "):
+            Benchmark("t", overlays=[bad])
 
 
 def test_the_published_validation_renders_its_summary_for_every_held_out_device():

@@ -23,6 +23,7 @@ for a release whose table has another sha256, and when its device name is one of
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -139,6 +140,9 @@ class Overlay:
         from benchmark.release import ReleaseError, verify_release
         from benchmark.table import Table, TableError
 
+        if not isinstance(path, (str, os.PathLike)):
+            raise QueryError.invalid("overlay", path, "an overlay directory (a str or os.PathLike): the --out of "
+                                                      "hwlm device add")
         p = Path(path)
         if not p.is_dir():
             raise QueryError(f"invalid overlay: {str(p)!r} is not a directory; allowed: the --out of hwlm device add")
