@@ -27,8 +27,9 @@ differs from the record (the log's header checks its hash, too), and ``--archs L
 exactly that list. For ``--sample``/``--archs`` the anchor is the list's architecture with the
 median parameter count.
 
-``cpu-epyc-1c-torch-fp32`` is written under the release's existing id ``cpu-epyc-1c`` (the same
-device, re-timed). Pin the process to CPUs nothing else uses (``taskset -c 0``; the 2-thread
+PyTorch eager fp32 devices are written under the short id ``<host>-<threads>c``
+(``cpu-epyc-1c-torch-fp32`` as the release's existing ``cpu-epyc-1c``, re-timed;
+``cpu-epyc-2c-torch-fp32`` as ``cpu-epyc-2c``); their provenance's ``device_id`` keeps the full id. Pin the process to CPUs nothing else uses (``taskset -c 0``; the 2-thread
 device needs both).
 """
 

@@ -7,8 +7,9 @@ the dtype (``fp32``, ``bf16``, ``int8``). E.g. ``cpu-epyc-1c-ort-int8``, ``cpu-e
 
 :data:`RUNTIMES` lists which dtypes each runtime offers; :data:`MEASURED_RUNTIME_DEVICES` the
 settings the benchmark measures (host-independent: ``device_id`` adds the host).
-The release's existing ``cpu-epyc-1c`` is PyTorch eager fp32 on one thread, i.e.
-``cpu-epyc-1c-torch-fp32`` in this naming.
+The release's ``cpu-epyc-1c`` and ``cpu-epyc-2c`` are PyTorch eager fp32 on one and two threads,
+i.e. ``cpu-epyc-1c-torch-fp32`` and ``cpu-epyc-2c-torch-fp32`` in this naming (the table keeps the
+short ids; their provenance the full ones).
 
 Nothing here imports onnxruntime or openvino until a backend of theirs is built.
 """
