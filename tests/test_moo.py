@@ -502,18 +502,28 @@ def test_run_suite_on_local_ray_matches_serial(release, tmp_path):
         assert ra[alg][0]["ids"] == rb[alg][0]["ids"]
 
 
-def test_results_written_with_older_ids_read_as_canonical_ids():
-    """docs/moo-demo/results.h5 stores the older concatenated ids; reading gives canonical ids, so
-    they match the table's (the report's "found" column depends on it)."""
+def test_results_written_with_older_ids_read_as_canonical_ids(tmp_path):
+    """A results file that stores the older concatenated ids (as files written before the id
+    migration do) reads as canonical ids, so they match the table's (the report's "found" column
+    depends on it)."""
+    import shutil
     from pathlib import Path
 
     import h5py
 
-    from benchmark.spaces import Architecture
+    from benchmark.spaces import Architecture, concatenated_id
 
-    path = Path(__file__).resolve().parents[1] / "docs" / "moo-demo" / "results.h5"
-    with h5py.File(path, "r") as f:
-        stored = f["ppl-latency-cpu/random/0/ids"].asstr()[()].tolist()
+    path = tmp_path / "results.h5"
+    shutil.copy(Path(__file__).resolve().parents[1] / "docs" / "moo-demo" / "results.h5", path)
+    with h5py.File(path, "r+") as f:
+        runs = f["ppl-latency-cpu"]
+        for alg in runs:
+            for seed in runs[alg]:
+                g = runs[alg][seed]
+                canonical = g["ids"].asstr()[()].tolist()
+                del g["ids"]
+                g["ids"] = [concatenated_id(Architecture.from_id(i)) for i in canonical]
+        stored = runs["random/0/ids"].asstr()[()].tolist()
     assert all(i.count("-") == 6 for i in stored)  # the older form
     ids = load_results(path)["ppl-latency-cpu"]["runs"]["random"][0]["ids"]
     assert ids == [Architecture.from_id(i).id for i in stored] and all(i.count("-") > 6 for i in ids)
