@@ -280,6 +280,24 @@ def test_within_width_tau_ignores_pairs_across_widths():
     assert _within_tau(x, y, g) == -1.0
 
 
+def test_within_width_rho_pools_ranks_taken_within_each_width():
+    from scipy import stats
+
+    from benchmark.supernet.ranking import _within_rho
+
+    g = np.array(["a", "a", "a", "b", "b", "b"])
+    x = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
+    assert _within_rho(x, np.array([3.0, 2.0, 1.0, 30.0, 20.0, 10.0]), g) == pytest.approx(-1.0)  # reversed within
+    assert _within_rho(x, np.array([31.0, 32.0, 33.0, 1.0, 2.0, 3.0]), g) == pytest.approx(1.0)  # across: ignored
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=8), rng.normal(size=8)
+    one = np.array(["a"] * 8)
+    assert _within_rho(x, y, one) == pytest.approx(stats.spearmanr(x, y).statistic)  # one width: Spearman's rho
+    two = np.array(["a"] * 4 + ["b"] * 4)  # equal sizes: the mean of the widths' own rho
+    per = [stats.spearmanr(x[two == k], y[two == k]).statistic for k in "ab"]
+    assert _within_rho(x, y, two) == pytest.approx(np.mean(per))
+
+
 def test_study_json_with_older_ids_reads_as_canonical():
     """The study JSON keeps growing in the older concatenated id form: the report reads it with
     canonical ids (design, supernet/halfway maps, run keys), and the numbers do not change."""

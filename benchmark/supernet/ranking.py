@@ -403,6 +403,21 @@ def _within_tau(x, y, groups) -> float:
     return (conc - disc) / (conc + disc) if conc + disc else float("nan")
 
 
+def _within_rho(x, y, groups) -> float:
+    """Spearman rho within groups: the correlation of ranks taken within each group and centred
+    there, pooled over groups (each group weighted by its size; a group's own rho when only one)."""
+    from scipy import stats
+
+    rx = np.empty(len(x))
+    ry = np.empty(len(y))
+    for g in np.unique(groups):
+        m = groups == g
+        rx[m] = stats.rankdata(x[m]) - (m.sum() + 1) / 2
+        ry[m] = stats.rankdata(y[m]) - (m.sum() + 1) / 2
+    den = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+    return float((rx * ry).sum() / den) if den else float("nan")
+
+
 def _bootstrap(stat, groups: np.ndarray, reps: int, seed: int) -> list[float]:
     """95 % percentile interval of ``stat(index)``, resampling architectures within their groups."""
     rng = np.random.default_rng(seed)
@@ -451,6 +466,9 @@ def summarize(result: dict, seed: int = 0, reps: int = 2000, top: tuple[int, int
              "spearman_rho_ci": _bootstrap(lambda k: _rho(x[k], y[k]), groups, reps, seed),
              "within_width_tau": _within_tau(x_in, y_in, g_in) if len(x_in) >= MIN_ARCHS else float("nan"),
              "within_width_tau_ci": _bootstrap(lambda k: _within_tau(x_in[k], y_in[k], g_in[k]), g_in, reps, seed)
+             if len(x_in) >= MIN_ARCHS else [float("nan")] * 2,
+             "within_width_rho": _within_rho(x_in, y_in, g_in) if len(x_in) >= MIN_ARCHS else float("nan"),
+             "within_width_rho_ci": _bootstrap(lambda k: _within_rho(x_in[k], y_in[k], g_in[k]), g_in, reps, seed)
              if len(x_in) >= MIN_ARCHS else [float("nan")] * 2,
              "per_width_tau": {g: _tau(x[groups == g], y[groups == g]) for g in np.unique(g_in)
                                if (groups == g).sum() >= MIN_PER_WIDTH}}
@@ -631,12 +649,14 @@ def summary_markdown(result: dict, summary: dict) -> str:
     if summary["predictors"]:
         widths = sorted({g for p in summary["predictors"].values() for g in p["per_width_tau"]},
                         key=lambda g: int(g[2:]))
-        head = (["ranking by", "Kendall τ [95 % CI]", "Spearman ρ [95 % CI]", "within-width τ [95 % CI]"]
+        head = (["ranking by", "Kendall τ [95 % CI]", "Spearman ρ [95 % CI]", "within-width τ [95 % CI]",
+                 "within-width ρ [95 % CI]"]
                 + [f"τ {g}" for g in widths] + ["standalone top 5 in its top 10"])
         lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for name, p in summary["predictors"].items():
             cells = ([name, ci(p["kendall_tau"], p["kendall_tau_ci"]), ci(p["spearman_rho"], p["spearman_rho_ci"]),
-                      ci(p["within_width_tau"], p["within_width_tau_ci"])]
+                      ci(p["within_width_tau"], p["within_width_tau_ci"]),
+                      ci(p["within_width_rho"], p["within_width_rho_ci"]) if "within_width_rho" in p else "–"]
                      + [f"{p['per_width_tau'][g]:.3f}" if g in p["per_width_tau"] else "–" for g in widths]
                      + [str(p.get("top5_in_top10", "–"))])
             lines.append("| " + " | ".join(cells) + " |")
