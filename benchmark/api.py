@@ -127,6 +127,8 @@ class Benchmark:
             path = download(self.space.name, revision, repo_id=repo_id)  # verified in full
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise fail("path", path, "a release directory (a str or os.PathLike), or None for the embedded release")
+        if path is not None and not Path(path).is_dir():  # a typo must not open as "no release here"
+            raise fail("path", str(path), "an existing release directory (or None for the embedded release)")
         self.path = Path(path) if path is not None else embedded_release(self.space.name)
         self.verify = bool(verify)
         self.manifest: dict | None = None
@@ -196,7 +198,8 @@ class Benchmark:
 
     def metrics(self) -> dict[str, dict]:
         """{metric: {"unit", "source", "needs_device", "needs_setting"}}; a hardware metric's source
-        is that of the devices that have it (``measured``, ``modeled`` or ``measured|modeled``)."""
+        is that of the devices that have it (``measured``, ``modeled`` or ``measured|modeled``; ``missing``
+        among them where a device lists the metric without values, e.g. energy where no counter was read)."""
         return {k: dict(v) for k, v in self.catalog.metrics.items()}
 
     def settings(self, device: str) -> list[str]:
@@ -280,7 +283,7 @@ class Benchmark:
             if not isinstance(flag, (bool, np.bool_)):
                 raise fail(name, flag, "True or False")
         plan = self.planner.plan(metrics, device, setting)
-        rows, enc = self.inputs.many(archs)
+        rows, enc, given_ids = self.inputs.many_with_ids(archs)
         # built from validated Architectures, or an EncodedBatch (validated when it was built)
         trusted = not isinstance(archs, np.ndarray) or archs.ndim != 2
         r = self._run(plan, rows, enc, mode, trusted, noise, seed, intervals)
@@ -297,7 +300,8 @@ class Benchmark:
                 "in_table": r["in_table"], "device": plan.device, "setting": plan.setting, "mode": mode}
         if r["no_interval"]:
             info["no_interval"] = r["no_interval"]
-        return batch_frame(r["values"], self.inputs.ids(rows, enc), info, bool(source_columns))
+        ids = given_ids if given_ids is not None else self.inputs.ids(rows, enc)
+        return batch_frame(r["values"], ids, info, bool(source_columns))
 
     def values_function(self, metrics: Any = None, device: str | None = None, setting: str | None = None,
                         mode: str = "auto"):

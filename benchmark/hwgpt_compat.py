@@ -58,7 +58,9 @@ _MEMORY = ("float16_memory", "bfloat16_memory")
 _PREDICTORS = ("mlp", "supernet")
 
 
-def _memory_refused(name: str) -> NotImplementedError:
+def _memory_refused(name: Any) -> Exception:
+    if name not in _MEMORY:  # not one of HW-GPT-Bench's memory objectives: a plain bad value
+        return fail("objective", name, list(_MEMORY))
     return NotImplementedError(
         f"{name}: HW-GPT-Bench's GPU memory (MB, {name.split('_')[0]}, batch 8 x full context) is not "
         f"available here; alternatives: Benchmark(space).query(arch, metrics='memory_mb', device=...) "
@@ -86,6 +88,10 @@ class HWGPTBenchCompat:
         if benchmark is not None and base_path is not None:
             raise fail("base_path", str(base_path), "None when an open benchmark= is given (it has its path)")
         b = benchmark if benchmark is not None else Benchmark(search_space, base_path)
+        if base_path is not None and b.table is None and not b.models.entries:  # e.g. HW-GPT-Bench's own data root
+            warnings.warn(f"base_path {str(base_path)!r} holds no hwlm-bench release of space {b.space.name!r}; "
+                          f"answering from exact metrics, the modeled devices and HW-GPT-Bench's perplexity "
+                          f"predictor (base_path=None opens the embedded release)", UserWarning, stacklevel=2)
         if b.space.name != search_space:
             raise fail("search_space", search_space, f"{b.space.name!r} (the space of the benchmark given)")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -259,7 +265,8 @@ class HWGPTBenchCompat:
         if predictor != "mlp":
             raise fail("predictor", predictor, "'mlp' (the default) unless metric='perplexity'")
         names = self._metric_names(metric, device)
-        devices = self.device_list if device is None else [device] if isinstance(device, str) else list(device)
+        devices = self.device_list if device is None else [device] if isinstance(device, str) else \
+            list(device) if isinstance(device, (list, tuple)) else None
         if not devices or not all(isinstance(d, str) for d in devices):
             raise fail("device", device, f"a device name or a list of them: {self.device_list}")
         for d in devices:

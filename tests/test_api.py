@@ -413,8 +413,11 @@ def test_missing_surrogate_is_a_query_error(rel, tmp_path):
     assert bt.query(a, device=CPU).sources["latency_ms"] == "measured"
     with pytest.raises(QueryError, match="surrogate.*latency_ms@cpu-test-2c@prefill-b1-s256-fp32.*hwlm fit"):
         bt.query(u, metrics=["latency_ms"], device=CPU)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(QueryError, match="neither is there"):
-        Benchmark("t", tmp_path / "nothing")
+        Benchmark("t", tmp_path / "empty")
+    with pytest.raises(QueryError, match="invalid path: .*nothing'; allowed: an existing release directory"):
+        Benchmark("t", tmp_path / "nothing")  # a typo: not opened as an empty release
 
 
 def test_surrogates_of_another_table_warn(rel, tmp_path):

@@ -109,6 +109,8 @@ def test_space_t_supernet_and_seeded_noise():
      r"space 's' has no supernet here.*alternative: .*predictor='mlp'"),
     (lambda: HWGPTBenchCompat("s", use_supernet_surrogate="yes"), QueryError, "invalid use_supernet_surrogate"),
     (lambda: HWGPTBenchCompat("s", setting="prefill-b1-s9-fp32"), QueryError, "invalid setting"),
+    (lambda: HWGPTBenchCompat("s", base_path="/no/such/dir"), QueryError,
+     r"invalid path: '/no/such/dir'; allowed: an existing release directory"),
 ])
 def test_constructor_refusals(call, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -134,6 +136,9 @@ def s_api():
     (lambda a: a.query(metric="perplexity", device="a100"), QueryError, "invalid device: 'a100'; allowed: None"),
     (lambda a: a.query_gt_all_archs("latencies", "a100"), NotImplementedError, r"ground-truth.*alternative"),
     (lambda a: a.compute_predictions_hw("float16_memory", "a100"), NotImplementedError, "float16_memory"),
+    (lambda a: a.query(device=5), QueryError, r"invalid device: 5; allowed: a device name or a list"),
+    (lambda a: a.query(device=1.5), QueryError, r"invalid device: 1.5"),
+    (lambda a: a.get_memory(5), QueryError, r"invalid objective: 5; allowed: \['float16_memory', 'bfloat16_memory'\]"),
     (lambda a: a.set_arch({"sample_embed_dim": 64, "sample_n_layer": 10, "sample_mlp_ratio": [2] * 10,
                            "sample_n_head": [4] * 10, "sample_bias": "True"}), QueryError,
      r"invalid embed_dim: 64; allowed: \[192, 384, 768\]"),
@@ -164,3 +169,11 @@ def test_memory_of_m_architecture_is_refused_by_the_query_api():
         b.query(b.space.largest(), metrics="memory_mb", device="gpu-a100-sxm4-40gb")
     with pytest.raises(QueryError, match=r"invalid device: 'cpu-epyc-1c'"):
         b.query(b.space.largest(), metrics="latency_ms", device="cpu-epyc-1c")
+
+
+def test_a_base_path_without_a_release_of_the_space_is_said(tmp_path):
+    """A HW-GPT-Bench user's own data root opens (their scripts pass one) but says what answers."""
+    with pytest.warns(UserWarning, match="holds no hwlm-bench release of space 's'"):
+        api = HWGPTBenchCompat("s", base_path=tmp_path)
+    api.sample_arch()
+    assert api.query(metric="perplexity")["perplexity"] > 0 and api.sources["perplexity"] == "imported"

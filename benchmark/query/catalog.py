@@ -107,7 +107,7 @@ def _metrics(table: Any, index: dict | None, devs: dict, cells: dict) -> tuple[d
     for (d, st, m), hm in cells.items():
         e = metrics.setdefault(m, {"unit": hm.get("unit", DEFAULT_UNITS.get(m, "")), "source": set(),
                                    "needs_device": True, "needs_setting": True})
-        e["source"].add(devs[d]["source"])
+        e["source"].add("missing" if "missing_reason" in hm else devs[d]["source"])  # a cell without values
     for e in metrics.values():
         if isinstance(e["source"], set):
             e["source"] = "|".join(sorted(e["source"]))

@@ -47,13 +47,19 @@ class Inputs:
 
     def many(self, archs: Any) -> tuple[np.ndarray, np.ndarray]:
         """(rows (N,) int64 with -1 = not in the table, encodings (N, L) int8)."""
+        return self.many_with_ids(archs)[:2]
+
+    def many_with_ids(self, archs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`many` and, when every input was a canonical id (a table id or one :meth:`parse_id`
+        accepts: spelled as :attr:`Architecture.id` spells it), those ids as an object array (a frame's
+        id column, not assembled again from the encodings); else None."""
         L = self.space.encoding_length
         if isinstance(archs, EncodedBatch):  # validated once by its maker: only the space is checked
             if archs.space.name != self.space.name:
                 raise fail("space of the encoded batch", archs.space.name, f"{self.space.name!r} (this benchmark's space)")
             enc = archs.encodings
             enc = enc if enc.dtype == np.int8 else enc.astype(np.int8)
-            return self.rows_of_encodings(enc), enc
+            return self.rows_of_encodings(enc), enc, None
         if isinstance(archs, np.ndarray) and archs.ndim == 2 and archs.dtype.kind in "iu":
             if archs.shape[1] != L:
                 raise fail("encoding width", archs.shape[1], f"{L} (encoding_length of space {self.space.name!r})")
@@ -65,7 +71,7 @@ class Inputs:
                 except ArchitectureError as e:
                     raise QueryError(str(e)) from None
             enc = archs.astype(np.int8, copy=False)  # int8 values outside the choices: the executor's check
-            return self.rows_of_encodings(enc), enc
+            return self.rows_of_encodings(enc), enc, None
         if isinstance(archs, np.ndarray) and archs.ndim == 2:
             raise fail("encoding dtype", str(archs.dtype), "an integer dtype (choice indices, -1 = padded layer)")
         if isinstance(archs, np.ndarray) and archs.ndim == 1 and archs.dtype.kind in "OU":
@@ -81,6 +87,7 @@ class Inputs:
         # encodings parsed without an Architecture, flat (one list of small ints: no per-row list survives
         # to be tracked by the garbage collector), and where
         parsed, parsed_at, dicts_at = [], [], []
+        canonical = True  # every input so far a canonical id
         for i, a in enumerate(archs):
             if isinstance(a, str):
                 r = get(a, -1)
@@ -93,7 +100,8 @@ class Inputs:
                     parsed += row
                     parsed_at.append(i)
                     continue
-            elif type(a) is dict:
+            canonical = False
+            if type(a) is dict:
                 row = self.parse_dict(a)
                 if row is not None:  # a valid HW-GPT-Bench dict: its table row is looked up below
                     parsed += row
@@ -110,7 +118,11 @@ class Inputs:
             enc[parsed_at] = np.fromiter(parsed, np.int8, len(parsed)).reshape(-1, L)
         if dicts_at:
             rows[dicts_at] = self.rows_of_encodings(enc[dicts_at])
-        return rows, enc
+        ids = None
+        if canonical and n:
+            ids = np.empty(n, object)
+            ids[:] = archs
+        return rows, enc, ids
 
     def parse_dict(self, d: dict) -> list[int] | None:
         """Encoding of a HW-GPT-Bench dict without building an Architecture; None when it is not
