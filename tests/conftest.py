@@ -30,8 +30,12 @@ def private_user_cache(tmp_path_factory):
 
 def pytest_terminal_summary(terminalreporter):
     """How many cases the error-contract suite generated (docs/reliability.md quotes them)."""
-    from strategies import CONTRACT_CASES
+    from strategies import CONTRACT_CASES, CONTRACT_EXAMPLES
 
+    if CONTRACT_EXAMPLES:
+        terminalreporter.write_line(f"error contract: {sum(CONTRACT_EXAMPLES.values()):,} generated cases in "
+                                    f"{len(CONTRACT_EXAMPLES)} property tests ("
+                                    + ", ".join(f"{k} {v:,}" for k, v in sorted(CONTRACT_EXAMPLES.items())) + ")")
     if CONTRACT_CASES:
-        terminalreporter.write_line(f"error contract: {sum(CONTRACT_CASES.values()):,} generated cases "
+        terminalreporter.write_line(f"error contract: {sum(CONTRACT_CASES.values()):,} calls checked "
                                     + ", ".join(f"{k} {v:,}" for k, v in sorted(CONTRACT_CASES.items())))

@@ -22,6 +22,7 @@ def architectures(draw, space_name=None):
     )
 
 
-# generated cases per entry point of the error-contract suite (tests/test_contract.py), printed at
+# counts of the error-contract suite (tests/test_contract.py), printed at
 # the end of the session by tests/conftest.py
-CONTRACT_CASES: Counter = Counter()
+CONTRACT_CASES: Counter = Counter()  # calls checked, per entry point
+CONTRACT_EXAMPLES: Counter = Counter()  # generated cases, per property test

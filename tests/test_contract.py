@@ -4,13 +4,15 @@ raises the package's documented error, an HwlmError naming the field — never a
 
 Entry points: architecture ids, HW-GPT-Bench dicts, encodings, encoding matrices, seeds and
 sample sizes, ``Benchmark.query`` / ``query_batch`` keyword arguments, and ``hwlm`` argument
-vectors. Hypothesis runs derandomized (the same cases every run); the number of generated cases
-is counted per entry point and printed at the end of the test session (tests/conftest.py).
+vectors. Hypothesis runs derandomized (the same cases every run); the generated cases (per test)
+and the calls checked (per entry point: a case may call several) are counted and printed at the
+end of the test session (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 
@@ -23,17 +25,28 @@ from benchmark.errors import HwlmError
 from benchmark.paths import data_dir
 from benchmark.settings import resolve_setting
 from benchmark.spaces import SPACES, Architecture, concatenated_id, get_space
-from strategies import CONTRACT_CASES, architectures
+from strategies import CONTRACT_CASES, CONTRACT_EXAMPLES, architectures
 
 SPACE_NAMES = sorted(SPACES)
 T = get_space("t")
 
 
 def fuzz(n: int):
-    """Deterministic hypothesis settings for ``n`` cases (no deadline: the machine is shared)."""
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    """Deterministic hypothesis settings for ``n`` cases (no deadline: the machine is shared); each
+    generated case is counted under the test's name (CONTRACT_EXAMPLES, printed at the end)."""
+    config = settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                             HealthCheck.function_scoped_fixture])
+
+    def counted(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            CONTRACT_EXAMPLES[test.__name__] += 1
+            return test(*args, **kwargs)
+
+        return config(run)
+
+    return counted
 
 
 def outcome(entry: str, call, fields: tuple[str, ...]):
@@ -156,7 +169,7 @@ def id_strings(draw):
 
 
 @given(id_strings())
-@fuzz(2000)
+@fuzz(2600)
 def test_ids_round_trip_or_refused(case):
     a, s = case
     fields = ("architecture id", "n_layer", "embed_dim", "n_head", "mlp_ratio", "space", "bias",
@@ -173,7 +186,7 @@ def test_ids_round_trip_or_refused(case):
 
 
 @given(junk)
-@fuzz(300)
+@fuzz(500)
 def test_non_string_ids_refused(value):
     got, _ = outcome("Architecture.from_id", lambda: Architecture.from_id(value), ("architecture id",))
     assert got is None
@@ -255,7 +268,7 @@ def encodings(draw):
 
 
 @given(encodings())
-@fuzz(1800)
+@fuzz(2200)
 def test_encodings_decode_or_refused(case):
     a, enc = case
     sp = SPACES[a.space]
@@ -273,7 +286,7 @@ def test_encodings_decode_or_refused(case):
 @given(st.one_of(st.integers(0, 2**70), st.integers(-2**70, -1), junk,
                  st.just(np.random.default_rng(0))),
        st.one_of(st.none(), st.integers(-3, 6), junk.filter(lambda v: not (is_int(v) and v > 6))))
-@fuzz(800)
+@fuzz(1000)
 def test_sample_seed_and_n(seed, n):
     got, _ = outcome("SearchSpace.sample", lambda: T.sample(seed, n=n), ("seed", "n"))
     seed_ok = isinstance(seed, np.random.Generator) or is_int(seed) and seed >= 0
