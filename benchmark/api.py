@@ -17,7 +17,8 @@ its 90 % interval: the quantile model's 5-95 % spread centred on the point predi
 a metric without a quantile model, a split-conformal interval from the surrogate's residuals on
 the architectures held out at fit time) otherwise; ``"table"`` refuses architectures or cells the table lacks;
 ``"surrogate"`` always predicts. Exact metrics (``params``, ``params_no_embedding``,
-``flops``) are always computed exactly with :mod:`benchmark.costs`.
+``flops``; ``weight_bytes`` and ``kv_cache_bytes`` at a setting's shape and dtype, when named) are
+always computed exactly with :mod:`benchmark.costs`.
 
 Sources: every value carries one of ``measured``, ``modeled`` (a modeled device's latency or
 energy: the table's value for a profiled architecture, otherwise the device's roofline model

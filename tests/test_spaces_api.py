@@ -148,3 +148,24 @@ def test_embedded_default_verifies_the_borrowed_release_but_has_no_manifest_of_i
     assert t.manifest is not None and t.manifest["space"] == "t"
     assert b.manifest is None  # the t release's manifest does not describe this space
     assert set(b.devices()) == {d for d, m in t.devices().items() if m["source"] == "modeled"}
+
+
+@pytest.mark.parametrize("space", ["t", "s", "m", "l"])
+def test_weight_and_kv_cache_bytes_are_exact_at_the_setting(space):
+    b = Benchmark(space)
+    archs = list(b.space.sample(4, n=20))
+    for setting, (batch, seq, dtype, size) in {"prefill-b8-s256-fp32": (8, 256, "fp32", 4),
+                                               "decode-b1-s128-fp16": (1, 128, "fp16", 2)}.items():
+        df = b.query_batch(archs, metrics=["weight_bytes", "kv_cache_bytes"], setting=setting)
+        assert df.attrs["units"] == {"weight_bytes": "B", "kv_cache_bytes": "B"}
+        assert df.attrs["sources"] == {"weight_bytes": "exact", "kv_cache_bytes": "exact"}
+        assert df["weight_bytes"].tolist() == (costs.params(archs) * size).tolist()
+        heads = np.array([sum(a.n_head) for a in archs])  # an independent count: K and V of every head
+        assert df["kv_cache_bytes"].tolist() == (2 * batch * seq * b.space.head_size * heads * size).tolist()
+        r = b.query(archs[0], metrics="kv_cache_bytes", setting=setting)
+        assert r.setting == setting and r["kv_cache_bytes"] == df["kv_cache_bytes"][0]
+    r = b.query(archs[0], metrics=["params", "weight_bytes"])  # no setting: the first one flops knows, named
+    assert r.setting == b.catalog.flops_settings[0] and r.units["weight_bytes"] == "B"
+    assert "weight_bytes" not in b.query(archs[0], device=sorted(b.devices())[0]).units  # only when named
+    with pytest.raises(QueryError, match="invalid seq_len: 4096"):
+        b.query(archs[0], metrics="kv_cache_bytes", setting="prefill-b1-s4096-fp32")

@@ -8,11 +8,13 @@ from typing import Any
 
 from benchmark.query.results import fail
 
-__all__ = ["EXACT_METRICS", "DEFAULT_UNITS", "Catalog", "setting_order", "model_key"]
+__all__ = ["EXACT_METRICS", "SETTING_METRICS", "DEFAULT_UNITS", "Catalog", "setting_order", "model_key"]
 
-EXACT_METRICS = ("params", "params_no_embedding", "flops")
+EXACT_METRICS = ("params", "params_no_embedding", "flops", "weight_bytes", "kv_cache_bytes")
+SETTING_METRICS = ("flops", "weight_bytes", "kv_cache_bytes")  # exact, but of a setting (shape, dtype)
 DEFAULT_UNITS = {"perplexity": "1", "token_accuracy": "1", "params": "1", "params_no_embedding": "1",
-                 "flops": "FLOPs", "latency_ms": "ms", "energy_mj": "mJ", "memory_mb": "MB"}
+                 "flops": "FLOPs", "weight_bytes": "B", "kv_cache_bytes": "B", "latency_ms": "ms", "energy_mj": "mJ",
+                 "memory_mb": "MB"}
 
 
 def setting_order(name: str) -> tuple:
@@ -103,7 +105,8 @@ def _metrics(table: Any, index: dict | None, devs: dict, cells: dict) -> tuple[d
                     metrics[name]["no_interval"] = meta["no_interval"]
     for name in ("params", "params_no_embedding"):
         metrics[name] = {"unit": "1", "source": "exact", "needs_device": False, "needs_setting": False}
-    metrics["flops"] = {"unit": "FLOPs", "source": "exact", "needs_device": False, "needs_setting": True}
+    for name in SETTING_METRICS:
+        metrics[name] = {"unit": DEFAULT_UNITS[name], "source": "exact", "needs_device": False, "needs_setting": True}
     for (d, st, m), hm in cells.items():
         e = metrics.setdefault(m, {"unit": hm.get("unit", DEFAULT_UNITS.get(m, "")), "source": set(),
                                    "needs_device": True, "needs_setting": True})

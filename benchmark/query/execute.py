@@ -144,7 +144,7 @@ class Executor:
         if r.all_in:
             return self.lookup.exact(sp.metric, sp.setting, dt)[r.rows]
         X = r.features.get((hw_setting, r.key(r.outside))) if hw_setting is not None else None
-        if X is not None and (sp.metric != "flops" or sp.setting == hw_setting):
+        if X is not None and sp.metric in _EXACT_FEATURE and (sp.metric != "flops" or sp.setting == hw_setting):
             part = X[:, self.n_base + _EXACT_FEATURE[sp.metric]]  # features() computed exactly these
         else:
             part = exact_values(self.space, sp.metric, sp.setting, r.checked(), dt)

@@ -28,8 +28,9 @@ class Column:
 
 
 def exact_values(space: SearchSpace, metric: str, setting: str | None, enc: Any, decode_tokens: int) -> np.ndarray:
-    """``params`` / ``params_no_embedding`` / ``flops`` (at ``setting``) of encodings or a
-    validated :class:`benchmark.costs` batch, float64."""
+    """``params`` / ``params_no_embedding`` / ``flops`` / ``weight_bytes`` / ``kv_cache_bytes`` (the
+    last three at ``setting``: the weights in its dtype; a KV cache of its batch x sequence length
+    in its dtype) of encodings or a validated :class:`benchmark.costs` batch, float64."""
     from benchmark import costs
 
     try:
@@ -37,6 +38,13 @@ def exact_values(space: SearchSpace, metric: str, setting: str | None, enc: Any,
             return costs.params(enc, space=space).astype(np.float64)
         if metric == "params_no_embedding":
             return costs.params(enc, space=space, embeddings=False).astype(np.float64)
+        if metric in ("weight_bytes", "kv_cache_bytes"):
+            from benchmark.settings import Setting
+
+            st = Setting.parse(setting)
+            if metric == "weight_bytes":
+                return costs.weight_bytes(enc, dtype=st.dtype, space=space).astype(np.float64)
+            return costs.kv_cache_bytes(enc, st.batch, st.seq_len, dtype=st.dtype, space=space).astype(np.float64)
         from surrogates.features import exact_flops
 
         return exact_flops(space, enc, setting, decode_tokens)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmark.query.catalog import EXACT_METRICS, Catalog
+from benchmark.query.catalog import EXACT_METRICS, SETTING_METRICS, Catalog
 from benchmark.query.lookup import Column, TableLookup
 from benchmark.query.models import Models
 from benchmark.query.results import QueryError, fail
@@ -34,7 +34,8 @@ class Spec:
 class Plan:
     specs: tuple[Spec, ...]
     device: str | None
-    setting: str | None  # the resolved setting (the device's default when none was given)
+    setting: str | None  # the resolved setting (the device's default when none was given; without a
+    # device, that of the exact metrics of a setting, e.g. flops)
     hw_setting: str | None  # the setting of the hardware metrics (features of surrogates are built at it)
     units: dict[str, str]
     columns: dict[str, Column | None] = field(default_factory=dict)  # metric -> its table column (values)
@@ -87,7 +88,9 @@ class Planner:
     def _names(self, metrics: Any, device: str | None, st: str | None) -> list[str]:
         cat = self.catalog
         if metrics is None:
-            names = [m for m, e in cat.metrics.items() if not e["needs_device"] and m != "flops"]
+            # all metrics: the byte counts only when named (closed forms that would slow every
+            # single query for no news)
+            names = [m for m, e in cat.metrics.items() if not e["needs_device"] and m not in SETTING_METRICS]
             if st is not None or cat.flops_settings:
                 names.append("flops")
             if device is not None:
@@ -109,12 +112,12 @@ class Planner:
             if m not in cat.metrics:
                 raise fail("metric", m, cat.available(sorted(cat.metrics)))
             e = cat.metrics[m]
-            if m == "flops":
+            if m in SETTING_METRICS:
                 fs = st if st is not None else (cat.flops_settings[0] if cat.flops_settings else None)
                 if fs is None:
-                    raise fail("setting (needed by metric 'flops')", None, "a setting name such as "
+                    raise fail(f"setting (needed by metric {m!r})", None, "a setting name such as "
                                "'prefill-b1-s256-fp32'")
-                specs.append(Spec(m, "exact", None, fs, "FLOPs"))
+                specs.append(Spec(m, "exact", None, fs, e["unit"]))
             elif m in EXACT_METRICS:
                 specs.append(Spec(m, "exact", None, None, "1"))
             elif e["source"] == "imported":  # another benchmark's predictor, evaluated here
@@ -130,6 +133,8 @@ class Planner:
         hw_setting = next((sp.setting for sp in specs if sp.device is not None), None)
         columns = {sp.metric: self.lookup.column(sp.metric, sp.device, sp.setting)
                    for sp in specs if sp.kind == "value"}
+        if st is None:  # no device: the setting the exact metrics of a setting were computed at (if any)
+            st = next((sp.setting for sp in specs if sp.metric in SETTING_METRICS), None)
         return Plan(tuple(specs), device, st, hw_setting, {sp.metric: sp.unit for sp in specs}, columns)
 
     def _value_spec(self, metric: str, device: str | None, setting: str | None, unit: str) -> Spec:
