@@ -142,6 +142,11 @@ def test_values_function_equals_query_batch(b, mode, kernels):
         for m in metrics:
             np.testing.assert_array_equal(got[m], ref[m])
         np.testing.assert_array_equal(f(costs.encoded_batch(archs[:1], b.space))[metrics[0]], ref[metrics[0]][:1])
+        if mode != "table":  # new architectures only: every value from the surrogates (ValuesPath.models_only)
+            new = costs.encoded_batch(b.space.sample(5, n=7), b.space)
+            got, ref = f(new), b.query_batch(new.encodings, metrics=metrics, device=device, mode=mode,
+                                             as_frame=False, intervals=False)
+            assert list(got) == metrics and all(np.array_equal(got[m], ref[m]) for m in metrics)
     with pytest.raises(QueryError, match="batch"):
         f(batch.encodings)
     with pytest.raises(QueryError, match="mode"):

@@ -397,6 +397,15 @@ class ValuesPath:
         except (ValueError, KeyError):  # not a plan this path serves (the executor raises what is wrong)
             return None
 
+    def models_only(self, rows: np.ndarray, enc: np.ndarray) -> dict | None:
+        """``run(rows, enc, True)["values"]`` when every value comes from the surrogates (a loop's usual
+        question: no table row asked, or surrogate mode), without the rest of ``run``'s answer; else
+        None. Validated encodings only."""
+        n = len(rows)
+        if not self.surrogates_only or n == 0 or n > MAX_ROWS or (self.mode != "surrogate" and (rows >= 0).any()):
+            return None
+        return self._predict(enc)
+
     def run(self, rows: np.ndarray, enc: np.ndarray, trusted: bool) -> dict | None:
         """``Executor.run(plan, rows, enc, mode, False, None, trusted=trusted, intervals=False)``'s
         result, or None to let the executor answer."""
