@@ -318,10 +318,16 @@ class Benchmark:
         plan = self.planner.plan(metrics, device, setting)
         path = self._values_path(plan, mode)  # compiled now (and cached for the plan), not in the first call
         models_only = path.models_only if path is not None else None
+        keys = self.inputs.table_keys() if path is not None else None
+        space = self.space.name
 
         def values(batch: EncodedBatch) -> dict:
             if not isinstance(batch, EncodedBatch):
                 raise fail("batch", type(batch).__name__, "an EncodedBatch (benchmark.costs.encoded_batch)")
+            if keys is not None and batch.space.name == space:  # membership and models in one compiled call
+                v = path.models_off_table(batch.encodings, keys)
+                if v is not None:
+                    return v
             rows, enc = self.inputs.many(batch)
             # few Python steps for a loop's usual question (every value from the surrogates): the
             # fixed cost of a call is most of a small batch's

@@ -326,3 +326,37 @@ def test_bitvector_walk_equals_xgboost_on_unbalanced_trees_and_rows_at_threshold
     for walk in (fast, level):
         np.testing.assert_array_equal(walk.predict(x)[0], want)
         np.testing.assert_array_equal(walk.predict(x[:1])[0], want[:1])
+
+
+def test_table_keys_identify_table_rows_exactly(b, tmp_path):
+    """The compiled membership test's keys: one integer per encoding, distinct for distinct
+    encodings (mixed radix), equal to a table row's exactly when the encoding is that row's."""
+    from benchmark.api import Benchmark
+
+    w, keys = b.inputs.table_keys()
+    assert len(keys) == len(b.table.ids) and (np.diff(keys) > 0).all()  # sorted, no two rows alike
+    enc = _inputs(b, 40, 60, seed=3)
+    k = (enc.astype(np.int64) + 1) @ w
+    np.testing.assert_array_equal(np.isin(k, keys), b.inputs.rows_of_encodings(enc) >= 0)
+    assert len(np.unique(k)) == len(np.unique(enc, axis=0))  # distinct encodings, distinct keys
+    assert Benchmark("m").inputs.table_keys() is None  # would not fit 63 bits: the dict lookup answers
+    assert len(Benchmark("s", path=tmp_path).inputs.table_keys()[1]) == 0  # no table: nothing is a table row
+
+
+@pytest.mark.parametrize("mode", ["auto", "surrogate"])
+def test_membership_and_models_in_one_call_fall_back_for_table_rows(b, mode, kernels):
+    from benchmark import costs
+
+    f = b.values_function(["perplexity", "latency_ms"], "cpu-epyc-1c", None, mode)
+    path = b._values_path(b.planner.plan(["perplexity", "latency_ms"], "cpu-epyc-1c", None), mode)
+    keys = b.inputs.table_keys()
+    new = costs.encoded_batch(b.space.sample(8, n=9), b.space)
+    mixed = costs.encoded_batch(list(b.space.sample(8, n=9)) + [b.space.from_id(b.table.ids[7])], b.space)
+    compiled = kernels == "compiled"
+    assert (path.models_off_table(new.encodings, keys) is not None) == compiled
+    assert (path.models_off_table(mixed.encodings, keys) is not None) == (compiled and mode == "surrogate")
+    for batch in (new, mixed):  # either way, query_batch's values
+        ref = b.query_batch(batch.encodings, metrics=["perplexity", "latency_ms"], device="cpu-epyc-1c", mode=mode,
+                            as_frame=False, intervals=False)
+        got = f(batch)
+        assert all(np.array_equal(got[m], ref[m]) for m in ("perplexity", "latency_ms"))

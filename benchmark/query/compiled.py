@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM's cttz (undefined for 0: never asked)
 
-__all__ = ["feature_rows", "walk_heaps", "walk_bitvectors", "predict_bitvectors"]
+__all__ = ["feature_rows", "walk_heaps", "walk_bitvectors", "predict_bitvectors", "predict_off_table"]
 
 # Few arguments: a call's cost grows with their number, most when a NAS loop's own work between
 # queries has evicted the caches (24 arrays and integers: 1.8 µs warm, ~35 µs cold; 6: 0.6 and ~23)
@@ -168,3 +168,27 @@ def predict_bitvectors(enc, W, fm_table, fm_ints, table, values, ints, out):
     for k in range(out.shape[0]):
         for i in range(out.shape[1]):
             out[k, i] = sums[k, i]
+
+
+@njit(f"int64(int8[:, ::1], int64[::1], int64[::1], {_FEATURE_MAP}, {_BITVECTORS}, float64[:, ::1])", cache=True,
+      nogil=True)
+def predict_off_table(enc, key_weights, table_keys, W, fm_table, fm_ints, table, values, ints, out):
+    """:func:`predict_bitvectors` for rows none of which is a table row; else the first row that is
+    (its key ``sum((enc + 1) * key_weights)`` found by bisection in the sorted ``table_keys``), with
+    nothing predicted: the table answers that row and the caller asks the general path. Returns -1
+    when it predicted. One call for what a NAS loop asks most: the membership test and the models."""
+    for i in range(enc.shape[0]):
+        k = np.int64(0)
+        for j in range(enc.shape[1]):
+            k += (np.int64(enc[i, j]) + 1) * key_weights[j]
+        lo, hi = 0, len(table_keys)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if table_keys[mid] < k:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(table_keys) and table_keys[lo] == k:
+            return i
+    predict_bitvectors(enc, W, fm_table, fm_ints, table, values, ints, out)
+    return -1

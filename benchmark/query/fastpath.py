@@ -397,6 +397,21 @@ class ValuesPath:
         except (ValueError, KeyError):  # not a plan this path serves (the executor raises what is wrong)
             return None
 
+    def models_off_table(self, enc: np.ndarray, keys: tuple[np.ndarray, np.ndarray]) -> dict | None:
+        """:meth:`models_only` for validated encodings without their table rows: one compiled call
+        tests table membership (``keys``: :meth:`Inputs.table_keys`) and predicts; None when a row
+        is in the table (in mode auto), or without the compiled kernels."""
+        c, n = _COMPILED, len(enc)
+        if c is None or not self.fused or not self.surrogates_only or n == 0 or n > MAX_ROWS:
+            return None
+        z = np.empty((len(self.surrogates), n), np.float64)
+        w, table_keys = keys
+        if self.mode == "surrogate":  # table rows are predicted too
+            table_keys = table_keys[:0]
+        if c.predict_off_table(np.ascontiguousarray(enc, np.int8), w, table_keys, *self.fused, z) >= 0:
+            return None
+        return self._in_units(z)
+
     def models_only(self, rows: np.ndarray, enc: np.ndarray) -> dict | None:
         """``run(rows, enc, True)["values"]`` when every value comes from the surrogates (a loop's usual
         question: no table row asked, or surrogate mode), without the rest of ``run``'s answer; else
@@ -514,6 +529,10 @@ class ValuesPath:
                 if np.isnan(x).any():
                     return None  # a missing value follows default_left: the surrogates' own walk
             z = np.asarray(self.walk.predict(x), np.float64)  # (surrogates, N)
+        return self._in_units(z)
+
+    def _in_units(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """The walks' sums ``z`` (surrogates, N) in each surrogate's units, in the plan's order."""
         if self.transform is not None:
             return dict(zip(self.target_sources, inverse_transform(self.transform, z)))
         return {s.metric: inverse_transform(s.transform, v) for s, v in zip(self.surrogates, z)}

@@ -193,6 +193,22 @@ class Inputs:
         pad = pads[n]
         return [ei, li, *m, *pad, *h, *pad, bi]
 
+    def table_keys(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(weights, sorted keys)``: each table encoding as one exact integer, ``(enc + 1) @ weights``
+        (mixed radix: each position's choices plus the padding), for a compiled membership test; no
+        keys without a table; None where the keys would not fit 63 bits (spaces ``m``, ``l``)."""
+        radix = [c + 1 for c in self.space.encoding_choices]
+        total, weights = 1, []
+        for r in radix:
+            weights.append(total)
+            total *= r
+        if total >= 2 ** 63:
+            return None
+        w = np.array(weights, np.int64)
+        if self.table_encodings is None or not self.row:
+            return w, np.empty(0, np.int64)
+        return w, np.sort((np.asarray(self.table_encodings, np.int64) + 1) @ w)
+
     def rows_of_encodings(self, enc: np.ndarray) -> np.ndarray:
         """Table rows of encodings by a 64-bit hash, verified row by row (no Python object per row)."""
         n = len(enc)
