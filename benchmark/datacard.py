@@ -226,16 +226,7 @@ def _cross_device(t: Table, out_dir: Path, stem: str) -> tuple[list[str], list[t
         lines.append(f"| `{m.shape}` | {len(k)} | {_fmt(mm.min()) if mm.size else '–'} | "
                      f"{(_fmt(mo.min()) + '–' + _fmt(mo.max())) if mo.size else '–'} | {_fmt(oo.min()) if oo.size else '–'} |")
     if "perplexity" in t.metrics() and measured:
-        lines += ["", "**Pareto-front overlap** (perplexity vs latency): the share of the measured device's Pareto-"
-                  "optimal architectures that are also Pareto-optimal on the other device.", ""]
-        for s in shapes:
-            ov = crossdevice.pareto_overlap(t, s)
-            for d in measured:
-                if d not in ov.devices:
-                    continue
-                i = ov.devices.index(d)
-                others = sorted(((ov.values[i, j], o) for j, o in enumerate(ov.devices) if o != d), reverse=True)
-                lines.append(f"- `{s}`, `{d}`: " + ", ".join(f"`{_short(o)}` {v:.0%}" for v, o in others))
+        lines += _overlap_tables(t, shapes, measured)
     el = crossdevice.elasticities(t, shapes[0])
     lines += ["", f"**What each device rewards** at `{shapes[0]}`: exponents of a least-squares fit "
               "latency ∝ n_layer^a · embed_dim^b · mean_heads^c · mean_mlp_ratio^d (larger = that choice costs more "
@@ -244,7 +235,40 @@ def _cross_device(t: Table, out_dir: Path, stem: str) -> tuple[list[str], list[t
     for d, e in el.items():
         lines.append(f"| `{d}` | {t.devices()[d]['source']} | " + " | ".join(f"{e[k]:.2f}" for k in crossdevice.ELASTICITY_TERMS)
                      + f" | {e['r2']:.2f} |")
+    if len(shapes) > 1 and measured:  # the measured devices at the other shapes: prefill rewards other choices
+        lines += ["", "The measured devices at every shape (the same fit):", "",
+                  "| shape | device | n_layer | embed_dim | mean heads | mean MLP ratio | fit R² |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for s in shapes[1:]:
+            for d, e in crossdevice.elasticities(t, s).items():
+                if d in measured:
+                    lines.append(f"| `{s}` | `{d}` | " + " | ".join(f"{e[k]:.2f}" for k in crossdevice.ELASTICITY_TERMS)
+                                 + f" | {e['r2']:.2f} |")
     return lines, [("Latency rank agreement between devices (Kendall τ)", p.name)]
+
+
+def _overlap_tables(t: Table, shapes: list[str], measured: list[str]) -> list[str]:
+    """Pareto-front overlap, one table per shape: the measured devices against each other, and
+    against the modeled devices (their range)."""
+    lines = ["", "**Pareto-front overlap** (perplexity vs latency): the share of the row device's Pareto-optimal "
+             "architectures that are also Pareto-optimal on the column device (the modeled devices: the lowest "
+             "and highest share among them).", ""]
+    for s in shapes:
+        ov = crossdevice.pareto_overlap(t, s)
+        rows = [d for d in measured if d in ov.devices]
+        if not rows:
+            continue
+        modeled = [j for j, o in enumerate(ov.devices) if o not in measured]
+        lines += [f"`{s}`:", "", "| Pareto-optimal on | " + " | ".join(f"`{_short(d)}`" for d in rows)
+                  + " | modeled devices |", "|" + " --- |" * (len(rows) + 2)]
+        for d in rows:
+            i = ov.devices.index(d)
+            cells = ["–" if o == d else f"{ov.values[i, ov.devices.index(o)]:.0%}" for o in rows]
+            mod = ov.values[i, modeled] if modeled else np.array([])
+            lines.append(f"| `{_short(d)}` | " + " | ".join(cells) + " | "
+                         + (f"{mod.min():.0%}–{mod.max():.0%}" if mod.size else "–") + " |")
+        lines.append("")
+    return lines
 
 
 def write_data_card(table: str | Path, out_md: str | Path, title: str | None = None, notes: str = "",

@@ -3,6 +3,8 @@
 
     python scripts/build_release.py data/shards/t_base_20261128.h5 shards/t_cpu-epyc-1c_rounds_20261129.h5 ...
     python scripts/build_release.py --space s shards/s_cpu-epyc-1c.h5     # the `s` release, in data/s/
+    python scripts/build_release.py --card-only --notes docs/data_card_t_conditions.md \
+        --runtime-check docs/runtimes_check.json                           # step 3 alone, on the release's table
 
 1. merge the shards into RELEASE/table_<space>.h5 (de-duplicated, atomic). The raw per-visit
    timings of timing-pass shards (log ``timings``, ~11 MB per device) stay in the shards (in
@@ -16,6 +18,10 @@
 4. fit the surrogates into RELEASE/surrogates/<space>/ with the quality report docs/surrogates.md
    (`t`) or docs/surrogates_<space>.md;
 5. write RELEASE/MANIFEST.json (sha256 of every released file).
+
+``--card-only`` rewrites the data card of the release's table alone (step 3), with the protocol
+evidence committed in docs/protocol/<space>_evidence.json: the card of a release whose shards are
+not at hand (the release itself is not touched).
 
 RELEASE (``--out``) defaults to data/ for the default space `t` and to data/<space>/ for the others
 (a release of its own, which ``Benchmark(space)`` opens: benchmark.release.embedded_release). A
@@ -58,9 +64,30 @@ IMPORTED_NOTE = (
     "weight values (the same operators on the same shapes), so no trained `{space}` model is needed.")
 
 
+def _write_card(a, table: Path, evidence: list[dict] | None) -> Path:
+    notes = Path(a.notes).read_text() if a.notes else ""
+    if a.space in HWGPT_SPACES and "perplexity" not in Table(table).metrics():
+        notes = IMPORTED_NOTE.format(space=a.space) + "\n\n" + notes
+    return write_data_card(table, Path(a.docs) / f"data_card_{a.space}.md", title=f"Data card: the `{a.space}` table",
+                           notes=notes, protocol_evidence=evidence,
+                           runtime_check=json.loads(Path(a.runtime_check).read_text()) if a.runtime_check else None)
+
+
+def _card_only(a) -> int:
+    out = Path(a.out) if a.out else (data_dir() if a.space == "t" else data_dir() / a.space)
+    table = out / f"table_{a.space}.h5"
+    if not table.is_file():
+        print(f"build_release: invalid --card-only: {table} does not exist; allowed: a release's table", file=sys.stderr)
+        return 2
+    ev_path = Path(a.docs) / "protocol" / f"{a.space}_evidence.json"
+    evidence = json.loads(ev_path.read_text())["rows"] if ev_path.is_file() else None
+    print(f"data card: {_write_card(a, table, evidence)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("shards", nargs="+", help="profiled shard tables, in priority order")
+    ap.add_argument("shards", nargs="*", help="profiled shard tables, in priority order")
     ap.add_argument("--space", default="t")
     ap.add_argument("--out", default=None, help="release directory (default: data/ for t, data/SPACE/ otherwise)")
     ap.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where the data card and the surrogate "
@@ -70,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtime-check", default=None,
                     help="JSON of scripts/check_runtimes.py to print in the data card (runtime correctness)")
     ap.add_argument("--no-surrogates", action="store_true", help="skip fitting (table, card and manifest only)")
+    ap.add_argument("--card-only", action="store_true", help="only rewrite the data card of the release's table, "
+                    "with the committed protocol evidence (no shards)")
     a = ap.parse_args(argv)
+    if a.card_only == bool(a.shards):
+        print("build_release: invalid arguments: give shards, or --card-only without shards", file=sys.stderr)
+        return 2
+    if a.card_only:
+        return _card_only(a)
     for shard in a.shards:  # a shard of another space would land in this space's table
         space = Table(shard).space.name if Path(shard).exists() else a.space
         if space != a.space:
@@ -102,13 +136,7 @@ def main(argv: list[str] | None = None) -> int:
           f"protocol evidence of {len({e['device'] for e in evidence})} device(s)")
     r = add_modeled_devices(table)
     print(f"[2/5] {len(r['devices'])} modeled devices added")
-    notes = Path(a.notes).read_text() if a.notes else ""
-    if a.space in HWGPT_SPACES and "perplexity" not in Table(table).metrics():
-        notes = IMPORTED_NOTE.format(space=a.space) + "\n\n" + notes
-    card = write_data_card(table, docs / f"data_card_{a.space}.md",
-                           title=f"Data card: the `{a.space}` table", notes=notes, protocol_evidence=evidence,
-                           runtime_check=json.loads(Path(a.runtime_check).read_text()) if a.runtime_check else None)
-    print(f"[3/5] data card: {card}")
+    print(f"[3/5] data card: {_write_card(a, table, evidence)}")
     if not a.no_surrogates:
         from surrogates.fit import fit_table
 

@@ -177,3 +177,11 @@ def test_a_base_path_without_a_release_of_the_space_is_said(tmp_path):
         api = HWGPTBenchCompat("s", base_path=tmp_path)
     api.sample_arch()
     assert api.query(metric="perplexity")["perplexity"] > 0 and api.sources["perplexity"] == "imported"
+
+
+def test_the_query_api_names_our_id_for_a_hwgpt_bench_device_name():
+    b = Benchmark("t")
+    with pytest.raises(QueryError, match="invalid device: 'rtx2080'; allowed: .*HW-GPT-Bench's 'rtx2080' is 'gpu-rtx2080' here$"):
+        b.query(b.space.sample(seed=0), device="rtx2080")
+    with pytest.raises(QueryError, match=r"invalid device: 'tpu'; allowed: \[[^;]*\]$"):
+        b.query(b.space.sample(seed=0), device="tpu")

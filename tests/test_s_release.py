@@ -175,3 +175,16 @@ def test_the_front_of_the_embedded_s_table_takes_the_imported_perplexity_per_row
     F = np.column_stack([every["perplexity"], every["latency_ms"]])
     for p, q in zip(front["perplexity"], front[lat]):
         assert not np.any((F[:, 0] <= p) & (F[:, 1] <= q) & ((F[:, 0] < p) | (F[:, 1] < q)))
+
+
+def test_the_committed_data_card_is_what_the_script_writes(tmp_path):
+    """docs/data_card_s.md (and its plots) come from ``build_release.py --card-only`` on the
+    embedded release and the committed evidence and conditions, byte for byte."""
+    docs = tmp_path / "docs"
+    (docs / "protocol").mkdir(parents=True)
+    (docs / "protocol" / "s_evidence.json").write_bytes((REPO_ROOT / "docs" / "protocol" / "s_evidence.json").read_bytes())
+    assert _script("build_release").main(["--space", "s", "--card-only", "--docs", str(docs),
+                                          "--notes", str(REPO_ROOT / "docs" / "data_card_s_conditions.md")]) == 0
+    for f in ["data_card_s.md", *sorted(p.name for p in docs.glob("*.png"))]:
+        assert (docs / f).read_bytes() == (REPO_ROOT / "docs" / f).read_bytes(), f
+    assert _script("build_release").main(["--space", "s", "--card-only", "shard.h5"]) == 2  # one or the other

@@ -32,6 +32,13 @@ def model_key(k: tuple) -> str:
     return model_stem(*k)
 
 
+def _hwgpt_names() -> dict[str, str]:
+    """HW-GPT-Bench's device names -> this package's device ids (the registry's ``hwgpt_name``)."""
+    from benchmark.profiling.devices import list_devices
+
+    return {d.hwgpt_name: d.id for d in list_devices(hwgpt_only=True)}
+
+
 @dataclass
 class Catalog:
     devices: dict[str, dict]  # device -> {"source", "kind", "settings"}
@@ -78,7 +85,12 @@ class Catalog:
 
     def check_device(self, device: Any) -> None:
         if not isinstance(device, str) or device not in self.devices:
-            raise fail("device", device, self.available(sorted(self.devices)))
+            allowed = self.available(sorted(self.devices))
+            ours = _hwgpt_names().get(device) if isinstance(device, str) else None
+            if ours is not None:  # a HW-GPT-Bench user's name: say ours
+                allowed = (f"{allowed}; HW-GPT-Bench's {device!r} is {ours!r} here"
+                           + ("" if ours in self.devices else ", which this release does not hold"))
+            raise fail("device", device, allowed)
 
     def available(self, names: list[str]) -> Any:
         """What an error lists as allowed: ``names``, and what the release offers at all when that is limited."""
