@@ -100,6 +100,7 @@ def median_params_id(archs) -> str:
 def main(argv: list[str] | None = None) -> int:
     from benchmark.errors import HwlmError
     from benchmark.profiling.protocol import RoundsProtocol
+    from benchmark.profiling.devices import cpu_model_name
     from benchmark.profiling.runtimes.registry import parse_device_id
     from benchmark.profiling.runner import DEFAULT_SETTINGS, select_architectures
     from benchmark.profiling.timing_pass import TimingPass, device_settings, pass_to_table, run_pass
@@ -147,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
 
     log = Path(a.log)
     try:
+        host, dev = parse_device_id(a.device)
+        here = dev.device_id()  # this machine's id of the device: a measurement names the host it ran on
+        if a.device != here and not a.to_table:  # (a log timed elsewhere may be turned into a shard here)
+            raise _fail(f"invalid --device: {a.device!r} names host {host!r}, but this machine is "
+                        f"{here.rsplit('-', 3)[0]!r} ({cpu_model_name()}); allowed: {here!r} (time on the "
+                        f"host the id names)")
         if sum(x is not None for x in (a.table, a.space, a.archs)) > 1:
             raise _fail("invalid architectures: more than one of --table, --space, --archs; allowed: one")
         if (a.space is None) != (a.sample is None):
@@ -176,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
             # one anchor for every pass of the table (whatever subset it times), so shards of one device merge
             anchor = every[int(np.argsort(t.metric("params"))[len(every) // 2])]
             base = a.settings or DEFAULT_SETTINGS[space]
-        host, dev = parse_device_id(a.device)
         dev_id = f"{host}-{dev.threads}c" if (dev.runtime, dev.dtype) == ("torch", "fp32") else a.device
         tp = TimingPass(space, tuple(ids), dev, dev_id, device_settings(base, dev),
                         RoundsProtocol(a.rounds, a.repeats_per_round, a.warmup, a.anchor_every, a.seed), anchor,

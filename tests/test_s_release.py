@@ -15,12 +15,17 @@ from benchmark.hwgpt_perplexity import predict as imported_perplexity
 from benchmark.moo.problems import ProblemError
 from benchmark.moo.suites import Suite, get_suite
 from benchmark.paths import REPO_ROOT
+from benchmark.profiling.runtimes.registry import RuntimeDevice
 from benchmark.release import embedded_release, list_release_files, verify_release
 from benchmark.spaces import Architecture, get_space
 from benchmark.table import Table
 
+# the tiny pass runs on this machine: its device id names this host (cpu-epyc-1c on the VM that timed
+# the release; the table keeps PyTorch fp32 devices under the short id)
+HERE = RuntimeDevice("torch", "fp32", 1).device_id()
+DEV = HERE.removesuffix("-torch-fp32")
 TINY = ["--settings", "prefill-b1-s16-fp32", "decode-b1-s8-fp32", "--decode-tokens", "2", "--warmup", "0",
-        "--device", "cpu-epyc-1c-torch-fp32", "--quiet"]
+        "--device", HERE, "--quiet"]
 
 
 def _script(name):
@@ -77,10 +82,10 @@ def test_the_shard_holds_exact_metrics_and_measured_latency_of_every_architectur
 
     rows = [t.row(a) for a in archs]
     assert np.array_equal(t.metric("params")[rows], costs.params(archs))
-    prov = t.provenance("cpu-epyc-1c")
-    assert t.devices()["cpu-epyc-1c"]["source"] == "measured" and "seeded random" in prov["weights"]
+    prov = t.provenance(DEV)
+    assert t.devices()[DEV]["source"] == "measured" and "seeded random" in prov["weights"]
     for s in ("prefill-b1-s16-fp32", "decode-b1-s8-fp32"):
-        lat = t.hardware("cpu-epyc-1c", s, "latency_ms")
+        lat = t.hardware(DEV, s, "latency_ms")
         assert lat.shape == (8, 2) and np.isfinite(lat).all() and (lat > 0).all()
     assert Path(str(s_release["log"]) + ".archs").read_text().split() == [a.id for a in archs]
 
@@ -94,18 +99,18 @@ def test_benchmark_s_serves_every_source_labelled(s_release, monkeypatch):
     b = Benchmark("s")
     assert b.path == rel and b.table is not None
     devs = b.devices()
-    assert devs["cpu-epyc-1c"]["source"] == "measured" and devs["gpu-rtx2080"]["source"] == "modeled"
+    assert devs[DEV]["source"] == "measured" and devs["gpu-rtx2080"]["source"] == "modeled"
     assert b.metrics()["perplexity"]["source"] == "imported"
     inside, outside = s_release["archs"][0], get_space("s").largest()
-    r = b.query(inside, device="cpu-epyc-1c", setting="prefill-b1-s16-fp32")
+    r = b.query(inside, device=DEV, setting="prefill-b1-s16-fp32")
     assert r.sources == {"perplexity": "imported", "latency_ms": "measured", "params": "exact",
                          "params_no_embedding": "exact", "flops": "exact", "energy_mj": "missing"}
     assert "latency only" in r.missing["energy_mj"]  # a timing pass: the query says why there is no energy
     assert r["perplexity"] == pytest.approx(imported_perplexity("s", inside.encoding()[None])[0])
     assert "HW-GPT-Bench" in r.provenance["perplexity"]["predictor"]
-    measured = b.table.hardware("cpu-epyc-1c", "prefill-b1-s16-fp32", "latency_ms")[b.table.row(inside)]
+    measured = b.table.hardware(DEV, "prefill-b1-s16-fp32", "latency_ms")[b.table.row(inside)]
     assert r["latency_ms"] == pytest.approx(np.median(measured))
-    r = b.query(outside, device="cpu-epyc-1c", setting="decode-b1-s8-fp32")
+    r = b.query(outside, device=DEV, setting="decode-b1-s8-fp32")
     assert r.sources["latency_ms"] == "surrogate" and r.sources["perplexity"] == "imported" and r["latency_ms"] > 0
     r = b.query(outside, metrics=["latency_ms"], device="gpu-rtx2080")
     assert r.sources == {"latency_ms": "modeled"} and r["latency_ms"] > 0
@@ -119,7 +124,7 @@ def test_the_measured_cpu_suite_runs_on_the_release_and_says_what_it_needs_witho
     suite = Suite.from_dict("s-tiny", {k: v for k, v in cpu.items() if k not in ("name", "version")})
     b = Benchmark("s", path=s_release["release"])
     resolved = suite.resolve(b)
-    assert resolved.objectives[1]["device"] == "cpu-epyc-1c"
+    assert resolved.objectives[1]["device"] == DEV
     values = resolved.problem(b).evaluate(s_release["archs"][:2])
     assert values.shape == (2, 2) and np.isfinite(values).all()
     empty = tmp_path / "no-release"
@@ -188,3 +193,16 @@ def test_the_committed_data_card_is_what_the_script_writes(tmp_path):
     for f in ["data_card_s.md", *sorted(p.name for p in docs.glob("*.png"))]:
         assert (docs / f).read_bytes() == (REPO_ROOT / "docs" / f).read_bytes(), f
     assert _script("build_release").main(["--space", "s", "--card-only", "shard.h5"]) == 2  # one or the other
+
+
+def test_a_timing_pass_refuses_a_device_id_of_another_host(tmp_path, capsys):
+    """A shard names the host that timed it: an id of another CPU is refused before any timing."""
+    other = "cpu-othercpu-1c-torch-fp32" if not HERE.startswith("cpu-othercpu-") else "cpu-elsewhere-1c-torch-fp32"
+    args = ["--space", "s", "--sample", "2", "--log", str(tmp_path / "x.jsonl"), *TINY]
+    args[args.index(HERE)] = other
+    with pytest.raises(SystemExit) as e:
+        _script("timing_pass").main(args)
+    assert e.value.code == 2 or "invalid --device" in str(e.value)
+    msg = str(e.value) + capsys.readouterr().err
+    assert f"invalid --device: {other!r} names host" in msg and repr(HERE) in msg
+    assert not list(tmp_path.iterdir())  # nothing written, not even the list of architectures
