@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from benchmark import Benchmark
+    from benchmark.profiling.devices import cpu_model_name
     from benchmark.moo.algorithms import ALGORITHMS, SLOW_ALGORITHMS
     from benchmark.moo.runner import run_problem
     from benchmark.moo.suites import get_suite
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     devices = dict(d.split("=", 1) for d in args.device or ())
     suite = get_suite(args.suite).override(mode=args.mode, candidates=args.candidates).resolve(b, devices)
     print(f"suite: {suite.name} (mode {suite.mode}, candidates {suite.candidates}); budget {args.budget}; "
-          f"seed {args.seed}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"seed {args.seed}; {cpu_model_name()} ({platform.machine()}), {os.cpu_count()} CPUs, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(f"repeats: {args.repeats} (medians)")
     print(f"{'algorithm':<10} {'evals':>6} {'loop s':>8} {'evals/s':>9} {'queries':>8} {'query s':>8} "

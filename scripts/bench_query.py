@@ -31,6 +31,7 @@ hyperparameter candidates; only the timings mean anything there.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         opens.append(time.perf_counter() - t0)
     device = args.device or sorted(b.devices())[0]
     sp = b.space
+    from benchmark.profiling.devices import cpu_model_name
+
+    print(f"host: {cpu_model_name()}, {os.cpu_count()} CPUs (figures compare within one run, not across hosts)")
     print(f"release {b.path}: {len(b.table) if b.table is not None else 0} rows, devices {sorted(b.devices())}; "
           f"device {device}, setting {b.settings(device)[0]}")
     print(f"open Benchmark: median {np.median(opens) * 1e3:.1f} ms over 5 (first {opens[0] * 1e3:.1f} ms; "
