@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from benchmark import costs
-from benchmark.profiling.devices import list_devices
+from benchmark.profiling.devices import hwgpt_device_ids
 from benchmark.query.results import QueryError, fail
 from benchmark.spaces import ArchitectureError
 
@@ -48,7 +48,7 @@ __all__ = ["HWGPTBenchCompat", "HWGPT_DEVICES", "UNITS"]
 
 #: HW-GPT-Bench's device names -> this package's device ids (the registry's ``hwgpt_name``), in
 #: HW-GPT-Bench's ``device_list`` order.
-HWGPT_DEVICES: dict[str, str] = {d.hwgpt_name: d.id for d in list_devices(hwgpt_only=True)}
+HWGPT_DEVICES: dict[str, str] = hwgpt_device_ids()
 
 #: HW-GPT-Bench's metric -> (this package's metric, unit HW-GPT-Bench states, ours per one of theirs).
 _HW_METRICS = {"latencies": ("latency_ms", "ms", 1.0), "energies": ("energy_mj", "Wh", 3.6e6)}

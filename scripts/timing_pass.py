@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         here = dev.device_id()  # this machine's id of the device: a measurement names the host it ran on
         if a.device != here and not a.to_table:  # (a log timed elsewhere may be turned into a shard here)
             raise _fail(f"invalid --device: {a.device!r} names host {host!r}, but this machine is "
-                        f"{here.rsplit('-', 3)[0]!r} ({cpu_model_name()}); allowed: {here!r} (time on the "
+                        f"{here.removesuffix('-' + dev.key)!r} ({cpu_model_name()}); allowed: {here!r} (time on the "
                         f"host the id names)")
         if sum(x is not None for x in (a.table, a.space, a.archs)) > 1:
             raise _fail("invalid architectures: more than one of --table, --space, --archs; allowed: one")

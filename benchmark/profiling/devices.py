@@ -38,8 +38,8 @@ from benchmark.errors import HwlmError
 from benchmark.settings import DTYPES  # part of this module's API: the dtypes of a spec sheet
 
 __all__ = [
-    "Figure", "DeviceSpec", "REGISTRY", "DTYPES", "get_device", "with_threads", "list_devices", "match_registry",
-    "cpu_model_name", "local_device_id", "host_provenance",
+    "Figure", "DeviceSpec", "REGISTRY", "DTYPES", "get_device", "with_threads", "list_devices", "hwgpt_device_ids",
+    "match_registry", "cpu_model_name", "local_device_id", "host_provenance",
 ]
 
 KINDS = ("cpu", "gpu")
@@ -304,6 +304,12 @@ def get_device(device_id: str | DeviceSpec) -> DeviceSpec:
 def list_devices(kind: str | None = None, hwgpt_only: bool = False) -> list[DeviceSpec]:
     out = [d for d in REGISTRY.values() if kind is None or d.kind == kind]
     return [d for d in out if d.hwgpt_name] if hwgpt_only else out
+
+
+def hwgpt_device_ids() -> dict[str, str]:
+    """HW-GPT-Bench's device names -> this package's device ids (the registry's ``hwgpt_name``), in
+    HW-GPT-Bench's ``device_list`` order."""
+    return {d.hwgpt_name: d.id for d in list_devices(hwgpt_only=True)}
 
 
 def match_registry(name: str) -> DeviceSpec | None:

@@ -32,13 +32,6 @@ def model_key(k: tuple) -> str:
     return model_stem(*k)
 
 
-def _hwgpt_names() -> dict[str, str]:
-    """HW-GPT-Bench's device names -> this package's device ids (the registry's ``hwgpt_name``)."""
-    from benchmark.profiling.devices import list_devices
-
-    return {d.hwgpt_name: d.id for d in list_devices(hwgpt_only=True)}
-
-
 @dataclass
 class Catalog:
     devices: dict[str, dict]  # device -> {"source", "kind", "settings"}
@@ -86,7 +79,9 @@ class Catalog:
     def check_device(self, device: Any) -> None:
         if not isinstance(device, str) or device not in self.devices:
             allowed = self.available(sorted(self.devices))
-            ours = _hwgpt_names().get(device) if isinstance(device, str) else None
+            from benchmark.profiling.devices import hwgpt_device_ids
+
+            ours = hwgpt_device_ids().get(device) if isinstance(device, str) else None
             if ours is not None:  # a HW-GPT-Bench user's name: say ours
                 allowed = (f"{allowed}; HW-GPT-Bench's {device!r} is {ours!r} here"
                            + ("" if ours in self.devices else ", which this release does not hold"))

@@ -31,6 +31,7 @@ class Inputs:
         self._id_parser = None
         self._dict_parser = None
         self._bytes_rows = None  # encoding bytes -> table row, built on first use
+        self._table_keys: tuple | None = None  # (table_keys(),) once computed (which may be None)
 
     def one(self, arch: Any) -> tuple[int, np.ndarray | None, str]:
         """(row or -1, encoding or None (table rows), id) of one architecture in any accepted form."""
@@ -196,7 +197,12 @@ class Inputs:
     def table_keys(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(weights, sorted keys)``: each table encoding as one exact integer, ``(enc + 1) @ weights``
         (mixed radix: each position's choices plus the padding), for a compiled membership test; no
-        keys without a table; None where the keys would not fit 63 bits (spaces ``m``, ``l``)."""
+        keys without a table; None where the keys would not fit 63 bits (spaces ``m``, ``l``). Computed once."""
+        if self._table_keys is None:
+            self._table_keys = (self._exact_keys(),)
+        return self._table_keys[0]
+
+    def _exact_keys(self) -> tuple[np.ndarray, np.ndarray] | None:
         radix = [c + 1 for c in self.space.encoding_choices]
         total, weights = 1, []
         for r in radix:
